@@ -1,0 +1,97 @@
+"""Tooling for the example distribution (ExampleOS): build its RPMs, publish an rpm-md repo, and set up an
+OSTree sysroot in a directory. The demo and the test suite both use it.
+
+Sysroots made here are safe on a development machine: a tmpfs is mounted on `<sysroot>/boot` (ostree
+freezes the filesystem holding /boot), the bootloader is pinned to `none`, and deployments stay mutable
+so the directory can be deleted.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterable
+from pathlib import Path
+
+EXAMPLES = Path(__file__).resolve().parent
+SPECS = EXAMPLES / "specs"
+BASE_PACKAGES = ["example-filesystem", "example-shell", "example-libs", "example-kernel", "example-release"]
+OSNAME = "example"
+BASE_REF = "example/base"
+
+# Deployments stay deletable; ostree's global sync() is skipped (it would flush the whole host).
+SYSROOT_ENV = {"OSTREE_SYSROOT_DEBUG": "mutable-deployments", "OSTREE_SYSROOT_OPTS": "skip-sync"}
+
+
+def sysroot_env() -> dict[str, str]:
+    return {**os.environ, **SYSROOT_ENV}
+
+
+def run(argv: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(argv, capture_output=True, text=True, env=kwargs.pop("env", sysroot_env()), check=False)  # type: ignore[call-overload]
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def build_rpms(specs: Iterable[Path], topdir: Path) -> list[Path]:
+    """rpmbuild each spec; returns the binary RPMs built."""
+    topdir.mkdir(parents=True, exist_ok=True)
+    before = set(topdir.glob("RPMS/*/*.rpm"))
+    for spec in specs:
+        run(["rpmbuild", "-bb", "--quiet", "--define", f"_topdir {topdir}", str(spec)])
+    return sorted(set(topdir.glob("RPMS/*/*.rpm")) - before)
+
+
+def make_repo(rpms: Iterable[Path], repo_dir: Path) -> Path:
+    """Copy RPMs into `repo_dir` and generate rpm-md metadata with createrepo_c."""
+    repo_dir.mkdir(parents=True, exist_ok=True)
+    for rpm in rpms:
+        shutil.copy2(rpm, repo_dir / rpm.name)
+    run(["createrepo_c", "--quiet", "--no-database", "--simple-md-filenames", str(repo_dir)])
+    return repo_dir
+
+
+def write_repo_file(reposdir: Path, repo_id: str, baseurl: str) -> Path:
+    reposdir.mkdir(parents=True, exist_ok=True)
+    path = reposdir / f"{repo_id}.repo"
+    path.write_text(f"[{repo_id}]\nname={repo_id}\nbaseurl={baseurl}\nenabled=1\ngpgcheck=0\n")
+    return path
+
+
+def init_sysroot(sysroot: Path, source_repo: Path, ref: str, osname: str = OSNAME) -> None:
+    """An OSTree sysroot in a directory with `ref` (from `source_repo`) deployed."""
+    sysroot.mkdir(parents=True)
+    run(["ostree", "admin", "init-fs", "--modern", str(sysroot)])
+    boot = sysroot / "boot"
+    boot.mkdir(exist_ok=True)
+    run(["mount", "-t", "tmpfs", "-o", "size=64m", "reconcile-test-boot", str(boot)])
+    repo = sysroot / "ostree" / "repo"
+    run(["ostree", f"--repo={repo}", "config", "set", "sysroot.bootloader", "none"])
+    run(["ostree", "admin", f"--sysroot={sysroot}", "os-init", osname])
+    pull_base(sysroot, source_repo, ref)
+    run(
+        [
+            "ostree",
+            "admin",
+            f"--sysroot={sysroot}",
+            "deploy",
+            f"--os={osname}",
+            "--karg=root=LABEL=example",
+            ref,
+        ]
+    )
+
+
+def pull_base(sysroot: Path, source_repo: Path, ref: str) -> None:
+    run(["ostree", f"--repo={sysroot / 'ostree' / 'repo'}", "pull-local", str(source_repo), ref])
+
+
+def teardown_sysroot(sysroot: Path) -> None:
+    boot = sysroot / "boot"
+    if boot.is_dir() and os.path.ismount(boot):
+        subprocess.run(["umount", str(boot)], check=False)
+    if sysroot.exists():
+        subprocess.run(["chattr", "-R", "-i", str(sysroot / "ostree" / "deploy")], capture_output=True, check=False)
+        shutil.rmtree(sysroot)

@@ -1,0 +1,128 @@
+"""Assemble base + package trees into one commit at the metadata level: no checkout of the base.
+
+The base tree loads lazily; only directories a package touches are read, so the cost grows with what is
+layered. Directories the base already has keep the base's metadata; a file two trees ship with different
+content is a conflict naming both owners.
+"""
+
+from __future__ import annotations
+
+import stat
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from reconcile import commitmeta as cm
+from reconcile import ostree
+from reconcile.apply.pkgcache import CachedPackage, PackageCache
+from reconcile.errors import PackageError
+from reconcile.ostree import MutableTree, Repo, Variant
+from reconcile.rpm.rpmdb import DEFAULT_RPMDB_DIR, RPMDB_FILE, build_rpmdb, find_rpmdb
+
+BASE_OWNER = "the base"
+
+
+@dataclass
+class TreeMerger:
+    """Merges package trees into `tree`, remembering which package put each path there."""
+
+    repo: Repo
+    tree: MutableTree
+    owners: dict[str, str] = field(default_factory=dict)
+
+    def merge(self, pkg: CachedPackage) -> None:
+        contents, _meta = self.repo.commit_root(pkg.commit)
+        self._merge_dir(self.tree, contents, "", str(pkg.nevra))
+
+    def _owner_of(self, path: str) -> str:
+        while path:
+            if path in self.owners:
+                return self.owners[path]
+            path = path.rpartition("/")[0]
+        return BASE_OWNER
+
+    def _conflict(self, path: str, owner: str, detail: str) -> PackageError:
+        return PackageError(
+            f"File conflict at /{path}: {owner} and {self._owner_of(path)} both ship it, {detail}.",
+            hint="Layer only one of them; nothing was deployed.",
+        )
+
+    def _merge_dir(self, target: MutableTree, contents: str, path: str, owner: str) -> None:
+        entries = self.repo.load_dirtree(contents)
+        for name, csum in entries.files:
+            p = f"{path}/{name}" if path else name
+            found = ostree.tree_lookup(target, name)
+            if found is None:
+                ostree.tree_replace_file(target, name, csum)
+                self.owners[p] = owner
+            elif found[1] is not None:
+                raise self._conflict(p, owner, "as a file where the other has a directory")
+            elif found[0] != csum:
+                raise self._conflict(p, owner, "with different content or metadata")
+        for name, tree_csum, meta_csum in entries.dirs:
+            p = f"{path}/{name}" if path else name
+            found = ostree.tree_lookup(target, name)
+            if found is None:
+                sub = ostree.tree_ensure_dir(target, name)
+                ostree.tree_fill(sub, self.repo, tree_csum, meta_csum)
+                self.owners[p] = owner
+            elif found[1] is None:
+                raise self._conflict(p, owner, "as a directory where the other has a file or symlink")
+            else:
+                self._merge_dir(found[1], tree_csum, p, owner)
+
+
+def write_rpmdb(
+    repo: Repo, tree: MutableTree, base: str | None, cache: PackageCache, packages: list[CachedPackage]
+) -> None:
+    """Replace the tree's rpmdb with one listing the base's packages plus `packages`."""
+    found = find_rpmdb(repo, base) if base else None
+    base_db = repo.content_path(found.file_checksum) if found else None
+    if found and base_db is None:
+        raise PackageError("The base's rpmdb cannot be read from this repo mode (bare or bare-user needed).")
+    directory = found.directory if found else DEFAULT_RPMDB_DIR
+    headers = [(p.nevra.name, cache.header_raw(p.commit)) for p in packages]
+    (repo.path / "tmp").mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="reconcile-rpmdb-", dir=repo.path / "tmp") as work:
+        db = build_rpmdb(base_db, headers, Path(work))
+        size = db.stat().st_size
+        with open(db, "rb") as f:
+            csum = repo.write_file_stream(0, 0, stat.S_IFREG | 0o644, size, iter(lambda: f.read(1 << 20), b""))
+    parent = tree
+    for name in directory.split("/"):
+        found_dir = ostree.tree_lookup(parent, name)
+        if found_dir is None:
+            parent = ostree.tree_ensure_dir(parent, name)
+            parent.set_metadata_checksum(repo.write_dirmeta(0, 0, stat.S_IFDIR | 0o755))
+        elif found_dir[1] is None:
+            raise PackageError(f"/{directory} is not a directory in the tree; cannot write the rpmdb.")
+        else:
+            parent = found_dir[1]
+    ostree.tree_replace_file(parent, RPMDB_FILE, csum)
+
+
+def boot_metadata(repo: Repo, commit: str) -> dict[str, Any]:
+    meta = repo.commit_metadata(commit)
+    out: dict[str, Any] = {}
+    if "ostree.bootable" in meta:
+        out["ostree.bootable"] = Variant("b", bool(meta["ostree.bootable"]))
+    if "ostree.linux" in meta:
+        out["ostree.linux"] = Variant("s", str(meta["ostree.linux"]))
+    if cm.VERSION in meta:
+        out[cm.VERSION] = Variant("s", str(meta[cm.VERSION]))
+    return out
+
+
+def kernel_metadata(tree: MutableTree) -> dict[str, Any]:
+    """`ostree commit --bootable` style keys, from the kernel under /usr/lib/modules."""
+    modules: MutableTree | None = tree
+    for name in ("usr", "lib", "modules"):
+        found = ostree.tree_lookup(modules, name) if modules is not None else None
+        modules = found[1] if found else None
+    if modules is None:
+        return {}
+    for kver, sub in sorted(modules.get_subdirs().items()):
+        if "vmlinuz" in sub.get_files():
+            return {"ostree.bootable": Variant("b", True), "ostree.linux": Variant("s", kver)}
+    return {}

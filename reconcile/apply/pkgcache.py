@@ -1,0 +1,148 @@
+"""The package cache: one OSTree commit per RPM, ref `reconcile/pkg/<name>/<evr>.<arch>` (DESIGN §3).
+
+A cached commit is reused only when everything it was built from still holds: the repodata checksum of
+the RPM, the ids its owners map to in the target tree, the SELinux policy and the import format.
+"""
+
+from __future__ import annotations
+
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reconcile import commitmeta as cm
+from reconcile.errors import PackageError
+from reconcile.ostree import Repo, Variant
+from reconcile.rpm import header as h
+from reconcile.rpm.nevra import Nevra, pkgcache_ref
+from reconcile.rpm.payload import Owners, PayloadImporter
+
+IMPORT_FORMAT = 1
+_PASSWD_PATHS = ("usr/etc/passwd", "usr/lib/passwd", "etc/passwd")
+_GROUP_PATHS = ("usr/etc/group", "usr/lib/group", "etc/group")
+ACCOUNT_FILES = {"/etc/passwd", "/etc/group", "/usr/lib/passwd", "/usr/lib/group"}
+
+
+@dataclass(frozen=True)
+class CachedPackage:
+    nevra: Nevra
+    commit: str
+    checksum: str
+    repo: str
+
+    @property
+    def ref(self) -> str:
+        return pkgcache_ref(self.nevra)
+
+
+def owners_in_commit(repo: Repo, commit: str) -> Owners:
+    """Users and groups of a tree, from /usr/etc and nss-altfiles style /usr/lib files."""
+
+    def read(paths: tuple[str, ...]) -> str:
+        texts = []
+        for p in paths:
+            found = repo.lookup_path(commit, p)
+            if found and found[0] == "file":
+                texts.append(repo.read_bytes(found[1], limit=16 << 20).decode("utf-8", "replace"))
+        return "\n".join(texts)
+
+    users, groups = Owners.parse(read(_PASSWD_PATHS), read(_GROUP_PATHS))
+    return Owners(users, groups)
+
+
+def read_rpm(path: Path, what: str) -> h.RpmHeaders:
+    try:
+        with open(path, "rb") as f:
+            headers = h.read_rpm_headers(f)
+        headers.verify_header_digest()
+    except h.HeaderError as e:
+        raise PackageError(f"{what} is not a valid RPM: {e}.") from None
+    return headers
+
+
+def refuse_scriptlets(headers: h.RpmHeaders, nevra: Nevra) -> None:
+    """Scriptlets are not run yet; layering without them would give a silently broken tree."""
+    found = list(h.scripts(headers.header))
+    if found:
+        kinds = ", ".join(f"{kind} ({prog})" for kind, prog in found)
+        raise PackageError(
+            f"Package {nevra} has scriptlets ({kinds}); reconcile does not run scriptlets yet, so it refuses "
+            "to layer it rather than skip them.",
+            hint="Remove it from packages.requested (or the package that pulls it in).",
+        )
+
+
+class PackageCache:
+    def __init__(self, repo: Repo, owners: Owners, policy: str, mode: str) -> None:
+        self.repo = repo
+        self.owners = owners
+        self.policy = policy
+        self.mode = mode
+
+    def find(self, nevra: Nevra, checksum: str, repo_id: str) -> CachedPackage | None:
+        commit = self.repo.resolve(pkgcache_ref(nevra))
+        if commit is None:
+            return None
+        meta = self.repo.commit_metadata(commit)
+        if (
+            meta.get(cm.PKG_CHECKSUM) != checksum
+            or meta.get(cm.PKG_IMPORT) != IMPORT_FORMAT
+            or meta.get(cm.PKG_POLICY, "") != self.policy
+            or meta.get(cm.PKG_MODE) != self.mode
+            or not self._owners_match(dict(meta.get(cm.PKG_OWNERS, {})))
+        ):
+            return None
+        return CachedPackage(nevra, commit, checksum, repo_id)
+
+    def _owners_match(self, used: dict[str, int]) -> bool:
+        for key, wanted in used.items():
+            kind, name = key.split(":", 1)
+            table = self.owners.users if kind == "u" else self.owners.groups
+            if table.get(name, -1) != wanted:
+                return False
+        return True
+
+    def import_rpm(self, path: Path, expected: Nevra, checksum: str, repo_id: str) -> CachedPackage:
+        """Import inside the caller's transaction; the ref lands only when that transaction commits."""
+        headers = read_rpm(path, f"The downloaded file for {expected}")
+        nevra = Nevra.from_header(headers.header)
+        if nevra != expected:
+            raise PackageError(f"The repo metadata promised {expected}, but the downloaded file is {nevra}.")
+        if h.SOURCERPM not in headers.header:
+            raise PackageError(f"{nevra} is a source RPM; only binary RPMs can be layered.")
+        fmt = headers.header.string(h.PAYLOADFORMAT, "cpio")
+        if fmt != "cpio":
+            raise PackageError(f"{nevra} has a {fmt!r} payload; only cpio payloads are supported.")
+        refuse_scriptlets(headers, nevra)
+        importer = PayloadImporter(self.repo, nevra.name, headers, self.owners, allow_skeleton=self.mode == "compose")
+        with open(path, "rb") as f:
+            imported = importer.run(f)
+        root = self.repo.write_mtree(imported.tree)
+        files = h.file_entries(headers.header)
+        metadata: dict[str, Any] = {
+            cm.PKG_NEVRA: Variant("(sssss)", nevra.as_tuple()),
+            cm.PKG_HEADER: Variant("ay", headers.raw),
+            cm.PKG_CHECKSUM: Variant("s", checksum),
+            cm.PKG_OWNERS: Variant("a{si}", self.owners.used_by([f for f in files if not f.is_ghost])),
+            cm.PKG_POLICY: Variant("s", self.policy),
+            cm.PKG_IMPORT: Variant("u", IMPORT_FORMAT),
+            cm.PKG_MODE: Variant("s", self.mode),
+        }
+        timestamp = headers.header.integer(h.BUILDTIME, 0) or 0
+        commit = self.repo.write_commit(None, str(nevra), metadata, root, timestamp)
+        cached = CachedPackage(nevra, commit, checksum, repo_id)
+        self.repo.set_ref(cached.ref, commit)
+        return cached
+
+    def header_raw(self, commit: str) -> bytes:
+        raw = self.repo.commit_metadata(commit).get(cm.PKG_HEADER)
+        if not raw:
+            raise PackageError(f"The package-cache commit {commit} lacks its RPM header.")
+        return bytes(raw)
+
+
+def ships_account_files(headers: h.RpmHeaders) -> bool:
+    return any(
+        f.path in ACCOUNT_FILES and stat.S_ISREG(f.mode) and not f.is_ghost for f in h.file_entries(headers.header)
+    )

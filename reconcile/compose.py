@@ -1,0 +1,121 @@
+"""`reconcile compose`: build a base commit from RPMs with the same import and merge used for layering."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reconcile import commitmeta as cm
+from reconcile import ostree
+from reconcile.apply.assemble import TreeMerger, kernel_metadata, write_rpmdb
+from reconcile.apply.fetch import fetch_packages
+from reconcile.apply.pkgcache import (
+    CachedPackage,
+    PackageCache,
+    owners_in_commit,
+    read_rpm,
+    ships_account_files,
+)
+from reconcile.errors import ReconcileError
+from reconcile.ostree import Repo, Variant
+from reconcile.planner import model as m
+from reconcile.planner.plan import pin_candidate
+from reconcile.planner.solver import Solver
+from reconcile.report import Reporter
+from reconcile.repos.config import load_repo_configs
+from reconcile.repos.metadata import refresh
+from reconcile.rpm.nevra import Nevra
+from reconcile.rpm.payload import Owners
+
+COMPOSE_MODE = "compose"
+
+
+@dataclass(frozen=True)
+class ComposeResult:
+    commit: str
+    packages: list[Nevra]
+
+
+def compose(
+    repo_path: Path,
+    ref: str,
+    reposdir: Path,
+    specs: list[str],
+    reporter: Reporter,
+    version: str | None = None,
+) -> ComposeResult:
+    repo = Repo.open_or_create(repo_path)
+    arch = os.uname().machine
+    solver = Solver(arch)
+    configs = load_repo_configs(reposdir, {"basearch": arch, "arch": arch})
+    if not configs:
+        raise ReconcileError(f"{reposdir} has no enabled repos to compose from.")
+    cachedir = repo.path / "tmp" / "reconcile-cache"
+    with reporter.step("Refreshing repo metadata"):
+        for cfg in configs:
+            solver.add_repo(refresh(cfg, cachedir))
+    with reporter.step("Resolving dependencies"):
+        solved = solver.resolve(specs, recommends=True)
+    pinned = [pin_candidate(c, c.nevra.name in solved.requested) for c in solved.packages]
+    staging = Path(tempfile.mkdtemp(prefix="reconcile-compose-", dir=cachedir.parent))
+    try:
+        with reporter.step(f"Downloading {len(pinned)} package(s)"):
+            files = fetch_packages(pinned, staging)
+        with repo.transaction():
+            with reporter.step(f"Importing {len(pinned)} package(s)"):
+                cache, packages = _import_all(repo, pinned, files)
+            with reporter.step("Assembling and committing the base"):
+                commit = _commit(repo, cache, packages, ref, version)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return ComposeResult(commit, [p.nevra for p in packages])
+
+
+def _import_all(
+    repo: Repo, pinned: list[m.PinnedPackage], files: dict[str, Path]
+) -> tuple[PackageCache, list[CachedPackage]]:
+    """Packages shipping passwd/group go first: the others' owners are mapped through those files."""
+    first = [p for p in pinned if ships_account_files(read_rpm(files[p.nevra], p.nevra))]
+    rest = [p for p in pinned if p not in first]
+    cache = PackageCache(repo, Owners({}, {}), policy="", mode=COMPOSE_MODE)
+    imported = [_import_one(cache, p, files) for p in first]
+    if imported:
+        tree = ostree.new_tree()
+        tree.set_metadata_checksum(repo.write_dirmeta(0, 0, stat.S_IFDIR | 0o755))
+        merger = TreeMerger(repo, tree)
+        for pkg in imported:
+            merger.merge(pkg)
+        accounts = repo.write_commit(None, "accounts", {}, repo.write_mtree(tree), 0)
+        cache = PackageCache(repo, owners_in_commit(repo, accounts), policy="", mode=COMPOSE_MODE)
+    imported += [_import_one(cache, p, files) for p in rest]
+    return cache, sorted(imported, key=lambda c: c.nevra)
+
+
+def _import_one(cache: PackageCache, p: m.PinnedPackage, files: dict[str, Path]) -> CachedPackage:
+    nevra = Nevra(p.name, p.epoch, p.version, p.release, p.arch)
+    return cache.find(nevra, p.checksum, p.repo) or cache.import_rpm(files[p.nevra], nevra, p.checksum, p.repo)
+
+
+def _commit(repo: Repo, cache: PackageCache, packages: list[CachedPackage], ref: str, version: str | None) -> str:
+    tree = ostree.new_tree()
+    tree.set_metadata_checksum(repo.write_dirmeta(0, 0, stat.S_IFDIR | 0o755))
+    merger = TreeMerger(repo, tree)
+    for pkg in packages:
+        merger.merge(pkg)
+    write_rpmdb(repo, tree, None, cache, packages)
+    metadata: dict[str, Any] = {
+        **kernel_metadata(tree),
+        cm.PKGLIST: cm.nevra_list([p.nevra for p in packages]),
+    }
+    if version:
+        metadata[cm.VERSION] = Variant("s", version)
+    root = repo.write_mtree(tree)
+    timestamp = max((repo.commit_timestamp(p.commit) for p in packages), default=0)
+    commit = repo.write_commit(None, f"reconcile compose: {len(packages)} packages", metadata, root, timestamp)
+    repo.set_ref(ref, commit)
+    return commit

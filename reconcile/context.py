@@ -1,0 +1,38 @@
+"""Live handles that steps share (sysroot, repo, cache, reporter), kept apart from frozen values."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from reconcile.errors import ReconcileError
+from reconcile.ostree import Repo, Sysroot
+from reconcile.report import Reporter
+
+
+@dataclass
+class Context:
+    sysroot: Sysroot
+    repo: Repo
+    reporter: Reporter
+    arch: str
+    cachedir_override: Path | None = None
+
+    @classmethod
+    def open(cls, sysroot_path: Path, reporter: Reporter, cachedir: Path | None = None) -> Context:
+        if not (sysroot_path / "ostree" / "repo").is_dir():
+            raise ReconcileError(f"{sysroot_path} is not an OSTree sysroot (it has no ostree/repo).")
+        sysroot = Sysroot(sysroot_path)
+        sysroot.load()
+        return cls(sysroot, sysroot.repo(), reporter, os.uname().machine, cachedir)
+
+    def cachedir(self, stateroot: str) -> Path:
+        """The stateroot's own /var/cache/reconcile (the real /var/cache/reconcile on a booted host)."""
+        if self.cachedir_override is not None:
+            return self.cachedir_override
+        return self.sysroot.path / "ostree" / "deploy" / stateroot / "var" / "cache" / "reconcile"
+
+    def reload(self) -> None:
+        self.sysroot.load()
+        self.repo = self.sysroot.repo()

@@ -1,0 +1,285 @@
+"""The desired origin: pydantic models, the TOML file (every error at once, with its line), and the
+rpm-ostree `.origin` keyfile accepted as input for migration."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any
+
+import tomlkit
+import tomlkit.exceptions
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+
+from reconcile import ostree
+from reconcile.errors import InvalidInputError
+
+_SPEC = re.compile(r"^(?P<name>[^\s<>=!,;\"']+)(?:\s*(?P<op><=|>=|=|<|>)\s*(?P<evr>[A-Za-z0-9._+~^:-]+))?$")
+_REFSPEC = re.compile(r"^(?:[A-Za-z0-9._-]+:)?[A-Za-z0-9._/-]+$")
+
+
+def _check_spec(value: str) -> str:
+    value = value.strip()
+    if not value:
+        raise ValueError("empty package name")
+    if not _SPEC.match(value):
+        raise ValueError(
+            f"{value!r} is not a package spec (expected NAME, or NAME OP VERSION with OP one of < <= = >= >)"
+        )
+    return value
+
+
+def _check_name(value: str) -> str:
+    value = value.strip()
+    if not value:
+        raise ValueError("empty package name")
+    if not re.fullmatch(r"[A-Za-z0-9._+-]+", value):
+        raise ValueError(f"{value!r} is not a package name")
+    return value
+
+
+def _check_refspec(value: str) -> str:
+    if not value:
+        raise ValueError("empty refspec")
+    if not _REFSPEC.match(value) or "//" in value or value.endswith("/"):
+        raise ValueError(f"{value!r} is not an OSTree refspec (expected REF or REMOTE:REF)")
+    return value
+
+
+PackageSpec = Annotated[str, AfterValidator(_check_spec)]
+PackageName = Annotated[str, AfterValidator(_check_name)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class OriginSection(_Model):
+    baserefspec: Annotated[str, AfterValidator(_check_refspec)] = Field(
+        description="The base: a ref in the sysroot's repo, or REMOTE:REF."
+    )
+
+
+class PackagesSection(_Model):
+    requested: list[PackageSpec] = Field(default_factory=list, description="Packages to layer, from the rpm-md repos.")
+    local: list[str] = Field(default_factory=list, description="Local RPM files to layer, pinned by sha256.")
+
+
+class OverridesSection(_Model):
+    remove: list[PackageName] = Field(default_factory=list, description="Base packages to drop.")
+
+
+class OptionsSection(_Model):
+    recommends: bool = Field(default=True, description="Install weak dependencies (Recommends).")
+
+
+class DesiredOrigin(_Model):
+    """What the user wants: a base and the packages on top."""
+
+    origin: OriginSection
+    packages: PackagesSection = Field(default_factory=PackagesSection)
+    overrides: OverridesSection = Field(default_factory=OverridesSection)
+    options: OptionsSection = Field(default_factory=OptionsSection)
+
+    def normalized(self) -> dict[str, Any]:
+        """Order-free form: the request lists are sets, as rpm-ostree compares them."""
+        return {
+            "baserefspec": self.origin.baserefspec,
+            "requested": sorted(self.packages.requested),
+            "local": sorted(self.packages.local),
+            "override_remove": sorted(self.overrides.remove),
+            "recommends": self.options.recommends,
+        }
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(self.normalized(), sort_keys=True).encode()).hexdigest()
+
+
+class LoadedOrigin(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    path: Path
+    sha256: str
+    desired: DesiredOrigin
+
+
+def load_origin(path: Path) -> LoadedOrigin:
+    """Read and validate an origin file; raise InvalidInputError listing every problem with its line."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise InvalidInputError(f"The origin file {path} does not exist.") from None
+    except OSError as e:
+        raise InvalidInputError(f"Cannot read the origin file {path}: {e.strerror}.") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InvalidInputError(f"{path} is not UTF-8 text (byte {e.start}).") from None
+    data = _parse_keyfile(path, text) if path.suffix == ".origin" else _parse_toml(path, text)
+    problems = _duplicates(path, text, data)
+    desired = None
+    try:
+        desired = DesiredOrigin.model_validate(data)
+    except ValidationError as e:
+        problems = [_describe(path, text, err) for err in e.errors()] + problems
+    if problems or desired is None:
+        problems.sort(key=_line_of)
+        raise InvalidInputError(
+            f"{path} is not a valid origin file ({len(problems)} problem{'s' if len(problems) != 1 else ''}).",
+            problems,
+        )
+    return LoadedOrigin(path=path, sha256=hashlib.sha256(raw).hexdigest(), desired=desired)
+
+
+def _line_of(problem: str) -> int:
+    m = re.match(r"^[^:]*:(\d+)", problem)
+    return int(m.group(1)) if m else 0
+
+
+_LIST_KEYS = (("packages", "requested"), ("packages", "local"), ("overrides", "remove"))
+
+
+def _duplicates(path: Path, text: str, data: dict[str, Any]) -> list[str]:
+    """A name listed twice is a mistake worth a line number (the lists are sets)."""
+    problems = []
+    for table, key in _LIST_KEYS:
+        values = data.get(table, {}).get(key) if isinstance(data.get(table), dict) else None
+        if not isinstance(values, list):
+            continue
+        seen: set[str] = set()
+        for i, v in enumerate(values):
+            if isinstance(v, str) and v.strip() in seen:
+                line = locate(text, (table, key, i))
+                problems.append(f"{path}:{line} {table}.{key}[{i}]: {v.strip()!r} is listed twice")
+            elif isinstance(v, str):
+                seen.add(v.strip())
+    return problems
+
+
+def _parse_toml(path: Path, text: str) -> dict[str, Any]:
+    try:
+        doc = tomlkit.parse(text)
+    except tomlkit.exceptions.ParseError as e:
+        reason = str(e).split(" at line ")[0]
+        raise InvalidInputError(f"{path} is not valid TOML.", [f"{path}:{e.line} (column {e.col}): {reason}"]) from None
+    return doc.unwrap()
+
+
+def _parse_keyfile(path: Path, text: str) -> dict[str, Any]:
+    """An rpm-ostree deployment origin, so existing hosts can migrate."""
+    try:
+        kf = ostree.keyfile_from_text(text)
+    except Exception as e:
+        raise InvalidInputError(f"{path} is not a valid keyfile: {e}") from None
+    refspec = ostree.keyfile_get(kf, "origin", "refspec") or ostree.keyfile_get(kf, "origin", "baserefspec")
+    if refspec is None:
+        raise InvalidInputError(f"{path} has no [origin] refspec or baserefspec.")
+    data: dict[str, Any] = {"origin": {"baserefspec": refspec}}
+    requested = ostree.keyfile_get_list(kf, "packages", "requested")
+    local = ostree.keyfile_get_list(kf, "packages", "requested-local")
+    removals = ostree.keyfile_get_list(kf, "overrides", "remove")
+    data["packages"] = {"requested": requested, "local": local}
+    data["overrides"] = {"remove": removals}
+    return data
+
+
+def _describe(path: Path, text: str, err: Any) -> str:
+    loc = tuple(err["loc"])
+    line = locate(text, loc)
+    where = _dotted(loc)
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key" if len(loc) > 1 else "unknown table"
+    elif err["type"] == "missing":
+        msg = "required key is missing"
+    prefix = f"{path}:{line}" if line else f"{path}"
+    return f"{prefix} {where}: {msg}" if where else f"{prefix}: {msg}"
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+_TABLE = re.compile(r"^\s*\[\s*([A-Za-z0-9_.-]+)\s*\]")
+_KEY = re.compile(r"^\s*([A-Za-z0-9_.\"'-]+)\s*=")
+
+
+def locate(text: str, loc: tuple[Any, ...]) -> int | None:
+    """The 1-based line of a location such as ("packages", "requested", 2) in TOML text, if found."""
+    keys = [p for p in loc if isinstance(p, str)]
+    index = next((p for p in loc if isinstance(p, int)), None)
+    lines = text.splitlines()
+    table = ""
+    key_line = None
+    table_line = None
+    for n, line in enumerate(lines, 1):
+        m = _TABLE.match(line)
+        if m:
+            table = m.group(1)
+            if keys and table == keys[0] and table_line is None:
+                table_line = n
+            continue
+        m = _KEY.match(line)
+        if not m:
+            continue
+        full = ".".join(filter(None, [table, m.group(1).strip("\"'")]))
+        if full == ".".join(keys[:2]):
+            key_line = n
+            break
+    if key_line is None:
+        return table_line
+    if index is None:
+        return key_line
+    return _locate_item(lines, key_line, index) or key_line
+
+
+def _locate_item(lines: list[str], key_line: int, index: int) -> int | None:
+    """Walk an array value starting on `key_line` and return the line where item `index` starts."""
+    text = "\n".join(lines[key_line - 1 :])
+    pos = text.index("=") + 1
+    depth = 0
+    item = -1
+    expecting = False
+    quote = ""
+    i = pos
+    while i < len(text):
+        ch = text[i]
+        if quote:
+            if ch == "\\" and quote == '"':
+                i += 2
+                continue
+            if ch == quote:
+                quote = ""
+            i += 1
+            continue
+        if ch == "#":
+            i = text.find("\n", i)
+            if i < 0:
+                return None
+            continue
+        if ch == "[":
+            depth += 1
+            if depth == 1:
+                expecting = True
+        elif ch == "]":
+            depth -= 1
+            if depth == 0:
+                return None
+        elif ch == "," and depth == 1:
+            expecting = True
+        elif not ch.isspace() and depth >= 1 and expecting:
+            item += 1
+            expecting = False
+            if item == index:
+                return key_line + text.count("\n", 0, i)
+        if ch in "\"'" and depth >= 1:
+            quote = ch
+        i += 1
+    return None

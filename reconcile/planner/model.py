@@ -1,0 +1,190 @@
+"""The Plan: a frozen, serializable value (DESIGN §4). Field names here are the JSON wire names."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+PLAN_FORMAT_VERSION = "1.0"
+# Bump when assembly changes what a layered commit holds for the same inputs: it changes the state digest.
+ASSEMBLY_FORMAT_VERSION = 1
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Action(StrEnum):
+    """The closed set of request-level actions."""
+
+    NOOP = "no-op"
+    CREATE = "create"
+    UPDATE = "update"
+    DELETE = "delete"
+
+    @property
+    def is_destructive(self) -> bool:
+        return self is Action.DELETE
+
+
+class ChangeKind(StrEnum):
+    BASE = "base"
+    PACKAGE = "package"
+    LOCAL = "local"
+    OVERRIDE_REMOVE = "override-remove"
+
+
+class RequestChange(_Frozen):
+    """One change to what is requested, e.g. `package/htop` created because it is now requested."""
+
+    address: str = Field(description="`base`, `package/<name>`, `local/<name>` or `override-remove/<name>`.")
+    kind: ChangeKind
+    name: str
+    actions: list[Action]
+    reason: str
+    before: str | None = None
+    after: str | None = None
+
+    @property
+    def symbol(self) -> str:
+        action = self.actions[0]
+        return {Action.CREATE: "+", Action.DELETE: "-", Action.UPDATE: "~", Action.NOOP: " "}[action]
+
+
+class PackageEntry(_Frozen):
+    """A resolved RPM; `why` is the dependency path from a requested package."""
+
+    nevra: str
+    name: str
+    evr: str
+    arch: str
+    repo: str
+    checksum: str
+    reason: Literal["requested", "dependency"]
+    why: list[str] = Field(default_factory=list)
+    before: str | None = None
+    after: str | None = None
+
+
+class InactiveRequest(_Frozen):
+    spec: str
+    provided_by: str = Field(description="The base package that already provides the request.")
+
+
+class Resolution(_Frozen):
+    added: list[PackageEntry] = Field(default_factory=list)
+    removed: list[PackageEntry] = Field(default_factory=list)
+    upgraded: list[PackageEntry] = Field(default_factory=list)
+    downgraded: list[PackageEntry] = Field(default_factory=list)
+    inactive: list[InactiveRequest] = Field(default_factory=list)
+
+    @property
+    def is_empty(self) -> bool:
+        return not (self.added or self.removed or self.upgraded or self.downgraded)
+
+
+class Check(_Frozen):
+    kind: str
+    severity: Literal["error", "warning", "info"]
+    package: str | None = None
+    message: str
+
+
+class PinnedPackage(_Frozen):
+    """A package of the target layering set, pinned so apply fetches exactly it."""
+
+    nevra: str
+    name: str
+    epoch: int
+    version: str
+    release: str
+    arch: str
+    repo: str
+    checksum: str = Field(description="`<algorithm>:<hex>` from the repodata.")
+    location: str = Field(description="Path of the RPM relative to the repo's baseurl.")
+    baseurl: str
+    requested: bool
+
+
+class OriginRef(_Frozen):
+    path: str
+    sha256: str
+    desired: dict[str, object]
+
+
+class Prior(_Frozen):
+    """The deployment the plan was computed against."""
+
+    stateroot: str
+    deployment: str = Field(description="`<checksum>.<serial>` of the current deployment.")
+    checksum: str
+    base_checksum: str
+    refspec: str | None
+    requested: list[str]
+    layered: list[str]
+    state_digest: str | None
+    fingerprint: str
+
+
+class Target(_Frozen):
+    base_refspec: str
+    base_checksum: str
+    packages: list[PinnedPackage]
+    active_requests: list[str]
+    state_digest: str | None = Field(description="None when nothing is layered: the base is deployed as is.")
+    needs_deployment: bool
+    needs_origin_update: bool
+
+
+class Summary(_Frozen):
+    added: int
+    removed: int
+    upgraded: int
+    downgraded: int
+    text: str
+
+
+class Plan(_Frozen):
+    format_version: str = PLAN_FORMAT_VERSION
+    tool_version: str
+    created: str
+    origin: OriginRef
+    prior: Prior
+    changes: list[RequestChange]
+    resolution: Resolution
+    target: Target
+    checks: list[Check] = Field(default_factory=list)
+    summary: Summary
+    has_changes: bool
+    applyable: bool
+    errors: list[str] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+
+
+def fingerprint(deployment: str, base_checksum: str, requested: list[str], origin_sha256: str) -> str:
+    """What apply recomputes under the lock to know the plan is still about the same system."""
+    material = json.dumps([deployment, base_checksum, sorted(requested), origin_sha256])
+    return hashlib.sha256(material.encode()).hexdigest()
+
+
+def state_digest(
+    base_checksum: str,
+    active_requests: list[str],
+    recommends: bool,
+    packages: list[tuple[str, str]],
+    policy: str,
+) -> str:
+    """Equal digest, equal layered commit: the idempotency key (DESIGN §3)."""
+    material = {
+        "base": base_checksum,
+        "requests": sorted(active_requests),
+        "recommends": recommends,
+        "packages": sorted(packages),
+        "policy": policy,
+        "format": ASSEMBLY_FORMAT_VERSION,
+    }
+    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()

@@ -1,0 +1,117 @@
+"""What is deployed now: a read-only snapshot of one deployment, from its origin keyfile and commit metadata."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from reconcile import commitmeta, ostree
+from reconcile.commitmeta import LayeredPackage
+from reconcile.errors import ReconcileError, UsageError
+from reconcile.ostree import Deployment, Repo, Sysroot
+
+
+@dataclass(frozen=True)
+class DeploymentState:
+    stateroot: str
+    index: int
+    checksum: str
+    serial: int
+    booted: bool
+    refspec: str | None
+    requested: list[str]
+    local: list[str]
+    override_remove: list[str]
+    recommends: bool
+    base_checksum: str
+    layered: list[LayeredPackage]
+    active_requests: list[str]
+    state_digest: str | None
+    version: str | None
+    timestamp: int
+
+    @property
+    def id(self) -> str:
+        return f"{self.checksum}.{self.serial}"
+
+    @property
+    def is_layered(self) -> bool:
+        return self.state_digest is not None
+
+    @property
+    def inactive_requests(self) -> list[str]:
+        active = set(self.active_requests)
+        return [r for r in self.requested if r not in active]
+
+    def normalized_origin(self) -> dict[str, Any]:
+        """The same shape as DesiredOrigin.normalized(), to compare what is deployed with what is desired."""
+        return {
+            "baserefspec": self.refspec,
+            "requested": sorted(self.requested),
+            "local": sorted(self.local),
+            "override_remove": sorted(self.override_remove),
+            "recommends": self.recommends,
+        }
+
+
+def read_deployment(sysroot: Sysroot, repo: Repo, dep: Deployment, index: int) -> DeploymentState:
+    origin = dep.get_origin()
+    refspec = None
+    requested: list[str] = []
+    local: list[str] = []
+    removals: list[str] = []
+    recommends = True
+    if origin is not None:
+        refspec = ostree.keyfile_get(origin, "origin", "refspec") or ostree.keyfile_get(origin, "origin", "baserefspec")
+        requested = ostree.keyfile_get_list(origin, "packages", "requested")
+        local = ostree.keyfile_get_list(origin, "packages", "requested-local")
+        removals = ostree.keyfile_get_list(origin, "overrides", "remove")
+        recommends = ostree.keyfile_get(origin, "reconcile", "recommends") != "false"
+    checksum = dep.get_csum()
+    meta = repo.commit_metadata(checksum)
+    booted = sysroot.booted()
+    return DeploymentState(
+        stateroot=dep.get_osname(),
+        index=index,
+        checksum=checksum,
+        serial=dep.get_deployserial(),
+        booted=booted is not None and booted.equal(dep),
+        refspec=refspec,
+        requested=requested,
+        local=local,
+        override_remove=removals,
+        recommends=recommends,
+        base_checksum=str(meta.get(commitmeta.BASE, checksum)),
+        layered=commitmeta.layered_packages(meta),
+        active_requests=list(meta.get(commitmeta.REQUESTED, [])),
+        state_digest=meta.get(commitmeta.STATE_DIGEST),
+        version=meta.get(commitmeta.VERSION),
+        timestamp=repo.commit_timestamp(checksum),
+    )
+
+
+def all_deployments(sysroot: Sysroot, repo: Repo) -> list[DeploymentState]:
+    return [read_deployment(sysroot, repo, dep, i) for i, dep in enumerate(sysroot.deployments())]
+
+
+def current_deployment(sysroot: Sysroot, repo: Repo, stateroot: str | None) -> tuple[DeploymentState, Deployment]:
+    """The default deployment of the stateroot: the one that boots next, which is what new layers build on."""
+    deps = sysroot.deployments()
+    if not deps:
+        raise ReconcileError(
+            f"The sysroot {sysroot.path} has no deployment to layer onto.",
+            hint="Deploy a base first (ostree admin deploy), then run reconcile.",
+        )
+    names = list(dict.fromkeys(d.get_osname() for d in deps))
+    if stateroot is None:
+        booted = sysroot.booted()
+        if booted is not None:
+            stateroot = booted.get_osname()
+        elif len(names) == 1:
+            stateroot = names[0]
+        else:
+            raise UsageError(f"The sysroot has several stateroots ({', '.join(names)}); pick one with --stateroot.")
+    for i, dep in enumerate(deps):
+        if dep.get_osname() == stateroot:
+            return read_deployment(sysroot, repo, dep, i), dep
+    raise UsageError(f"The sysroot has no deployment of the stateroot {stateroot!r} (it has: {', '.join(names)}).")

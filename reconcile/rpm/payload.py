@@ -1,0 +1,357 @@
+"""Stream an RPM payload into an OSTree tree: no temp extraction, metadata from the header.
+
+The cpio stream carries only names, types and bytes (rpm writes uid/gid 0 and drops capabilities), so
+owners, modes and link targets come from the header, and every payload entry must match a header file.
+Paths follow the OSTree rules (DESIGN §3): `/etc` moves to `/usr/etc`, `/var` and `/run` content becomes
+tmpfiles.d entries (regular files go to `/usr/share/factory` and are copied at boot), `/opt` moves to
+`/usr/lib/opt` with a symlink, `/boot` to `/usr/lib/ostree-boot`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+import libarchive
+
+from reconcile import ostree
+from reconcile.errors import PackageError
+from reconcile.ostree import MutableTree, Repo
+from reconcile.rpm import header as h
+from reconcile.rpm.header import FileEntry, RpmHeaders
+
+INLINE_MAX = 1 << 20
+READ_BLOCK = 1 << 16
+DEFAULT_DIR_MODE = stat.S_IFDIR | 0o755
+_USRMERGE = {"bin": "usr/bin", "sbin": "usr/sbin", "lib": "usr/lib", "lib64": "usr/lib64"}
+# Empty directories and symlinks a base's filesystem package puts at the top level (compose only).
+_SKELETON = {
+    "proc",
+    "sys",
+    "dev",
+    "tmp",
+    "sysroot",
+    "home",
+    "root",
+    "mnt",
+    "srv",
+    "media",
+    "ostree",
+    "afs",
+    "opt",
+}
+_PAYLOAD_DIGEST_ALGOS = {8: "sha256", 9: "sha384", 10: "sha512", 2: "sha1"}
+
+
+class Owners:
+    """User and group names mapped to ids through a tree's passwd and group files."""
+
+    def __init__(self, users: dict[str, int], groups: dict[str, int]) -> None:
+        self.users = {"root": 0, **users}
+        self.groups = {"root": 0, **groups}
+
+    @staticmethod
+    def parse(passwd: str, group: str) -> tuple[dict[str, int], dict[str, int]]:
+        def table(text: str) -> dict[str, int]:
+            out: dict[str, int] = {}
+            for line in text.splitlines():
+                parts = line.split(":")
+                if len(parts) >= 3 and parts[2].isdigit() and not line.startswith("#"):
+                    out.setdefault(parts[0], int(parts[2]))
+            return out
+
+        return table(passwd), table(group)
+
+    def used_by(self, files: list[FileEntry]) -> dict[str, int]:
+        """The part of the mapping a package uses, recorded in its cache commit to know when to re-import."""
+        used = {f"u:{f.user}": self.users.get(f.user, -1) for f in files}
+        used.update({f"g:{f.group}": self.groups.get(f.group, -1) for f in files})
+        return dict(sorted(used.items()))
+
+
+@dataclass
+class ImportedTree:
+    tree: MutableTree
+    tmpfiles: list[str] = field(default_factory=list)
+
+
+class _HashingReader:
+    """A non-seekable stream that hashes what libarchive reads, to check the payload digest."""
+
+    def __init__(self, f: BinaryIO, algorithm: str | None) -> None:
+        self.f = f
+        self.hash = hashlib.new(algorithm) if algorithm else None
+
+    def readinto(self, buf: Any) -> int:
+        n = self.f.readinto(buf)  # type: ignore[attr-defined]
+        if n and self.hash is not None:
+            self.hash.update(memoryview(buf)[:n])
+        return n or 0
+
+    def seekable(self) -> bool:
+        return False
+
+    def drain(self) -> None:
+        while block := self.f.read(READ_BLOCK):
+            if self.hash is not None:
+                self.hash.update(block)
+
+
+def relocate(path: str, allow_skeleton: bool) -> tuple[str, str | None]:
+    """Map a package path to ("tree", relpath) or ("tmpfiles", path) or raise with the reason."""
+    parts = [p for p in path.split("/") if p]
+    if not path.startswith("/") or any(p in (".", "..") for p in parts):
+        raise ValueError("is not a clean absolute path")
+    if not parts:
+        return "skip", None
+    top, rest = parts[0], parts[1:]
+    if top == "usr":
+        return "tree", "/".join(parts)
+    if top == "etc":
+        return "tree", "/".join(["usr", "etc", *rest])
+    if top == "boot":
+        return "tree", "/".join(["usr", "lib", "ostree-boot", *rest])
+    if top == "opt":
+        if rest:
+            return "tree", "/".join(["usr", "lib", "opt", *rest])
+        return ("toplevel", top) if allow_skeleton else ("skip", None)
+    if top in ("var", "run"):
+        return ("tmpfiles", path) if rest else ("tree", top)
+    if top in _USRMERGE:
+        return ("tree", "/".join([_USRMERGE[top], *rest])) if rest else ("toplevel", top)
+    if not rest and allow_skeleton:
+        return "toplevel", top
+    raise ValueError("is outside the paths an OSTree deployment can take (/usr, /etc, /var, /run, /opt, /boot)")
+
+
+class PayloadImporter:
+    """Import one RPM into a fresh tree; `run()` raises PackageError naming the package and path."""
+
+    def __init__(self, repo: Repo, pkg: str, headers: RpmHeaders, owners: Owners, allow_skeleton: bool) -> None:
+        self.repo = repo
+        self.pkg = pkg
+        self.headers = headers
+        self.owners = owners
+        self.allow_skeleton = allow_skeleton
+        self.root = ostree.new_tree()
+        self.root.set_metadata_checksum(repo.write_dirmeta(0, 0, DEFAULT_DIR_MODE))
+        self.tmpfiles: list[str] = []
+        self.opt_links: set[str] = set()
+
+    def fail(self, message: str) -> PackageError:
+        return PackageError(f"Package {self.pkg}: {message}")
+
+    def run(self, f: BinaryIO) -> ImportedTree:
+        hdr = self.headers.header
+        try:
+            files = h.file_entries(hdr)
+        except h.HeaderError as e:
+            raise self.fail(f"its header is damaged: {e}.") from None
+        by_path: dict[str, FileEntry] = {}
+        for fe in files:
+            if not fe.is_ghost:
+                self._check_entry(fe)
+            by_path[fe.path] = fe
+        groups = self._hardlink_groups(files)
+        group_csum: dict[tuple[int, int], str] = {}
+        seen: set[str] = set()
+
+        f.seek(self.headers.payload_offset)
+        algo = _PAYLOAD_DIGEST_ALGOS.get(hdr.integer(h.PAYLOADDIGESTALGO, 8) or 8)
+        reader = _HashingReader(f, algo if hdr.strings(h.PAYLOADDIGEST) else None)
+        try:
+            with libarchive.stream_reader(reader, format_name="cpio", block_size=READ_BLOCK) as archive:
+                for entry in archive:
+                    path = self._payload_path(entry)
+                    listed = by_path.get(path)
+                    if listed is None or listed.is_ghost:
+                        raise self.fail(f"the payload holds {path!r}, which its header does not list.")
+                    if path in seen:
+                        raise self.fail(f"the payload holds {path!r} twice.")
+                    seen.add(path)
+                    self._import_entry(entry, listed, groups, group_csum)
+            reader.drain()
+        except libarchive.ArchiveError as e:
+            raise self.fail(f"its payload is damaged or truncated ({e.msg}).") from None
+        self._check_payload_digest(reader)
+        missing = sorted(p for p, fe in by_path.items() if p not in seen and not fe.is_ghost)
+        if missing:
+            raise self.fail(f"its header lists {missing[0]!r} (and {len(missing) - 1} more), but the payload lacks it.")
+        for key, members in groups.items():
+            csum = group_csum.get(key) or self._write_regular(members[0], b"")
+            for fe in members:
+                self._place_file(fe, csum)
+        for name in sorted(self.opt_links):
+            self.tmpfiles.append(f"L /opt/{_quote(name)} - - - - /usr/lib/opt/{_quote(name)}")
+        if self.tmpfiles:
+            conf = "".join(
+                line + "\n" for line in [f"# Generated by reconcile from {self.pkg}", *sorted(set(self.tmpfiles))]
+            )
+            csum = self.repo.write_file(0, 0, stat.S_IFREG | 0o644, conf.encode())
+            parent = self._ensure_dirs(["usr", "lib", "tmpfiles.d"])
+            ostree.tree_replace_file(parent, f"reconcile-pkg-{self.pkg}.conf", csum)
+        return ImportedTree(self.root, self.tmpfiles)
+
+    # -- checks ------------------------------------------------------------------------------------
+    def _check_entry(self, fe: FileEntry) -> None:
+        kind = stat.S_IFMT(fe.mode)
+        if kind not in (stat.S_IFREG, stat.S_IFDIR, stat.S_IFLNK):
+            what = {
+                stat.S_IFCHR: "a character device",
+                stat.S_IFBLK: "a block device",
+                stat.S_IFIFO: "a FIFO",
+            }
+            raise self.fail(f"{fe.path!r} is {what.get(kind, 'a special file')}, which OSTree trees cannot hold.")
+        try:
+            relocate(fe.path, self.allow_skeleton)
+        except ValueError as e:
+            raise self.fail(f"the path {fe.path!r} {e}.") from None
+        self.owners_of(fe)
+
+    def owners_of(self, fe: FileEntry) -> tuple[int, int]:
+        uid = self.owners.users.get(fe.user)
+        gid = self.owners.groups.get(fe.group)
+        if uid is None:
+            raise self.fail(f"{fe.path!r} is owned by the user {fe.user!r}, which the base's passwd does not define.")
+        if gid is None:
+            raise self.fail(
+                f"{fe.path!r} is owned by the group {fe.group!r}, which the base's group file does not define."
+            )
+        return uid, gid
+
+    @staticmethod
+    def _hardlink_groups(files: list[FileEntry]) -> dict[tuple[int, int], list[FileEntry]]:
+        by_inode: dict[tuple[int, int], list[FileEntry]] = {}
+        for fe in files:
+            if stat.S_ISREG(fe.mode) and not fe.is_ghost:
+                by_inode.setdefault((fe.device, fe.inode), []).append(fe)
+        return {k: v for k, v in by_inode.items() if len(v) > 1}
+
+    def _payload_path(self, entry: Any) -> str:
+        try:
+            name = entry.pathname
+        except UnicodeDecodeError:
+            raise self.fail("the payload holds a file name that is not UTF-8.") from None
+        if name.startswith("./"):
+            name = name[1:]
+        elif not name.startswith("/"):
+            name = "/" + name
+        parts = name.split("/")[1:]
+        if any(p in ("", ".", "..") for p in parts):
+            raise self.fail(f"the payload holds the unsafe path {entry.pathname!r}.")
+        return name
+
+    def _check_payload_digest(self, reader: _HashingReader) -> None:
+        want = self.headers.header.string(h.PAYLOADDIGEST)
+        if reader.hash is not None and want and reader.hash.hexdigest() != want:
+            raise self.fail("its payload digest does not match the header (the file is corrupt or was tampered with).")
+
+    # -- writing -----------------------------------------------------------------------------------
+    def _import_entry(self, entry: Any, fe: FileEntry, groups: dict, group_csum: dict[tuple[int, int], str]) -> None:
+        kind = stat.S_IFMT(fe.mode)
+        if entry.isdir != (kind == stat.S_IFDIR) or entry.issym != (kind == stat.S_IFLNK):
+            raise self.fail(f"the payload's type of {fe.path!r} differs from its header.")
+        if kind == stat.S_IFDIR:
+            self._place_dir(fe)
+        elif kind == stat.S_IFLNK:
+            target = fe.linkto or entry.linkpath
+            if entry.linkpath and entry.linkpath != target:
+                raise self.fail(f"the payload's link target of {fe.path!r} differs from its header.")
+            uid, gid = self.owners_of(fe)
+            self._place_file(fe, self.repo.write_symlink(uid, gid, target))
+        else:
+            key = (fe.device, fe.inode)
+            if key in groups:
+                if entry.size > 0:
+                    group_csum[key] = self._write_regular(fe, None, entry)
+                return
+            self._place_file(fe, self._write_regular(fe, None, entry))
+
+    def _write_regular(self, fe: FileEntry, data: bytes | None, entry: Any = None) -> str:
+        uid, gid = self.owners_of(fe)
+        mode = stat.S_IFREG | stat.S_IMODE(fe.mode)
+        size = entry.size if entry is not None else len(data or b"")
+        if entry is not None and size != fe.size:
+            raise self.fail(f"the payload's size of {fe.path!r} ({size}) differs from its header ({fe.size}).")
+        if entry is None:
+            return self.repo.write_file(uid, gid, mode, data or b"")
+        if size <= INLINE_MAX:
+            return self.repo.write_file(uid, gid, mode, b"".join(entry.get_blocks()))
+        return self.repo.write_file_stream(uid, gid, mode, size, _blocks(entry))
+
+    def _ensure_dirs(self, parts: list[str]) -> MutableTree:
+        mt = self.root
+        for name in parts:
+            found = ostree.tree_lookup(mt, name)
+            if found is not None and found[1] is None:
+                raise self.fail(f"/{'/'.join(parts)} needs a directory where the package has a file or symlink.")
+            if found is None:
+                sub = ostree.tree_ensure_dir(mt, name)
+                sub.set_metadata_checksum(self.repo.write_dirmeta(0, 0, DEFAULT_DIR_MODE))
+                mt = sub
+            else:
+                mt = found[1]
+        return mt
+
+    def _place_dir(self, fe: FileEntry) -> None:
+        where, rel = relocate(fe.path, self.allow_skeleton)
+        uid, gid = self.owners_of(fe)
+        if where == "tmpfiles":
+            self.tmpfiles.append(f"d {_quote(fe.path)} {stat.S_IMODE(fe.mode):04o} {fe.user} {fe.group} - -")
+            return
+        if where == "skip" or rel is None or (where == "toplevel" and rel in _USRMERGE):
+            return  # a package owning /bin as a directory means /usr/bin on a usrmerged tree
+        if fe.path.startswith("/opt/") and fe.path.count("/") == 2:
+            self.opt_links.add(fe.path.split("/")[2])
+        mt = self._ensure_dirs(rel.split("/"))
+        mt.set_metadata_checksum(self.repo.write_dirmeta(uid, gid, fe.mode))
+
+    def _place_file(self, fe: FileEntry, csum: str) -> None:
+        where, rel = relocate(fe.path, self.allow_skeleton)
+        if where == "tmpfiles":
+            self._var_file(fe, csum)
+            return
+        if rel is None:
+            return
+        if fe.path.startswith("/opt/") and fe.path.count("/") == 2:
+            self.opt_links.add(fe.path.split("/")[2])
+        *dirs, name = rel.split("/")
+        parent = self._ensure_dirs(dirs)
+        if ostree.tree_lookup(parent, name) is not None:
+            raise self.fail(
+                f"the payload writes {fe.path!r} over an entry it already created (a path through a symlink?)."
+            )
+        ostree.tree_replace_file(parent, name, csum)
+
+    def _var_file(self, fe: FileEntry, csum: str) -> None:
+        """/var and /run are not deployed from the tree: describe the entry for systemd-tmpfiles."""
+        path = _quote(fe.path)
+        if stat.S_ISLNK(fe.mode):
+            self.tmpfiles.append(f"L {path} - - - - {_quote(fe.linkto)}")
+            return
+        mode = f"{stat.S_IMODE(fe.mode):04o}"
+        if fe.size == 0:
+            self.tmpfiles.append(f"f {path} {mode} {fe.user} {fe.group} - -")
+            return
+        # Content is kept in the factory tree and copied into place once, like systemd's own /var files.
+        parts = ["usr", "share", "factory", *[p for p in fe.path.split("/") if p]]
+        ostree.tree_replace_file(self._ensure_dirs(parts[:-1]), parts[-1], csum)
+        self.tmpfiles.append(f"C {path} - - - - /usr/share/factory{path}")
+        self.tmpfiles.append(f"z {path} {mode} {fe.user} {fe.group} - -")
+
+
+def _blocks(entry: Any) -> Iterator[bytes]:
+    yield from entry.get_blocks(READ_BLOCK)
+
+
+def _quote(path: str) -> str:
+    """tmpfiles.d fields are whitespace-separated; quote and escape the ones that need it."""
+    if all(c.isprintable() and not c.isspace() and c not in "\\\"'" for c in path):
+        return path
+    escaped = "".join(
+        c if c.isprintable() and c not in '\\"' else f"\\x{ord(c):02x}" if ord(c) < 256 else c for c in path
+    )
+    return f'"{escaped}"'
