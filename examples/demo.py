@@ -25,10 +25,10 @@ def banner(text: str) -> None:
     print(f"\n\033[1m== {text}\033[0m" if sys.stdout.isatty() else f"\n== {text}", flush=True)
 
 
-def show(argv: list[str], expect: tuple[int, ...] = (0,)) -> str:
+def show(argv: list[str], expect: tuple[int, ...] = (0,), cwd: Path | None = None) -> str:
     shown = [a.replace(str(ROOT) + "/", "") for a in argv]
     print("$ " + shlex.join(["reconcile", *shown[1:]] if argv[0] == RECONCILE else shown), flush=True)
-    proc = subprocess.run(argv, text=True, capture_output=True, env=exampleos.sysroot_env(), check=False)
+    proc = subprocess.run(argv, text=True, capture_output=True, env=exampleos.sysroot_env(), check=False, cwd=cwd)
     print(proc.stdout, end="", flush=True)
     if proc.returncode not in expect:
         print(proc.stderr, file=sys.stderr)
@@ -93,10 +93,10 @@ def main() -> int:
 
     deployed = sysroot / "ostree" / "deploy" / exampleos.OSNAME / "deploy"
     newest = max((d for d in deployed.iterdir() if d.is_dir()), key=lambda d: d.stat().st_mtime)
-    banner(f"Inside the new deployment ({newest.name[:12]}…)")
-    show(["ls", "-l", str(newest / "usr" / "bin" / "hello"), str(newest / "usr" / "bin" / "frob")])
-    show(["cat", str(newest / "usr" / "etc" / "hello.conf")])
-    show(["rpm", "--dbpath", str(newest / "usr" / "share" / "rpm"), "-qa", "--qf", "%{NEVRA}\\n"])
+    banner(f"Inside the new deployment ({newest.relative_to(ROOT)})")
+    show(["ls", "-l", "usr/bin/hello", "usr/bin/frob", "usr/etc/hello.conf"], cwd=newest)
+    show(["cat", "usr/lib/tmpfiles.d/reconcile-pkg-frob.conf"], cwd=newest)
+    show(["rpm", "--dbpath", f"{newest}/usr/share/rpm", "-qa", "--qf", "%{NEVRA}\\n"], cwd=newest)
     show(["ostree", "admin", f"--sysroot={sysroot}", "status"])
     print("\nThe sysroot stays in build/demo/sysroot (its /boot is a tmpfs; `make clean` unmounts it).")
     return 0

@@ -9,9 +9,8 @@ def render_text(plan: m.Plan) -> str:
     if not plan.has_changes:
         return plan.summary.text
     p = plan.prior
-    lines = [
-        f"Stateroot {p.stateroot}, deployment {p.deployment[:12]}…{p.deployment.rsplit('.', 1)[-1]} (base {p.refspec})"
-    ]
+    checksum, _, serial = p.deployment.rpartition(".")
+    lines = [f"Plan for stateroot {p.stateroot}, against deployment {checksum[:12]}.{serial} (base {p.refspec}):"]
     width = max((len(c.address) for c in plan.changes), default=0)
     for c in plan.changes:
         detail = c.reason

@@ -304,8 +304,7 @@ class PayloadImporter:
             return
         if where == "skip" or rel is None or (where == "toplevel" and rel in _USRMERGE):
             return  # a package owning /bin as a directory means /usr/bin on a usrmerged tree
-        if fe.path.startswith("/opt/") and fe.path.count("/") == 2:
-            self.opt_links.add(fe.path.split("/")[2])
+        self._note_opt(fe.path)
         mt = self._ensure_dirs(rel.split("/"))
         mt.set_metadata_checksum(self.repo.write_dirmeta(uid, gid, fe.mode))
 
@@ -316,8 +315,7 @@ class PayloadImporter:
             return
         if rel is None:
             return
-        if fe.path.startswith("/opt/") and fe.path.count("/") == 2:
-            self.opt_links.add(fe.path.split("/")[2])
+        self._note_opt(fe.path)
         *dirs, name = rel.split("/")
         parent = self._ensure_dirs(dirs)
         if ostree.tree_lookup(parent, name) is not None:
@@ -325,6 +323,12 @@ class PayloadImporter:
                 f"the payload writes {fe.path!r} over an entry it already created (a path through a symlink?)."
             )
         ostree.tree_replace_file(parent, name, csum)
+
+    def _note_opt(self, path: str) -> None:
+        """/opt/<name> lives in /usr/lib/opt; a tmpfiles symlink puts it back at boot."""
+        parts = path.split("/")
+        if len(parts) > 2 and parts[1] == "opt":
+            self.opt_links.add(parts[2])
 
     def _var_file(self, fe: FileEntry, csum: str) -> None:
         """/var and /run are not deployed from the tree: describe the entry for systemd-tmpfiles."""

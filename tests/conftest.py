@@ -1,0 +1,139 @@
+"""Fixtures: RPMs built by rpmbuild once per session, a base composed by reconcile itself, and a fresh OSTree
+sysroot per test (tmpfs on /boot, bootloader none) that is checked with ostree's own tools at teardown."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from support import Package, Result, RpmFactory, exampleos, ostree, reconcile, state_of
+
+if os.geteuid() != 0:
+    pytest.exit("the test suite runs as root: it mounts a tmpfs on each test sysroot's /boot", returncode=1)
+
+
+@pytest.fixture(scope="session")
+def session_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("session")
+
+
+@pytest.fixture(scope="session")
+def rpms(session_dir: Path) -> RpmFactory:
+    return RpmFactory(session_dir / "rpmbuild")
+
+
+@pytest.fixture(scope="session")
+def example_rpms(session_dir: Path) -> list[Path]:
+    return exampleos.build_rpms(sorted(exampleos.SPECS.glob("*.spec")), session_dir / "example-rpmbuild")
+
+
+@dataclass(frozen=True)
+class ComposedBase:
+    repo: Path
+    ref: str
+    commit: str
+
+
+def compose_base(repo: Path, ref: str, reposdir: Path, packages: list[str]) -> ComposedBase:
+    result = reconcile("compose", "--repo", repo, "--ref", ref, "--reposdir", reposdir, "--json", *packages)
+    assert result.code == 0, result.stderr
+    return ComposedBase(repo, ref, result.json()["commit"])
+
+
+@pytest.fixture(scope="session")
+def base(session_dir: Path, example_rpms: list[Path]) -> ComposedBase:
+    """ExampleOS composed from its RPMs by `reconcile compose`."""
+    repo = exampleos.make_repo(example_rpms, session_dir / "example-repo")
+    reposdir = session_dir / "example-repos.d"
+    exampleos.write_repo_file(reposdir, "exampleos", f"file://{repo}")
+    return compose_base(session_dir / "compose", exampleos.BASE_REF, reposdir, exampleos.BASE_PACKAGES)
+
+
+@dataclass
+class Host:
+    """A sysroot with the example base deployed, plus an origin file and a repos dir for it."""
+
+    root: Path
+    base: ComposedBase
+    rpms: RpmFactory
+    example_rpms: list[Path]
+
+    @property
+    def sysroot(self) -> Path:
+        return self.root / "sysroot"
+
+    @property
+    def origin(self) -> Path:
+        return self.root / "origin.toml"
+
+    @property
+    def reposdir(self) -> Path:
+        return self.root / "yum.repos.d"
+
+    @property
+    def rpm_repo(self) -> Path:
+        return self.root / "rpm-repo"
+
+    def publish(self, packages: list[Package], examples: bool = True) -> Path:
+        """An rpm-md repo with the example RPMs plus `packages`, configured as [test]."""
+        if self.rpm_repo.exists():
+            for old in self.rpm_repo.glob("*.rpm"):
+                old.unlink()
+        self.rpms.repo(self.rpm_repo, packages, self.example_rpms if examples else [])
+        exampleos.write_repo_file(self.reposdir, "test", f"file://{self.rpm_repo}")
+        return self.rpm_repo
+
+    def write_origin(self, requested: list[str], base: str = exampleos.BASE_REF, extra: str = "") -> None:
+        items = ", ".join(f'"{r}"' for r in requested)
+        self.origin.write_text(f'[origin]\nbaserefspec = "{base}"\n\n[packages]\nrequested = [{items}]\n{extra}')
+
+    def run(self, command: str, *args: str | Path) -> Result:
+        opts: list[str | Path] = ["--sysroot", self.sysroot]
+        if command in ("plan", "apply"):
+            opts += ["--origin", self.origin, "--reposdir", self.reposdir]
+        if command == "apply":
+            opts.append("--yes")
+        return reconcile(command, *opts, *args)
+
+    def apply_ok(self, *args: str) -> Result:
+        result = self.run("apply", *args)
+        assert result.code == 0, result.stderr
+        return result
+
+    def status(self) -> dict:
+        result = self.run("status", "--json")
+        assert result.code == 0, result.stderr
+        return result.json()
+
+    def default(self) -> dict:
+        return self.status()["deployments"][0]
+
+    def deployment_path(self, dep: dict) -> Path:
+        return self.sysroot / "ostree" / "deploy" / dep["stateroot"] / "deploy" / f"{dep['checksum']}.{dep['serial']}"
+
+    def state(self) -> dict:
+        return state_of(self.sysroot, self.origin if self.origin.exists() else None)
+
+    def check_with_ostree(self) -> None:
+        """ostree's own view must agree with ours, and the repo must pass fsck."""
+        listed = ostree("admin", f"--sysroot={self.sysroot}", "status")
+        ours = [f"{d['checksum']}.{d['serial']}" for d in self.status()["deployments"]]
+        theirs = re.findall(r"\b([0-9a-f]{64}\.\d+)", listed)
+        assert theirs == ours, listed
+        fsck = ostree("fsck", f"--repo={self.sysroot / 'ostree' / 'repo'}")
+        assert "no errors found" in fsck, fsck
+
+
+@pytest.fixture
+def host(tmp_path: Path, base: ComposedBase, rpms: RpmFactory, example_rpms: list[Path]) -> Iterator[Host]:
+    h = Host(tmp_path, base, rpms, example_rpms)
+    exampleos.init_sysroot(h.sysroot, base.repo, base.ref)
+    try:
+        yield h
+        h.check_with_ostree()
+    finally:
+        exampleos.teardown_sysroot(h.sysroot)

@@ -1,0 +1,225 @@
+"""Test helpers: spec files written from Python, a real HTTP server, CLI runs and state snapshots."""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import http.server
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "examples"))
+import exampleos  # noqa: E402
+
+RECONCILE = str(Path(sys.executable).parent / "reconcile")
+
+
+# -- spec files ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class File:
+    path: str
+    content: bytes | str = b""
+    mode: int = 0o644
+    user: str = "root"
+    group: str = "root"
+    config: bool = False
+    ghost: bool = False
+
+
+@dataclass(frozen=True)
+class Dir:
+    path: str
+    mode: int = 0o755
+    user: str = "root"
+    group: str = "root"
+
+
+@dataclass(frozen=True)
+class Symlink:
+    path: str
+    target: str
+
+
+@dataclass(frozen=True)
+class Hardlink:
+    path: str
+    to: str
+
+
+@dataclass(frozen=True)
+class Package:
+    name: str
+    version: str = "1.0"
+    release: str = "1"
+    epoch: int | None = None
+    arch: str = "noarch"
+    requires: tuple[str, ...] = ()
+    provides: tuple[str, ...] = ()
+    conflicts: tuple[str, ...] = ()
+    obsoletes: tuple[str, ...] = ()
+    recommends: tuple[str, ...] = ()
+    files: tuple[File | Dir | Symlink | Hardlink, ...] = ()
+    scripts: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def nevra(self) -> str:
+        epoch = f"{self.epoch}:" if self.epoch else ""
+        arch = self.arch if self.arch != "native" else os.uname().machine
+        return f"{self.name}-{epoch}{self.version}-{self.release}.{arch}"
+
+    def spec(self) -> str:
+        lines = [
+            f"Name: {self.name}",
+            f"Version: {self.version}",
+            f"Release: {self.release}",
+            "Summary: test package",
+            "License: MIT",
+            "AutoReqProv: no",
+            "%global debug_package %{nil}",
+            "%global __os_install_post %{nil}",
+        ]
+        if self.epoch is not None:
+            lines.append(f"Epoch: {self.epoch}")
+        if self.arch != "native":
+            lines.append(f"BuildArch: {self.arch}")
+        for tag, values in (
+            ("Requires", self.requires),
+            ("Provides", self.provides),
+            ("Conflicts", self.conflicts),
+            ("Obsoletes", self.obsoletes),
+            ("Recommends", self.recommends),
+        ):
+            lines += [f"{tag}: {v}" for v in values]
+        lines += ["%description", f"{self.name} for tests", "%install", "mkdir -p %{buildroot}"]
+        listing = []
+        for f in self.files:
+            target = f"%{{buildroot}}{_q(f.path)}"
+            parent = f"%{{buildroot}}{_q(os.path.dirname(f.path))}"
+            if isinstance(f, Dir):
+                lines.append(f"mkdir -p {target}")
+                listing.append(f"%attr({f.mode:04o},{f.user},{f.group}) %dir {_q(f.path)}")
+            elif isinstance(f, Symlink):
+                lines += [f"mkdir -p {parent}", f"ln -s {_q(f.target)} {target}"]
+                listing.append(_q(f.path))
+            elif isinstance(f, Hardlink):
+                lines += [f"mkdir -p {parent}", f"ln %{{buildroot}}{_q(f.to)} {target}"]
+                listing.append(_q(f.path))
+            else:
+                data = f.content.encode() if isinstance(f.content, str) else f.content
+                if not f.ghost:
+                    encoded = base64.b64encode(data).decode()
+                    lines += [
+                        f"mkdir -p {parent}",
+                        f"echo {encoded} | base64 -d > {target}",
+                        f"chmod {f.mode:o} {target}",
+                    ]
+                prefix = "%ghost " if f.ghost else "%config(noreplace) " if f.config else ""
+                listing.append(f"%attr({f.mode:04o},{f.user},{f.group}) {prefix}{_q(f.path)}")
+        for kind, body in self.scripts.items():
+            lines += [f"%{kind}", body]
+        lines += ["%files", *listing, ""]
+        return "\n".join(lines)
+
+
+def _q(path: str) -> str:
+    return f'"{path}"' if any(c.isspace() for c in path) else path
+
+
+class RpmFactory:
+    """Builds packages with rpmbuild, once per spec text per session."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+
+    def build(self, pkg: Package) -> Path:
+        text = pkg.spec()
+        key = hashlib.sha256(text.encode()).hexdigest()[:16]
+        out = self.workdir / key
+        done = list(out.glob("RPMS/*/*.rpm"))
+        if done:
+            return done[0]
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        spec = self.workdir / f"{pkg.name}-{key}.spec"
+        spec.write_text(text)
+        built = exampleos.build_rpms([spec], out)
+        assert len(built) == 1, built
+        return built[0]
+
+    def repo(self, directory: Path, packages: list[Package], extra_rpms: list[Path] = ()) -> Path:  # type: ignore[assignment]
+        return exampleos.make_repo([self.build(p) for p in packages] + list(extra_rpms), directory)
+
+
+# -- the CLI ---------------------------------------------------------------------------------------
+@dataclass
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> dict:
+        return json.loads(self.stdout)
+
+
+def reconcile(*args: str | Path) -> Result:
+    proc = subprocess.run(
+        [RECONCILE, *map(str, args)], capture_output=True, text=True, env=exampleos.sysroot_env(), check=False
+    )
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+# -- a real HTTP server ------------------------------------------------------------------------------
+@contextmanager
+def http_server(directory: Path) -> Iterator[str]:
+    handler = functools.partial(_QuietHandler, directory=str(directory))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+# -- state snapshots -------------------------------------------------------------------------------
+def ostree(*args: str | Path) -> str:
+    return exampleos.run(["ostree", *map(str, args)]).stdout
+
+
+def state_of(sysroot: Path, origin: Path | None = None) -> dict:
+    """Everything a failed command must leave unchanged: deployments, origins, refs, the origin file."""
+    deploy = sysroot / "ostree" / "deploy"
+    origins = {p.name: p.read_bytes() for p in sorted(deploy.glob("*/deploy/*.origin"))}
+    refs = ostree(f"--repo={sysroot / 'ostree' / 'repo'}", "refs", "--list")
+    resolved = {r: ostree(f"--repo={sysroot / 'ostree' / 'repo'}", "rev-parse", r).strip() for r in refs.split()}
+    return {
+        "deployments": sorted(p.name for p in deploy.glob("*/deploy/*") if p.is_dir()),
+        "origins": origins,
+        "refs": resolved,
+        "origin_file": origin.read_bytes() if origin else None,
+    }
+
+
+def deployment_dir(sysroot: Path, checksum_serial: str) -> Path:
+    found = list((sysroot / "ostree" / "deploy").glob(f"*/deploy/{checksum_serial}"))
+    assert len(found) == 1, checksum_serial
+    return found[0]
+
+
+def copy_tree(src: Path, dest: Path) -> None:
+    shutil.copytree(src, dest, symlinks=True)

@@ -1,0 +1,178 @@
+"""Bad input gets one clear error and the documented exit code, and leaves the system exactly as it was:
+deployments, origins, refs and the origin file."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from conftest import Host
+from support import File, Package, exampleos, http_server
+
+SCRIPTED = Package("scripted", files=(File("/usr/share/scripted/a", "a"),), scripts={"post": "echo hi > /tmp/x"})
+NEEDS_MISSING = Package("needs-missing", requires=("libnothere.so.9()(64bit)",), files=(File("/usr/share/nm/x", "x"),))
+NEEDS_NEWER_BASE = Package("needs-newer-libs", requires=("example-libs >= 3",), files=(File("/usr/share/nn/x", "x"),))
+CLASH_A = Package("clash-a", files=(File("/usr/share/clash/same.txt", "from a\n"),))
+CLASH_B = Package("clash-b", files=(File("/usr/share/clash/same.txt", "from b\n"),))
+SHARE_A = Package("share-a", files=(File("/usr/share/shared/same.txt", "identical\n"),))
+SHARE_B = Package("share-b", files=(File("/usr/share/shared/same.txt", "identical\n"),))
+CLASH_BASE = Package("clash-base", files=(File("/usr/lib/os-release", "ID=impostor\n"),))
+
+
+def assert_failed_cleanly(host: Host, before: dict, result, code: int, *needles: str) -> None:
+    assert result.code == code, (result.code, result.stderr)
+    assert "Traceback" not in result.stderr
+    assert "\nerror: " in "\n" + result.stderr, result.stderr
+    for needle in needles:
+        assert needle in result.stderr, (needle, result.stderr)
+    assert host.state() == before, "a failed command must leave deployments, refs and the origin file alone"
+
+
+@pytest.mark.parametrize("command", ["plan", "apply"])
+def test_unknown_package(host: Host, command: str) -> None:
+    host.publish([])
+    host.write_origin(["hello", "no-such-package"])
+    before = host.state()
+    result = host.run(command)
+    assert_failed_cleanly(host, before, result, 1, "'no-such-package'")
+
+
+def test_unsatisfiable_dependency_is_explained(host: Host) -> None:
+    host.publish([NEEDS_MISSING])
+    host.write_origin(["needs-missing"])
+    before = host.state()
+    result = host.run("apply")
+    assert_failed_cleanly(host, before, result, 1, "nothing provides libnothere.so.9()(64bit)", "needs-missing-1.0-1")
+
+
+def test_request_needing_a_newer_base_package(host: Host) -> None:
+    host.publish([NEEDS_NEWER_BASE])
+    host.write_origin(["needs-newer-libs"])
+    before = host.state()
+    result = host.run("plan")
+    assert_failed_cleanly(host, before, result, 1, "needs-newer-libs", "example-libs >= 3")
+
+
+def test_malformed_origin_reports_every_error_with_its_line(host: Host) -> None:
+    host.publish([])
+    host.origin.write_text(
+        "[origin]\n"  # 1
+        'baserefspec = "example/base"\n'  # 2
+        "[packages]\n"  # 3
+        "requested = [\n"  # 4
+        '  "hello",\n'  # 5
+        '  "",\n'  # 6
+        '  "bad name here",\n'  # 7
+        '  "hello",\n'  # 8
+        "]\n"  # 9
+        "colour = true\n"  # 10
+    )
+    before = host.state()
+    result = host.run("apply")
+    assert_failed_cleanly(host, before, result, 65)
+    lines = result.stderr
+    assert re.search(r"origin\.toml:6 packages\.requested\[1\]: empty package name", lines)
+    assert re.search(r"origin\.toml:7 packages\.requested\[2\]: 'bad name here' is not a package spec", lines)
+    assert re.search(r"origin\.toml:8 packages\.requested\[3\]: 'hello' is listed twice", lines)
+    assert re.search(r"origin\.toml:10 packages\.colour: unknown key", lines)
+
+
+def test_toml_syntax_error(host: Host) -> None:
+    host.origin.write_text('[origin]\nbaserefspec = "example/base\n')
+    before = host.state()
+    result = host.run("plan")
+    assert_failed_cleanly(host, before, result, 65, "origin.toml:2")
+
+
+def test_missing_origin_file(host: Host) -> None:
+    before = host.state()
+    result = host.run("plan")
+    assert_failed_cleanly(host, before, result, 65, "does not exist")
+
+
+def test_missing_reposdir(host: Host) -> None:
+    host.write_origin(["hello"])
+    before = host.state()
+    result = host.run("apply")
+    assert_failed_cleanly(host, before, result, 1, "yum.repos.d does not exist")
+
+
+def test_unreachable_baseurl(host: Host) -> None:
+    host.write_origin(["hello"])
+    exampleos.write_repo_file(host.reposdir, "gone", "http://127.0.0.1:9/nothing")
+    before = host.state()
+    result = host.run("apply")
+    assert_failed_cleanly(host, before, result, 1, "[gone]", "unreachable")
+
+
+def test_unknown_baserefspec(host: Host) -> None:
+    host.publish([])
+    host.write_origin(["hello"], base="example/nope")
+    before = host.state()
+    result = host.run("apply")
+    assert_failed_cleanly(host, before, result, 1, "'example/nope'", "not a ref")
+
+
+def test_corrupt_download_is_refused(host: Host) -> None:
+    repo = host.publish([])
+    with http_server(repo) as url:
+        exampleos.write_repo_file(host.reposdir, "test", url)
+        victim = next(repo.glob("hello-data-*.rpm"))
+        data = bytearray(victim.read_bytes())
+        data[-100] ^= 0xFF
+        victim.write_bytes(bytes(data))
+        host.write_origin(["hello"])
+        before = host.state()
+        result = host.run("apply")
+    assert_failed_cleanly(host, before, result, 1, "hello-data-1.2-1.noarch", "corrupt")
+
+
+def test_scriptlets_are_refused_for_now(host: Host) -> None:
+    host.publish([SCRIPTED])
+    host.write_origin(["scripted"])
+    before = host.state()
+    result = host.run("apply")
+    assert_failed_cleanly(host, before, result, 1, "scripted-1.0-1.noarch", "%post")
+
+
+def test_file_conflict_between_layered_packages(host: Host) -> None:
+    host.publish([CLASH_A, CLASH_B])
+    host.write_origin(["clash-a", "clash-b"])
+    before = host.state()
+    result = host.run("apply")
+    assert_failed_cleanly(host, before, result, 1, "/usr/share/clash/same.txt", "clash-a-1.0-1.noarch", "clash-b-1.0-1")
+
+
+def test_file_conflict_with_the_base(host: Host) -> None:
+    host.publish([CLASH_BASE])
+    host.write_origin(["clash-base"])
+    before = host.state()
+    result = host.run("apply")
+    assert_failed_cleanly(host, before, result, 1, "/usr/lib/os-release", "clash-base-1.0-1.noarch", "the base")
+
+
+def test_identical_files_in_two_packages_are_fine(host: Host) -> None:
+    host.publish([SHARE_A, SHARE_B])
+    host.write_origin(["share-a", "share-b"])
+    host.apply_ok()
+    assert (host.deployment_path(host.default()) / "usr/share/shared/same.txt").read_text() == "identical\n"
+
+
+def test_json_errors_are_one_document(host: Host) -> None:
+    host.publish([])
+    host.write_origin(["no-such-package"])
+    result = host.run("plan", "--json")
+    assert result.code == 1
+    doc = result.json()
+    assert doc["error"]["exit_code"] == 1 and "no-such-package" in doc["error"]["message"]
+
+
+def test_usage_error_exit_code(host: Host) -> None:
+    result = host.run("plan", "--no-such-flag")
+    assert result.code == 64
+
+
+def test_debug_shows_tracebacks_only_when_asked(host: Host) -> None:
+    host.publish([])
+    host.write_origin(["no-such-package"])
+    assert "Traceback" in host.run("plan", "--debug").stderr

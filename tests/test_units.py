@@ -1,0 +1,93 @@
+"""Small pure functions: version comparison, cache ref names, path rules, origin file locations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from reconcile.errors import InvalidInputError
+from reconcile.origin import load_origin
+from reconcile.rpm.nevra import Nevra, pkgcache_ref, rpmvercmp
+from reconcile.rpm.payload import relocate
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "want"),
+    [
+        ("1.0", "1.0", 0),
+        ("1.0", "1.1", -1),
+        ("2.0", "10", -1),
+        ("1.0a", "1.0", 1),
+        ("1.001", "1.1", 0),
+        ("1.0~rc1", "1.0", -1),
+        ("1.0~rc1", "1.0~rc2", -1),
+        ("1.0^1", "1.0", 1),
+        ("1.0^1", "1.0.1", -1),
+        ("5.5p1", "5.5p10", -1),
+        ("a", "1", -1),
+    ],
+)
+def test_rpmvercmp(a: str, b: str, want: int) -> None:
+    assert rpmvercmp(a, b) == want
+    assert rpmvercmp(b, a) == -want
+
+
+def test_pkgcache_ref_escapes_like_rpm_ostree() -> None:
+    assert (
+        pkgcache_ref(Nevra("git", 0, "1.8.3.1", "6.el7_2.1", "x86_64"))
+        == "reconcile/pkg/git/1.8.3.1-6.el7__2.1.x86__64"
+    )
+    assert (
+        pkgcache_ref(Nevra("perl", 4, "5.16.3", "291.el7", "x86_64")) == "reconcile/pkg/perl/4_3A5.16.3-291.el7.x86__64"
+    )
+    assert str(Nevra("perl", 4, "5.16.3", "291.el7", "x86_64")) == "perl-4:5.16.3-291.el7.x86_64"
+
+
+@pytest.mark.parametrize(
+    ("path", "want"),
+    [
+        ("/usr/bin/x", ("tree", "usr/bin/x")),
+        ("/etc/x.conf", ("tree", "usr/etc/x.conf")),
+        ("/boot/vmlinuz", ("tree", "usr/lib/ostree-boot/vmlinuz")),
+        ("/opt/app/bin", ("tree", "usr/lib/opt/app/bin")),
+        ("/var/lib/x", ("tmpfiles", "/var/lib/x")),
+        ("/run/x", ("tmpfiles", "/run/x")),
+        ("/bin/sh", ("tree", "usr/bin/sh")),
+        ("/bin", ("toplevel", "bin")),
+    ],
+)
+def test_path_rules(path: str, want: tuple[str, str]) -> None:
+    assert relocate(path, allow_skeleton=False) == want
+
+
+@pytest.mark.parametrize("path", ["/srv/x", "/home/user/x", "/usr/../etc/x", "relative/x", "/proc"])
+def test_refused_paths(path: str) -> None:
+    with pytest.raises(ValueError):
+        relocate(path, allow_skeleton=False)
+
+
+def test_origin_keeps_requests_as_a_set(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.toml", tmp_path / "b.toml"
+    a.write_text('[origin]\nbaserefspec = "r"\n[packages]\nrequested = ["x", "y >= 2"]\n')
+    b.write_text('# comment\n[origin]\nbaserefspec = "r"\n[packages]\nrequested = ["y >= 2", "x"]\n')
+    assert load_origin(a).desired.digest() == load_origin(b).desired.digest()
+    assert load_origin(a).sha256 != load_origin(b).sha256
+
+
+def test_rpm_ostree_origin_keyfile_is_accepted(tmp_path: Path) -> None:
+    f = tmp_path / "host.origin"
+    f.write_text("[origin]\nbaserefspec=fedora:fedora/41/x86_64/silverblue\n\n[packages]\nrequested=htop;tmux;\n")
+    desired = load_origin(f).desired
+    assert desired.origin.baserefspec == "fedora:fedora/41/x86_64/silverblue"
+    assert desired.packages.requested == ["htop", "tmux"]
+
+
+def test_origin_errors_name_missing_tables(tmp_path: Path) -> None:
+    f = tmp_path / "o.toml"
+    f.write_text("[packages]\nrequested = 'htop'\n")
+    with pytest.raises(InvalidInputError) as e:
+        load_origin(f)
+    text = "\n".join(e.value.problems)
+    assert "origin: required key is missing" in text
+    assert f"{f}:2 packages.requested: Input should be a valid list" in text
