@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -97,14 +95,6 @@ class Repo:
             raise OstreeError(f"resolve {rev}: {e.message}") from e
         return csum if ok and csum else None
 
-    def has_commit(self, csum: str) -> bool:
-        return bool(
-            _ok(
-                "has_object",
-                _call(f"has_object {csum}", self.gi.has_object, OSTree.ObjectType.COMMIT, csum, None),
-            )
-        )
-
     def load_commit(self, csum: str) -> Any:
         return _ok(f"load commit {csum}", _call(f"load_commit {csum}", self.gi.load_commit, csum))[0]
 
@@ -113,10 +103,6 @@ class Repo:
 
     def commit_timestamp(self, csum: str) -> int:
         return int(OSTree.commit_get_timestamp(self.load_commit(csum)))
-
-    def commit_parent(self, csum: str) -> str | None:
-        parent = OSTree.commit_get_parent(self.load_commit(csum))
-        return str(parent) if parent else None
 
     def commit_root(self, csum: str) -> tuple[str, str]:
         """The (contents, metadata) checksums of a commit's root directory."""
@@ -178,15 +164,6 @@ class Repo:
             for name, t, m in v.get_child_value(1).unpack()
         ]
         return DirEntries(files, dirs)
-
-    def load_dirmeta(self, meta_csum: str) -> tuple[int, int, int]:
-        """(uid, gid, mode) of a dirmeta object."""
-        v = _ok(
-            "load dirmeta",
-            _call(f"load dirmeta {meta_csum}", self.gi.load_variant, OSTree.ObjectType.DIR_META, meta_csum),
-        )
-        uid, gid, mode, _xattrs = v.unpack()
-        return socket.ntohl(uid), socket.ntohl(gid), socket.ntohl(mode)
 
     def refs(self, prefix: str | None = None) -> dict[str, str]:
         return dict(_ok("list refs", _call(f"list_refs {prefix}", self.gi.list_refs, prefix, None)))
@@ -300,9 +277,6 @@ class Repo:
         """A lazily loaded mutable tree of a commit: cost grows with what is touched, not its size."""
         return _call(f"MutableTree.new_from_commit {csum}", OSTree.MutableTree.new_from_commit, self.gi, csum)
 
-    def prune_unreferenced(self) -> None:
-        _call("prune refs-only", self.gi.prune, OSTree.RepoPruneFlags.REFS_ONLY, -1, None)
-
 
 def new_tree() -> OSTree.MutableTree:
     return OSTree.MutableTree.new()
@@ -329,10 +303,6 @@ def tree_fill(mt: OSTree.MutableTree, repo: Repo, contents: str, meta: str) -> N
 
 def tree_replace_file(mt: OSTree.MutableTree, name: str, csum: str) -> None:
     _call(f"replace_file {name}", mt.replace_file, name, csum)
-
-
-def tree_remove(mt: OSTree.MutableTree, name: str) -> None:
-    _call(f"remove {name}", mt.remove, name, True)
 
 
 # -- sysroots --------------------------------------------------------------------------------------
@@ -453,8 +423,3 @@ def keyfile_remove(kf: GLib.KeyFile, group: str, key: str | None = None) -> None
             kf.remove_group(group)
         else:
             kf.remove_key(group, key)
-
-
-def environment_is_test_safe(sysroot: Path) -> bool:
-    """True unless the sysroot is the real `/` (tests must never touch it)."""
-    return os.path.realpath(sysroot) != "/"

@@ -5,7 +5,6 @@ stdout is reserved for the command's result (the plan, status, or a JSON documen
 from __future__ import annotations
 
 import contextlib
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -51,7 +50,3 @@ class Reporter:
         self.timings.append(StepTiming(name, elapsed))
         if not self.quiet:
             self.console.print(f"{name}: done in {elapsed:.2f} s", style="dim", markup=False)
-
-
-def stdout_console() -> Console:
-    return Console(file=sys.stdout, highlight=False, soft_wrap=True)

@@ -28,29 +28,41 @@ def assert_failed_cleanly(host: Host, before: dict, result, code: int, *needles:
     assert host.state() == before, "a failed command must leave deployments, refs and the origin file alone"
 
 
-@pytest.mark.parametrize("command", ["plan", "apply"])
-def test_unknown_package(host: Host, command: str) -> None:
-    host.publish([])
-    host.write_origin(["hello", "no-such-package"])
+# (published packages, requested, command, needles in the error): each must fail with exit 1 and change nothing.
+REFUSED = {
+    "unknown-package-plan": ([], ["hello", "no-such-package"], "plan", ["'no-such-package'"]),
+    "unknown-package-apply": ([], ["hello", "no-such-package"], "apply", ["'no-such-package'"]),
+    "unsatisfiable": (
+        [NEEDS_MISSING],
+        ["needs-missing"],
+        "apply",
+        ["nothing provides libnothere.so.9()(64bit)", "needs-missing-1.0-1"],
+    ),
+    "needs-newer-base": ([NEEDS_NEWER_BASE], ["needs-newer-libs"], "plan", ["needs-newer-libs", "example-libs >= 3"]),
+    "scriptlets": ([SCRIPTED], ["scripted"], "apply", ["scripted-1.0-1.noarch", "%post"]),
+    "conflict-between-packages": (
+        [CLASH_A, CLASH_B],
+        ["clash-a", "clash-b"],
+        "apply",
+        ["/usr/share/clash/same.txt", "clash-a-1.0-1.noarch", "clash-b-1.0-1"],
+    ),
+    "conflict-with-base": (
+        [CLASH_BASE],
+        ["clash-base"],
+        "apply",
+        ["/usr/lib/os-release", "clash-base-1.0-1", "the base"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", REFUSED.values(), ids=REFUSED.keys())
+def test_refused_requests(host: Host, case: tuple) -> None:
+    packages, requested, command, needles = case
+    host.publish(packages)
+    host.write_origin(requested)
     before = host.state()
     result = host.run(command)
-    assert_failed_cleanly(host, before, result, 1, "'no-such-package'")
-
-
-def test_unsatisfiable_dependency_is_explained(host: Host) -> None:
-    host.publish([NEEDS_MISSING])
-    host.write_origin(["needs-missing"])
-    before = host.state()
-    result = host.run("apply")
-    assert_failed_cleanly(host, before, result, 1, "nothing provides libnothere.so.9()(64bit)", "needs-missing-1.0-1")
-
-
-def test_request_needing_a_newer_base_package(host: Host) -> None:
-    host.publish([NEEDS_NEWER_BASE])
-    host.write_origin(["needs-newer-libs"])
-    before = host.state()
-    result = host.run("plan")
-    assert_failed_cleanly(host, before, result, 1, "needs-newer-libs", "example-libs >= 3")
+    assert_failed_cleanly(host, before, result, 1, *needles)
 
 
 def test_malformed_origin_reports_every_error_with_its_line(host: Host) -> None:
@@ -125,30 +137,6 @@ def test_corrupt_download_is_refused(host: Host) -> None:
         before = host.state()
         result = host.run("apply")
     assert_failed_cleanly(host, before, result, 1, "hello-data-1.2-1.noarch", "corrupt")
-
-
-def test_scriptlets_are_refused_for_now(host: Host) -> None:
-    host.publish([SCRIPTED])
-    host.write_origin(["scripted"])
-    before = host.state()
-    result = host.run("apply")
-    assert_failed_cleanly(host, before, result, 1, "scripted-1.0-1.noarch", "%post")
-
-
-def test_file_conflict_between_layered_packages(host: Host) -> None:
-    host.publish([CLASH_A, CLASH_B])
-    host.write_origin(["clash-a", "clash-b"])
-    before = host.state()
-    result = host.run("apply")
-    assert_failed_cleanly(host, before, result, 1, "/usr/share/clash/same.txt", "clash-a-1.0-1.noarch", "clash-b-1.0-1")
-
-
-def test_file_conflict_with_the_base(host: Host) -> None:
-    host.publish([CLASH_BASE])
-    host.write_origin(["clash-base"])
-    before = host.state()
-    result = host.run("apply")
-    assert_failed_cleanly(host, before, result, 1, "/usr/lib/os-release", "clash-base-1.0-1.noarch", "the base")
 
 
 def test_identical_files_in_two_packages_are_fine(host: Host) -> None:

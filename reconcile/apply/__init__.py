@@ -44,7 +44,7 @@ def apply_plan(ctx: Context, plan: m.Plan, loaded: LoadedOrigin) -> ApplyResult:
         return ApplyResult(True, None, f"Updated the origin of deployment {current.id}; no new deployment was needed.")
     commit = target.base_checksum
     if target.packages:
-        commit = _build_layered_commit(ctx, plan, current)
+        commit = _build_layered_commit(ctx, plan)
     origin = build_origin(loaded.desired, dep.get_origin(), new_deployment=True)
     with ctx.reporter.step("Deploying"):
         new = deploy(ctx, current.stateroot, commit, origin, dep)
@@ -66,7 +66,7 @@ def _verify_fresh(ctx: Context, plan: m.Plan, loaded: LoadedOrigin) -> tuple[Dep
     return current, dep
 
 
-def _build_layered_commit(ctx: Context, plan: m.Plan, current: DeploymentState) -> str:
+def _build_layered_commit(ctx: Context, plan: m.Plan) -> str:
     repo, reporter, target = ctx.repo, ctx.reporter, plan.target
     cache = PackageCache(repo, owners_in_commit(repo, target.base_checksum), policy="", mode=LAYER_MODE)
     pinned = {p.nevra: p for p in target.packages}

@@ -184,28 +184,23 @@ def _request_changes(
 ) -> list[m.RequestChange]:
     desired = loaded.desired
     changes: list[m.RequestChange] = []
+    base_change = None
     if desired.origin.baserefspec != current.refspec:
-        changes.append(
-            m.RequestChange(
-                address="base",
-                kind=m.ChangeKind.BASE,
-                name=desired.origin.baserefspec,
-                actions=[m.Action.UPDATE],
-                reason="baserefspec changed",
-                before=f"{current.refspec} ({current.base_checksum[:12]})",
-                after=f"{desired.origin.baserefspec} ({base[:12]})",
-            )
-        )
+        before = f"{current.refspec} ({current.base_checksum[:12]})"
+        base_change = ("baserefspec changed", before, f"{desired.origin.baserefspec} ({base[:12]})")
     elif base != current.base_checksum:
+        base_change = ("the base ref moved to a new commit", current.base_checksum[:12], base[:12])
+    if base_change:
+        reason, before, after = base_change
         changes.append(
             m.RequestChange(
                 address="base",
                 kind=m.ChangeKind.BASE,
                 name=desired.origin.baserefspec,
                 actions=[m.Action.UPDATE],
-                reason="the base ref moved to a new commit",
-                before=current.base_checksum[:12],
-                after=base[:12],
+                reason=reason,
+                before=before,
+                after=after,
             )
         )
     inactive = dict(solved.inactive)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import shutil
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -82,15 +81,3 @@ def download(url: str, dest: Path, algorithm: str, expected: str, what: str) -> 
     finally:
         if tmp.exists():
             tmp.unlink()
-
-
-def file_digest(path: Path, algorithm: str) -> str:
-    digest = _hasher(algorithm)
-    with open(path, "rb") as f:
-        while block := f.read(CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def copy_file(src: Path, dest: Path) -> None:
-    shutil.copyfile(src, dest)
