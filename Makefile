@@ -12,7 +12,7 @@ APT_PACKAGES := python3 python3-venv python3-dev gcc pkg-config libgirepository1
 deps: $(VENV)/.installed
 
 .apt-installed: Makefile
-	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || printf '%s ' $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "Installing Debian packages: $$missing"; \
 		export DEBIAN_FRONTEND=noninteractive; \
