@@ -305,6 +305,10 @@ def tree_replace_file(mt: OSTree.MutableTree, name: str, csum: str) -> None:
     _call(f"replace_file {name}", mt.replace_file, name, csum)
 
 
+def tree_remove(mt: OSTree.MutableTree, name: str) -> None:
+    _call(f"remove {name}", mt.remove, name, True)
+
+
 # -- sysroots --------------------------------------------------------------------------------------
 
 

@@ -34,6 +34,9 @@ def _deployment(s: DeploymentState, index: int) -> dict[str, Any]:
         "requested_packages": sorted(s.requested),
         "layered_packages": [str(p.nevra) for p in s.layered],
         "inactive_requests": sorted(s.inactive_requests),
+        "requested_local_packages": sorted(s.local),
+        "requested_base_removals": sorted(s.override_remove),
+        "removed_base_packages": s.removed_base,
         "state_digest": s.state_digest,
     }
 
@@ -64,6 +67,10 @@ def render_status_text(doc: dict[str, Any]) -> str:
             rows.append(("Requested", ", ".join(d["requested_packages"])))
         if d["layered_packages"]:
             rows.append(("Layered", ", ".join(d["layered_packages"])))
+        if d["requested_local_packages"]:
+            rows.append(("Local", ", ".join(p.split(":", 1)[-1] for p in d["requested_local_packages"])))
+        if d["removed_base_packages"]:
+            rows.append(("Removed", ", ".join(d["removed_base_packages"]) + " (from the base)"))
         if d["inactive_requests"]:
             rows.append(("Inactive", ", ".join(d["inactive_requests"]) + " (provided by the base)"))
         lines += [f"      {k + ':':<11}{v}" for k, v in rows]

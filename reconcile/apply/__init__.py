@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from reconcile import commitmeta as cm
-from reconcile.apply.assemble import TreeMerger, boot_metadata, write_rpmdb
+from reconcile.apply.assemble import TreeMerger, boot_metadata, remove_base_packages, write_rpmdb
 from reconcile.apply.deploy import build_origin, collect_garbage, deploy
 from reconcile.apply.fetch import fetch_packages
 from reconcile.apply.pkgcache import CachedPackage, PackageCache, owners_in_commit
@@ -39,13 +39,13 @@ def apply_plan(ctx: Context, plan: m.Plan, loaded: LoadedOrigin) -> ApplyResult:
         return ApplyResult(False, None, "Nothing to do: the deployment already matches the origin.")
     target = plan.target
     if not target.needs_deployment:
-        origin = build_origin(loaded.desired, dep.get_origin(), new_deployment=False)
+        origin = build_origin(loaded.desired, target.local, dep.get_origin(), new_deployment=False)
         ctx.sysroot.write_origin(dep, origin)
         return ApplyResult(True, None, f"Updated the origin of deployment {current.id}; no new deployment was needed.")
     commit = target.base_checksum
-    if target.packages:
+    if target.state_digest:
         commit = _build_layered_commit(ctx, plan)
-    origin = build_origin(loaded.desired, dep.get_origin(), new_deployment=True)
+    origin = build_origin(loaded.desired, target.local, dep.get_origin(), new_deployment=True)
     with ctx.reporter.step("Deploying"):
         new = deploy(ctx, current.stateroot, commit, origin, dep)
     with ctx.reporter.step("Cleaning up"):
@@ -98,13 +98,16 @@ def _assemble(ctx: Context, plan: m.Plan, cache: PackageCache, packages: list[Ca
     repo, target = ctx.repo, plan.target
     base = target.base_checksum
     tree = repo.tree_from_commit(base)
+    if target.remove_base:
+        remove_base_packages(repo, tree, base, target.remove_base)
     merger = TreeMerger(repo, tree)
     for pkg in packages:
         merger.merge(pkg)
-    write_rpmdb(repo, tree, base, cache, packages)
+    write_rpmdb(repo, tree, base, cache, packages, erase=target.remove_base)
     root = repo.write_mtree(tree)
     base_meta = repo.commit_metadata(base)
-    base_pkgs = [Nevra.from_tuple(t) for t in base_meta.get(cm.PKGLIST, [])]
+    gone = set(target.remove_base)
+    base_pkgs = [n for n in (Nevra.from_tuple(t) for t in base_meta.get(cm.PKGLIST, [])) if str(n) not in gone]
     layered = [LayeredPackage(p.nevra, p.checksum, p.repo) for p in packages]
     metadata: dict[str, Any] = {
         **boot_metadata(repo, base),
@@ -112,11 +115,14 @@ def _assemble(ctx: Context, plan: m.Plan, cache: PackageCache, packages: list[Ca
         cm.LAYERED: cm.nevra_list([p.nevra for p in packages]),
         cm.LAYERED_SOURCES: cm.sources_variant(layered),
         cm.REQUESTED: Variant("as", target.active_requests),
+        cm.REMOVED_BASE: cm.nevra_list([Nevra.parse(n) for n in target.remove_base]),
         cm.BASE: Variant("s", base),
         cm.STATE_DIGEST: Variant("s", target.state_digest or ""),
         cm.FORMAT: Variant("u", m.ASSEMBLY_FORMAT_VERSION),
     }
     subject = f"reconcile: {target.base_refspec} + " + ", ".join(str(p.nevra) for p in packages)
+    if target.remove_base:
+        subject += " - " + ", ".join(target.remove_base)
     return repo.write_commit(base, subject, metadata, root, repo.commit_timestamp(base))
 
 

@@ -18,7 +18,10 @@ from reconcile import ostree
 from reconcile.apply.pkgcache import CachedPackage, PackageCache
 from reconcile.errors import PackageError
 from reconcile.ostree import MutableTree, Repo, Variant
-from reconcile.rpm.rpmdb import DEFAULT_RPMDB_DIR, RPMDB_FILE, build_rpmdb, find_rpmdb
+from reconcile.rpm import header as h
+from reconcile.rpm.nevra import Nevra
+from reconcile.rpm.payload import relocate
+from reconcile.rpm.rpmdb import DEFAULT_RPMDB_DIR, RPMDB_FILE, build_rpmdb, find_rpmdb, read_headers
 
 BASE_OWNER = "the base"
 
@@ -74,9 +77,14 @@ class TreeMerger:
 
 
 def write_rpmdb(
-    repo: Repo, tree: MutableTree, base: str | None, cache: PackageCache, packages: list[CachedPackage]
+    repo: Repo,
+    tree: MutableTree,
+    base: str | None,
+    cache: PackageCache,
+    packages: list[CachedPackage],
+    erase: list[str] | None = None,
 ) -> None:
-    """Replace the tree's rpmdb with one listing the base's packages plus `packages`."""
+    """Replace the tree's rpmdb with one listing the base's packages, minus `erase`, plus `packages`."""
     found = find_rpmdb(repo, base) if base else None
     base_db = repo.content_path(found.file_checksum) if found else None
     if found and base_db is None:
@@ -85,7 +93,7 @@ def write_rpmdb(
     headers = [(p.nevra.name, cache.header_raw(p.commit)) for p in packages]
     (repo.path / "tmp").mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="reconcile-rpmdb-", dir=repo.path / "tmp") as work:
-        db = build_rpmdb(base_db, headers, Path(work))
+        db = build_rpmdb(base_db, headers, erase or [], Path(work))
         size = db.stat().st_size
         with open(db, "rb") as f:
             csum = repo.write_file_stream(0, 0, stat.S_IFREG | 0o644, size, iter(lambda: f.read(1 << 20), b""))
@@ -100,6 +108,64 @@ def write_rpmdb(
         else:
             parent = found_dir[1]
     ostree.tree_replace_file(parent, RPMDB_FILE, csum)
+
+
+def remove_base_packages(repo: Repo, tree: MutableTree, base: str, nevras: list[str]) -> None:
+    """`overrides.remove`: drop the files of base packages; directories go only when nothing else in the
+    base owns them and they end up empty."""
+    headers = {str(Nevra.from_header(hdr)): hdr for hdr in read_headers(repo, base)}
+    doomed = [headers[n] for n in nevras]
+    kept: set[str] = set()  # tree paths (and their parents) that remaining base packages still own
+    for name, hdr in headers.items():
+        if name in nevras:
+            continue
+        for path in h.file_paths(hdr):
+            rel = _tree_path(path)
+            if rel:
+                parts = rel.split("/")
+                kept.update("/".join(parts[:i]) for i in range(1, len(parts) + 1))
+    dirs = []
+    for hdr in doomed:
+        pkg = hdr.string(h.NAME)
+        _remove_path(tree, f"usr/lib/tmpfiles.d/reconcile-pkg-{pkg}.conf")
+        for fe in h.file_entries(hdr):
+            if fe.path.split("/")[1:2] in (["var"], ["run"]):
+                _remove_path(tree, "usr/share/factory" + fe.path)
+                continue
+            rel = _tree_path(fe.path)
+            if rel is None or rel in kept:
+                continue
+            if stat.S_ISDIR(fe.mode):
+                dirs.append(rel)
+            else:
+                _remove_path(tree, rel)
+    for rel in sorted(dirs, key=lambda d: d.count("/"), reverse=True):
+        found = _lookup(tree, rel)
+        if found is not None and not found.get_files() and not found.get_subdirs():
+            _remove_path(tree, rel)
+
+
+def _tree_path(path: str) -> str | None:
+    try:
+        where, rel = relocate(path, allow_skeleton=True)
+    except ValueError:
+        return None
+    return rel if where in ("tree", "toplevel") else None
+
+
+def _lookup(tree: MutableTree, rel: str) -> MutableTree | None:
+    mt: MutableTree | None = tree
+    for name in rel.split("/"):
+        found = ostree.tree_lookup(mt, name) if mt is not None else None
+        mt = found[1] if found else None
+    return mt
+
+
+def _remove_path(tree: MutableTree, rel: str) -> None:
+    parent_rel, _, name = rel.rpartition("/")
+    parent = _lookup(tree, parent_rel) if parent_rel else tree
+    if parent is not None:
+        ostree.tree_remove(parent, name)
 
 
 def boot_metadata(repo: Repo, commit: str) -> dict[str, Any]:

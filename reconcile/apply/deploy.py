@@ -21,7 +21,9 @@ _OWNED_KEYS = (
 )
 
 
-def build_origin(desired: DesiredOrigin, previous: KeyFile | None, *, new_deployment: bool) -> KeyFile:
+def build_origin(
+    desired: DesiredOrigin, local_pins: list[str], previous: KeyFile | None, *, new_deployment: bool
+) -> KeyFile:
     """The deployment origin: `baserefspec` when anything is requested (plain `refspec` keeps
     `ostree admin upgrade` working otherwise), lists written with GLib's trailing `;`."""
     kf = ostree.keyfile_copy(previous) if previous is not None else ostree.KeyFile.new()
@@ -30,10 +32,15 @@ def build_origin(desired: DesiredOrigin, previous: KeyFile | None, *, new_deploy
     for group, key in _OWNED_KEYS:
         ostree.keyfile_remove(kf, group, key)
     requested = sorted(desired.packages.requested)
-    key = "baserefspec" if requested else "refspec"
+    removals = sorted(desired.overrides.remove)
+    key = "baserefspec" if requested or local_pins or removals else "refspec"
     kf.set_string("origin", key, desired.origin.baserefspec)
     if requested:
         kf.set_string_list("packages", "requested", requested)
+    if local_pins:
+        kf.set_string_list("packages", "requested-local", sorted(local_pins))
+    if removals:
+        kf.set_string_list("overrides", "remove", removals)
     if not desired.options.recommends:
         kf.set_string("reconcile", "recommends", "false")
     for group in ("packages", "overrides", "reconcile"):

@@ -74,7 +74,7 @@ def refuse_scriptlets(headers: h.RpmHeaders, nevra: Nevra) -> None:
 
 
 class PackageCache:
-    def __init__(self, repo: Repo, owners: Owners, policy: str, mode: str) -> None:
+    def __init__(self, repo: Repo, owners: Owners | None, policy: str, mode: str) -> None:
         self.repo = repo
         self.owners = owners
         self.policy = policy
@@ -95,7 +95,24 @@ class PackageCache:
             return None
         return CachedPackage(nevra, commit, checksum, repo_id)
 
+    def cached_header(self, nevra: Nevra, checksum: str) -> h.Header | None:
+        """The header of a package the cache holds (any import), to check it before downloading."""
+        commit = self.repo.resolve(pkgcache_ref(nevra))
+        if commit is None:
+            return None
+        meta = self.repo.commit_metadata(commit)
+        if meta.get(cm.PKG_CHECKSUM) != checksum or not meta.get(cm.PKG_HEADER):
+            return None
+        import io
+
+        try:
+            return h.read_rpm_headers(io.BytesIO(bytes(meta[cm.PKG_HEADER]))).header
+        except h.HeaderError:
+            return None
+
     def _owners_match(self, used: dict[str, int]) -> bool:
+        if self.owners is None:
+            return False
         for key, wanted in used.items():
             kind, name = key.split(":", 1)
             table = self.owners.users if kind == "u" else self.owners.groups
@@ -115,6 +132,8 @@ class PackageCache:
         if fmt != "cpio":
             raise PackageError(f"{nevra} has a {fmt!r} payload; only cpio payloads are supported.")
         refuse_scriptlets(headers, nevra)
+        if self.owners is None:
+            raise PackageError("internal: the package cache was opened without an owner map")
         importer = PayloadImporter(self.repo, nevra.name, headers, self.owners, allow_skeleton=self.mode == "compose")
         with open(path, "rb") as f:
             imported = importer.run(f)

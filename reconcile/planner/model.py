@@ -66,6 +66,7 @@ class PackageEntry(_Frozen):
     checksum: str
     reason: Literal["requested", "dependency"]
     why: list[str] = Field(default_factory=list)
+    weak: bool = Field(default=False, description="Pulled in only through Recommends.")
     before: str | None = None
     after: str | None = None
 
@@ -134,6 +135,8 @@ class Target(_Frozen):
     base_refspec: str
     base_checksum: str
     packages: list[PinnedPackage]
+    remove_base: list[str] = Field(default_factory=list, description="Base packages dropped (NEVRAs).")
+    local: list[str] = Field(default_factory=list, description="Local packages as `<sha256>:<nevra>`.")
     active_requests: list[str]
     state_digest: str | None = Field(description="None when nothing is layered: the base is deployed as is.")
     needs_deployment: bool
@@ -176,6 +179,7 @@ def state_digest(
     active_requests: list[str],
     recommends: bool,
     packages: list[tuple[str, str]],
+    removed: list[str],
     policy: str,
 ) -> str:
     """Equal digest, equal layered commit: the idempotency key (DESIGN §3)."""
@@ -184,6 +188,7 @@ def state_digest(
         "requests": sorted(active_requests),
         "recommends": recommends,
         "packages": sorted(packages),
+        "removed": sorted(removed),
         "policy": policy,
         "format": ASSEMBLY_FORMAT_VERSION,
     }

@@ -1,24 +1,38 @@
-"""`make_plan()`: read the deployed state and the desired origin, resolve, and return a frozen Plan."""
+"""`make_plan()`: read the deployed state and the desired origin, resolve, check, and return a frozen Plan."""
 
 from __future__ import annotations
 
 import datetime
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from reconcile import __version__
+from reconcile.apply.pkgcache import PackageCache
 from reconcile.commitmeta import LayeredPackage
 from reconcile.context import Context
 from reconcile.errors import ReconcileError
 from reconcile.origin import LoadedOrigin
 from reconcile.planner import model as m
-from reconcile.planner.solver import Candidate, Solver, SolveResult
+from reconcile.planner.changes import request_changes, resolution_diff
+from reconcile.planner.checks import path_checks, scriptlet_checks
+from reconcile.planner.local import LocalPackage, read_local
+from reconcile.planner.solver import Candidate, Solver, SolveResult, Source
 from reconcile.planner.state import DeploymentState, current_deployment
 from reconcile.repos.config import load_repo_configs
-from reconcile.repos.metadata import refresh
-from reconcile.rpm.nevra import evr_compare
+from reconcile.repos.metadata import fetch_filelists, refresh
+from reconcile.rpm.nevra import Nevra
 from reconcile.rpm.rpmdb import read_headers
 
 NO_POLICY = ""
+
+
+@dataclass
+class Resolved:
+    """What resolution and checks produced, before it is frozen into the Plan."""
+
+    solved: SolveResult = field(default_factory=SolveResult)
+    checks: list[m.Check] = field(default_factory=list)
 
 
 def default_reposdir(ctx: Context, current: DeploymentState) -> Path:
@@ -31,10 +45,11 @@ def default_reposdir(ctx: Context, current: DeploymentState) -> Path:
     return Path("/etc/yum.repos.d")
 
 
-def make_plan(ctx: Context, loaded: LoadedOrigin, reposdir: Path | None, stateroot: str | None) -> m.Plan:
+def make_plan(
+    ctx: Context, loaded: LoadedOrigin, reposdir: Path | None, stateroot: str | None, *, update: bool = False
+) -> m.Plan:
     current, _dep = current_deployment(ctx.sysroot, ctx.repo, stateroot)
     desired = loaded.desired
-    _refuse_unsupported(loaded)
     refspec = desired.origin.baserefspec
     base = ctx.repo.resolve(refspec)
     if base is None:
@@ -42,77 +57,135 @@ def make_plan(ctx: Context, loaded: LoadedOrigin, reposdir: Path | None, statero
             f"The baserefspec {refspec!r} in {loaded.path} is not a ref in the sysroot's repo ({ctx.repo.path}).",
             hint="Pull or create the base ref first (ostree pull / pull-local), or fix baserefspec.",
         )
-    solved = SolveResult()
-    if desired.packages.requested:
-        solved = _resolve(ctx, current, base, desired.packages.requested, desired.options.recommends, reposdir)
+    local = [read_local(p, loaded.path) for p in desired.packages.local]
+    resolved = Resolved()
+    if desired.packages.requested or local or desired.overrides.remove:
+        resolved = _resolve(ctx, current, base, loaded, local, reposdir, update)
+    solved = resolved.solved
 
-    active = sorted(spec for spec in desired.packages.requested if spec not in {s for s, _ in solved.inactive})
+    inactive = {spec for spec, _by in solved.inactive}
+    active = sorted(spec for spec in desired.packages.requested if spec not in inactive)
+    removed = [str(n) for n in solved.removed_base]
     digest = None
-    if solved.packages:
+    if solved.packages or removed:
         digest = m.state_digest(
             base,
             active,
             desired.options.recommends,
             [(str(c.nevra), c.checksum) for c in solved.packages],
+            removed,
             NO_POLICY,
         )
     prior_key = ("layered", current.state_digest) if current.is_layered else ("base", current.checksum)
-    target_key = ("layered", digest) if digest else ("base", base)
-    needs_deployment = prior_key != target_key
-    needs_origin_update = desired.normalized() != current.normalized_origin()
+    needs_deployment = prior_key != (("layered", digest) if digest else ("base", base))
+    pins = sorted(p.pin for p in local)
+    normalized = {**desired.normalized(), "local": pins}
+    needs_origin_update = normalized != current.normalized_origin()
 
-    resolution = _resolution(current.layered, solved)
-    changes = _request_changes(current, loaded, base, solved)
-    target = m.Target(
-        base_refspec=refspec,
-        base_checksum=base,
-        packages=[pin_candidate(c, c.nevra.name in solved.requested) for c in solved.packages] if digest else [],
-        active_requests=active if digest else [],
-        state_digest=digest,
-        needs_deployment=needs_deployment,
-        needs_origin_update=needs_origin_update,
-    )
+    resolution = resolution_diff(current, solved)
+    errors = [c.message for c in resolved.checks if c.severity == "error"]
     has_changes = needs_deployment or needs_origin_update
     return m.Plan(
         tool_version=__version__,
         created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        origin=m.OriginRef(path=str(loaded.path), sha256=loaded.sha256, desired=desired.normalized()),
+        origin=m.OriginRef(path=str(loaded.path), sha256=loaded.sha256, desired=normalized),
         prior=_prior(current, loaded),
-        changes=changes,
+        changes=request_changes(current, loaded, base, solved, local),
         resolution=resolution,
-        target=target,
+        target=m.Target(
+            base_refspec=refspec,
+            base_checksum=base,
+            packages=[pin_candidate(c, c.nevra.name in solved.requested) for c in solved.packages] if digest else [],
+            remove_base=removed,
+            local=pins,
+            active_requests=active if digest else [],
+            state_digest=digest,
+            needs_deployment=needs_deployment,
+            needs_origin_update=needs_origin_update,
+        ),
+        checks=resolved.checks,
         summary=_summary(resolution, has_changes, needs_deployment),
         has_changes=has_changes,
-        applyable=True,
+        applyable=not errors,
+        errors=errors,
+        warnings=[c.message for c in resolved.checks if c.severity == "warning"],
     )
-
-
-def _refuse_unsupported(loaded: LoadedOrigin) -> None:
-    d = loaded.desired
-    if d.packages.local:
-        raise ReconcileError(f"{loaded.path}: packages.local is not supported yet; remove it to continue.")
-    if d.overrides.remove:
-        raise ReconcileError(f"{loaded.path}: overrides.remove is not supported yet; remove it to continue.")
 
 
 def _resolve(
     ctx: Context,
     current: DeploymentState,
     base: str,
-    requests: list[str],
-    recommends: bool,
+    loaded: LoadedOrigin,
+    local: list[LocalPackage],
     reposdir: Path | None,
-) -> SolveResult:
-    reporter = ctx.reporter
+    update: bool,
+) -> Resolved:
+    desired, reporter = loaded.desired, ctx.reporter
     solver = Solver(ctx.arch)
-    with reporter.step("Reading the base's rpmdb"):
+    with reporter.step("Reading the rpmdb"):
         solver.add_base(read_headers(ctx.repo, base))
-    configs = load_repo_configs(reposdir or default_reposdir(ctx, current), {"basearch": ctx.arch, "arch": ctx.arch})
-    with reporter.step("Refreshing repo metadata"):
-        for cfg in configs:
-            solver.add_repo(refresh(cfg, ctx.cachedir(current.stateroot)))
+        if current.layered:
+            layered = {str(p.nevra): p for p in current.layered}
+            headers = [
+                hdr for hdr in read_headers(ctx.repo, current.checksum) if str(Nevra.from_header(hdr)) in layered
+            ]
+            solver.add_layered(headers, {n: Source(p.checksum, p.repo) for n, p in layered.items()})
+    locals_ = [solver.add_local(p.headers.header, _local_source(p)) for p in local]
+    if desired.packages.requested or local:
+        configs = load_repo_configs(
+            reposdir or default_reposdir(ctx, current), {"basearch": ctx.arch, "arch": ctx.arch}
+        )
+        with reporter.step("Refreshing repo metadata"):
+            for cfg in configs:
+                solver.add_repo(refresh(cfg, ctx.cachedir(current.stateroot)))
+    if any(spec.startswith("/") for spec in desired.packages.requested):
+        with reporter.step("Loading file lists"):
+            solver.add_filelists(fetch_filelists)
     with reporter.step("Resolving dependencies"):
-        return solver.resolve(requests, recommends)
+        solved = solver.resolve(
+            desired.packages.requested,
+            desired.options.recommends,
+            remove=desired.overrides.remove,
+            update=update,
+            local=locals_,
+        )
+    checks = _checks(ctx, solver, current.layered, solved, local)
+    return Resolved(solved, checks)
+
+
+def _local_source(p: LocalPackage) -> Source:
+    return Source(f"sha256:{p.sha256}", "@local", p.path.name, f"file://{p.path.parent}")
+
+
+def _checks(
+    ctx: Context, solver: Solver, layered: list[LayeredPackage], solved: SolveResult, local: list[LocalPackage]
+) -> list[m.Check]:
+    """Scriptlets and paths of every package the plan adds, from headers when known, else file lists."""
+    kept = {(str(p.nevra), p.checksum) for p in layered}
+    new = [c for c in solved.packages if (str(c.nevra), c.checksum) not in kept]
+    if not new:
+        return []
+    locals_by_nevra = {p.nevra: p for p in local}
+    cache = PackageCache(ctx.repo, owners=None, policy=NO_POLICY, mode="layer")
+    checks: list[m.Check] = []
+    need_filelists = []
+    for c in new:
+        lp = locals_by_nevra.get(c.nevra)
+        hdr = lp.headers.header if lp is not None else cache.cached_header(c.nevra, c.checksum)
+        if hdr is None:
+            need_filelists.append(c)
+            continue
+        from reconcile.rpm import header as h
+
+        checks += scriptlet_checks(str(c.nevra), hdr)
+        checks += path_checks(str(c.nevra), [f.path for f in h.file_entries(hdr) if not f.is_ghost])
+    if need_filelists:
+        with ctx.reporter.step("Checking paths against the repos' file lists"):
+            solver.add_filelists(fetch_filelists)
+            for c in need_filelists:
+                checks += path_checks(str(c.nevra), solver.files_of(c))
+    return checks
 
 
 def pin_candidate(c: Candidate, requested: bool) -> m.PinnedPackage:
@@ -132,103 +205,6 @@ def pin_candidate(c: Candidate, requested: bool) -> m.PinnedPackage:
     )
 
 
-def _entry(c: Candidate, solved: SolveResult, **extra: str) -> m.PackageEntry:
-    requested = c.nevra.name in solved.requested
-    return m.PackageEntry(
-        nevra=str(c.nevra),
-        name=c.nevra.name,
-        evr=c.nevra.evr,
-        arch=c.nevra.arch,
-        repo=c.repo,
-        checksum=c.checksum,
-        reason="requested" if requested else "dependency",
-        why=solved.why.get(c.nevra.name, [c.nevra.name]),
-        **extra,
-    )
-
-
-def _resolution(layered: list[LayeredPackage], solved: SolveResult) -> m.Resolution:
-    before = {p.nevra.name: p for p in layered}
-    after = {c.nevra.name: c for c in solved.packages}
-    added: list[m.PackageEntry] = []
-    removed: list[m.PackageEntry] = []
-    upgraded: list[m.PackageEntry] = []
-    downgraded: list[m.PackageEntry] = []
-    for name, c in after.items():
-        old = before.get(name)
-        if old is None:
-            added.append(_entry(c, solved))
-        elif old.nevra != c.nevra:
-            entry = _entry(c, solved, before=str(old.nevra), after=str(c.nevra))
-            (upgraded if evr_compare(c.nevra, old.nevra) > 0 else downgraded).append(entry)
-    for name, p in before.items():
-        if name not in after:
-            removed.append(
-                m.PackageEntry(
-                    nevra=str(p.nevra),
-                    name=name,
-                    evr=p.nevra.evr,
-                    arch=p.nevra.arch,
-                    repo=p.repo,
-                    checksum=p.checksum,
-                    reason="dependency",
-                    why=[],
-                )
-            )
-    inactive = [m.InactiveRequest(spec=s, provided_by=by) for s, by in solved.inactive]
-    return m.Resolution(added=added, removed=removed, upgraded=upgraded, downgraded=downgraded, inactive=inactive)
-
-
-def _request_changes(
-    current: DeploymentState, loaded: LoadedOrigin, base: str, solved: SolveResult
-) -> list[m.RequestChange]:
-    desired = loaded.desired
-    changes: list[m.RequestChange] = []
-    base_change = None
-    if desired.origin.baserefspec != current.refspec:
-        before = f"{current.refspec} ({current.base_checksum[:12]})"
-        base_change = ("baserefspec changed", before, f"{desired.origin.baserefspec} ({base[:12]})")
-    elif base != current.base_checksum:
-        base_change = ("the base ref moved to a new commit", current.base_checksum[:12], base[:12])
-    if base_change:
-        reason, before, after = base_change
-        changes.append(
-            m.RequestChange(
-                address="base",
-                kind=m.ChangeKind.BASE,
-                name=desired.origin.baserefspec,
-                actions=[m.Action.UPDATE],
-                reason=reason,
-                before=before,
-                after=after,
-            )
-        )
-    inactive = dict(solved.inactive)
-    wanted = set(desired.packages.requested)
-    had = set(current.requested)
-    for spec in sorted(wanted | had):
-        if spec in wanted and spec not in had:
-            action, reason = m.Action.CREATE, "requested"
-        elif spec in had and spec not in wanted:
-            action, reason = m.Action.DELETE, "no longer requested"
-        elif spec in inactive:
-            action, reason = m.Action.NOOP, "still requested"
-        else:
-            continue
-        if spec in inactive:
-            reason += f"; inactive: provided by base package {inactive[spec]}"
-        changes.append(
-            m.RequestChange(
-                address=f"package/{spec}",
-                kind=m.ChangeKind.PACKAGE,
-                name=spec,
-                actions=[action],
-                reason=reason,
-            )
-        )
-    return changes
-
-
 def _prior(current: DeploymentState, loaded: LoadedOrigin) -> m.Prior:
     return m.Prior(
         stateroot=current.stateroot,
@@ -244,7 +220,7 @@ def _prior(current: DeploymentState, loaded: LoadedOrigin) -> m.Prior:
 
 
 def _summary(resolution: m.Resolution, has_changes: bool, needs_deployment: bool) -> m.Summary:
-    counts = {k: len(getattr(resolution, k)) for k in ("added", "removed", "upgraded", "downgraded")}
+    counts: dict[str, Any] = {k: len(getattr(resolution, k)) for k in ("added", "removed", "upgraded", "downgraded")}
     if not has_changes:
         text = "No changes: the deployment already matches the origin."
     elif not needs_deployment:

@@ -1,16 +1,17 @@
 """Dependency resolution with libsolv: the base's packages installed and locked, the repos available.
 
-The result is the real layering set: requested packages the base already provides are inactive, and every
-pulled-in dependency carries the shortest chain of Requires/Recommends that explains it (networkx).
+The result is the real layering set. Requests the base already provides are inactive. Packages layered now
+are favoured, so a newer version in a repo is not a change (converge, don't churn) unless `update` is asked
+for. Every pulled-in dependency carries the shortest chain of Requires/Recommends that explains it.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import networkx as nx
 import solv
 
 from reconcile.errors import ResolutionError
@@ -21,6 +22,8 @@ from reconcile.rpm.nevra import Nevra
 
 log = logging.getLogger("reconcile.solver")
 BASE_REPO = "@base"
+LAYERED_REPO = "@layered"
+LOCAL_REPO = "@local"
 _REL = ((h.SENSE_GREATER, solv.REL_GT), (h.SENSE_EQUAL, solv.REL_EQ), (h.SENSE_LESS, solv.REL_LT))
 _DEP_KEYS = {
     "provides": solv.SOLVABLE_PROVIDES,
@@ -35,8 +38,18 @@ _DEP_KEYS = {
 
 
 @dataclass(frozen=True)
+class Source:
+    """Where a header-backed package comes from: its repodata checksum, repo id and fetch location."""
+
+    checksum: str
+    repo: str
+    location: str = ""
+    baseurl: str = ""
+
+
+@dataclass(frozen=True)
 class Candidate:
-    """A repo package chosen by the solver, with what apply needs to fetch exactly it."""
+    """A package chosen by the solver, with what apply needs to fetch exactly it."""
 
     nevra: Nevra
     repo: str
@@ -51,6 +64,8 @@ class SolveResult:
     requested: set[str] = field(default_factory=set)
     inactive: list[tuple[str, str]] = field(default_factory=list)
     why: dict[str, list[str]] = field(default_factory=dict)
+    weak: set[str] = field(default_factory=set)
+    removed_base: list[Nevra] = field(default_factory=list)
 
 
 class Solver:
@@ -58,47 +73,77 @@ class Solver:
         self.pool = solv.Pool()
         self.pool.setarch(arch)
         self.base = self.pool.add_repo(BASE_REPO)
+        self.layered = self.pool.add_repo(LAYERED_REPO)
+        self.local = self.pool.add_repo(LOCAL_REPO)
         self.repos: dict[str, RepoMetadata] = {}
-        self._base_headers: list[Header] = []
+        self._headers: list[tuple[solv.XSolvable, Header]] = []
+        self._sources: dict[int, Source] = {}
 
+    # -- loading ------------------------------------------------------------------------------------
     def add_repo(self, meta: RepoMetadata) -> None:
         """Load a repo's primary metadata, through a .solv cache keyed by the primary's checksum."""
         repo = self.pool.add_repo(meta.id)
+        repo.appdata = meta
+        self.repos[meta.id] = meta
         cache = Path(str(meta.primary) + ".solv")
         if cache.exists():
             f = solv.xfopen(str(cache))
             ok = repo.add_solv(f)
             f.close()
             if ok:
-                self.repos[meta.id] = meta
                 return
             repo.empty()
         f = solv.xfopen(str(meta.primary))
         if f is None or not repo.add_rpmmd(f, None):
             raise ResolutionError(f"The primary metadata of [{meta.id}] cannot be read by libsolv.", [])
         f.close()
-        self.repos[meta.id] = meta
         tmp = cache.with_name(cache.name + ".tmp")
         out = solv.xfopen(str(tmp), "w")
         if out is not None and repo.write(out):
             out.close()
             tmp.replace(cache)
 
+    def add_filelists(self, fetch: Callable[[RepoMetadata], Path | None]) -> None:
+        """Complete file lists for every repo (primary lists only a few paths); only when needed."""
+        for repo in self.pool.repos:
+            meta = self.repos.get(repo.name)
+            path = fetch(meta) if meta is not None else None
+            if path is None:
+                continue
+            f = solv.xfopen(str(path))
+            if f is None or not repo.add_rpmmd(f, None, solv.Repo.REPO_EXTEND_SOLVABLES):
+                raise ResolutionError(f"The file lists of [{meta.id if meta else repo.name}] cannot be read.", [])
+            f.close()
+
     def add_base(self, headers: list[Header]) -> None:
         """The base's packages; their file lists are added later, only for paths something requires."""
-        self._base_headers = headers
         for hdr in headers:
-            s = self.base.add_solvable()
-            nevra = Nevra.from_header(hdr)
-            s.name, s.arch = nevra.name, nevra.arch
-            s.evr = nevra.evr
-            for kind, key in _DEP_KEYS.items():
-                for dep in h.dependencies(hdr, kind):
-                    if dep.flags & h.SENSE_RPMLIB or dep.name.startswith("rpmlib("):
-                        continue
-                    d = self._dep(dep.name, dep.flags, dep.version)
-                    if d is not None:
-                        s.add_deparray(key, d)
+            self._add_header(self.base, hdr)
+
+    def add_layered(self, headers: list[Header], sources: dict[str, Source]) -> None:
+        """The packages layered now, so they can be kept at their version even when a repo moved on."""
+        for hdr in headers:
+            s = self._add_header(self.layered, hdr)
+            self._sources[s.id] = sources.get(str(Nevra.from_header(hdr)), Source("", ""))
+
+    def add_local(self, hdr: Header, source: Source) -> solv.XSolvable:
+        s = self._add_header(self.local, hdr)
+        self._sources[s.id] = source
+        return s
+
+    def _add_header(self, repo: solv.Repo, hdr: Header) -> solv.XSolvable:
+        s = repo.add_solvable()
+        nevra = Nevra.from_header(hdr)
+        s.name, s.arch, s.evr = nevra.name, nevra.arch, nevra.evr
+        for kind, key in _DEP_KEYS.items():
+            for dep in h.dependencies(hdr, kind):
+                if dep.flags & h.SENSE_RPMLIB or dep.name.startswith("rpmlib("):
+                    continue
+                d = self._dep(dep.name, dep.flags, dep.version)
+                if d is not None:
+                    s.add_deparray(key, d)
+        self._headers.append((s, hdr))
+        return s
 
     def _dep(self, name: str, flags: int, version: str) -> solv.Dep | None:
         if name.startswith("("):
@@ -108,33 +153,44 @@ class Solver:
         return d.Rel(rel, self.pool.Dep(version)) if version and rel else d
 
     def _finish_loading(self, extra_paths: list[str]) -> None:
+        """File provides of header-backed packages, only for paths something requires (as libsolv does)."""
         needed = {str(self.pool.id2str(i)) for i in self.pool.addfileprovides_queue()}
         needed.update(p for p in extra_paths if p.startswith("/"))
-        if needed and self._base_headers:
-            for s, hdr in zip(self.base.solvables, self._base_headers, strict=True):
+        if needed:
+            for s, hdr in self._headers:
                 for path in h.file_paths(hdr):
                     if path in needed:
                         s.add_deparray(solv.SOLVABLE_PROVIDES, self.pool.Dep(path))
-        self.base.internalize()
+        for repo in (self.base, self.layered, self.local):
+            repo.internalize()
         self.pool.installed = self.base
         self.pool.createwhatprovides()
 
-    def resolve(self, requests: list[str], recommends: bool) -> SolveResult:
+    # -- solving ------------------------------------------------------------------------------------
+    def resolve(
+        self,
+        requests: list[str],
+        recommends: bool,
+        *,
+        remove: tuple[str, ...] | list[str] = (),
+        update: bool = False,
+        local: tuple[solv.XSolvable, ...] | list[solv.XSolvable] = (),
+    ) -> SolveResult:
         self._finish_loading(requests)
         result = SolveResult()
-        jobs = [self.pool.Job(solv.Job.SOLVER_SOLVABLE_REPO | solv.Job.SOLVER_LOCK, self.base.id)]
-        selections = {}
+        jobs = self._base_jobs(remove, result)
+        selections = []
         unknown = []
         for spec in requests:
             sel = self._select(spec)
             if sel.isempty():
                 unknown.append(spec)
                 continue
-            installed = [s for s in sel.solvables() if s.repo == self.base]
+            installed = [s for s in sel.solvables() if s.repo == self.base and s not in result.removed_base]
             if installed:
                 result.inactive.append((spec, str(installed[0])))
                 continue
-            selections[spec] = sel
+            selections.append(sel)
             jobs += sel.jobs(solv.Job.SOLVER_INSTALL)
         if unknown:
             repos = ", ".join(f"[{r}]" for r in self.repos) or "none"
@@ -143,6 +199,12 @@ class Solver:
                 [f"{u}: no package by that name, capability or file exists" for u in unknown],
                 hint="Check the spelling, or add the repo that ships it to --reposdir.",
             )
+        for s in local:
+            jobs.append(self.pool.Job(solv.Job.SOLVER_SOLVABLE | solv.Job.SOLVER_INSTALL, s.id))
+        if not update:
+            jobs += [
+                self.pool.Job(solv.Job.SOLVER_SOLVABLE | solv.Job.SOLVER_FAVOR, s.id) for s in self.layered.solvables
+            ]
         solver = self.pool.Solver()
         solver.set_flag(solv.Solver.SOLVER_FLAG_IGNORE_RECOMMENDED, 0 if recommends else 1)
         problems = solver.solve(jobs)
@@ -153,13 +215,34 @@ class Solver:
                 words,
                 hint="The base's packages are locked: a request needing a different version of one cannot be met.",
             )
-        new = [s for s in solver.transaction().newsolvables() if s.repo != self.base]
+        transaction = solver.transaction()
+        new = [s for s in transaction.newsolvables() if s.repo != self.base]
         chosen = set(new)
-        for sel in selections.values():
+        for sel in selections:
             result.requested.update(s.name for s in sel.solvables() if s in chosen)
+        result.requested.update(s.name for s in local)
         result.packages = sorted((self._candidate(s) for s in new), key=lambda c: c.nevra)
-        result.why = self._why(new, result.requested)
+        result.why, result.weak = self._why(new, result.requested)
         return result
+
+    def _base_jobs(self, remove: tuple[str, ...] | list[str], result: SolveResult) -> list[solv.Job]:
+        """Lock every base package except the ones `overrides.remove` drops, which are erased."""
+        jobs = []
+        by_name: dict[str, list[solv.XSolvable]] = {}
+        for s in self.base.solvables:
+            by_name.setdefault(s.name, []).append(s)
+        missing = [name for name in remove if name not in by_name]
+        if missing:
+            raise ResolutionError(
+                f"overrides.remove names {', '.join(repr(m) for m in missing)}, which the base does not have.",
+                [f"{m}: not a package of the base" for m in missing],
+            )
+        dropped = {s for name in remove for s in by_name[name]}
+        result.removed_base = sorted(Nevra.from_evr(s.name, s.evr, s.arch) for s in dropped)
+        for s in self.base.solvables:
+            how = solv.Job.SOLVER_ERASE if s in dropped else solv.Job.SOLVER_LOCK
+            jobs.append(self.pool.Job(solv.Job.SOLVER_SOLVABLE | how, s.id))
+        return jobs
 
     def _select(self, spec: str) -> solv.Selection:
         flags = (
@@ -174,19 +257,42 @@ class Solver:
         return self.pool.select(spec, flags)
 
     def _candidate(self, s: solv.XSolvable) -> Candidate:
+        nevra = Nevra.from_evr(s.name, s.evr, s.arch)
+        if s.id in self._sources:
+            src = self._sources[s.id]
+            twin = self._repo_twin(s, src.checksum)
+            if twin is not None:
+                return twin
+            return Candidate(nevra, src.repo, src.checksum, src.location, src.baseurl)
         meta = self.repos[s.repo.name]
         chk = s.lookup_checksum(solv.SOLVABLE_CHECKSUM)
         location, _medianr = s.lookup_location()
-        return Candidate(
-            nevra=Nevra.from_evr(s.name, s.evr, s.arch),
-            repo=meta.id,
-            checksum=f"{chk.typestr()}:{chk.hex()}" if chk else "",
-            location=location,
-            baseurl=meta.baseurl,
-        )
+        checksum = f"{chk.typestr()}:{chk.hex()}" if chk else ""
+        return Candidate(nevra, meta.id, checksum, location, meta.baseurl)
 
-    def _why(self, new: list[solv.XSolvable], requested: set[str]) -> dict[str, list[str]]:
-        """Shortest Requires/Recommends chain from any requested package to each new package."""
+    def files_of(self, c: Candidate) -> list[str]:
+        """Every path of a chosen repo package, from the file lists (after add_filelists)."""
+        for s in self.pool.select(
+            f"{c.nevra.name}-{c.nevra.evr}.{c.nevra.arch}", solv.Selection.SELECTION_CANON
+        ).solvables():
+            if s.repo.name == c.repo:
+                return [d.str for d in s.Dataiterator(solv.SOLVABLE_FILELIST, None, 0)]
+        return []
+
+    def _repo_twin(self, s: solv.XSolvable, checksum: str) -> Candidate | None:
+        """The same build in a repo, so a kept package can still be fetched if its cache is gone."""
+        for other in self.pool.whatprovides(self.pool.Dep(s.name).Rel(solv.REL_EQ, self.pool.Dep(s.evr))):
+            if other.repo.name in self.repos and other.name == s.name and other.arch == s.arch:
+                candidate = self._candidate(other)
+                if not checksum or candidate.checksum == checksum:
+                    return candidate
+        return None
+
+    def _why(self, new: list[solv.XSolvable], requested: set[str]) -> tuple[dict[str, list[str]], set[str]]:
+        """Shortest Requires/Recommends chain from a requested package to each new one, and which new
+        packages are reachable only through a Recommends (weak dependencies)."""
+        import networkx as nx  # only plans with new packages pay for the import
+
         graph = nx.DiGraph()
         root = object()
         graph.add_node(root)
@@ -194,14 +300,17 @@ class Solver:
         for s in new:
             graph.add_node(s.name)
             if s.name in requested:
-                graph.add_edge(root, s.name)
-            for key in (solv.SOLVABLE_REQUIRES, solv.SOLVABLE_RECOMMENDS):
+                graph.add_edge(root, s.name, weak=False)
+            for key, weak in ((solv.SOLVABLE_REQUIRES, False), (solv.SOLVABLE_RECOMMENDS, True)):
                 for dep in s.lookup_deparray(key):
                     for provider in self.pool.whatprovides(dep):
-                        if provider in members and provider != s:
-                            graph.add_edge(s.name, provider.name)
+                        if provider in members and provider != s and not graph.has_edge(s.name, provider.name):
+                            graph.add_edge(s.name, provider.name, weak=weak)
         paths = nx.single_source_shortest_path(graph, root)
-        return {name: path[1:] for name, path in paths.items() if name is not root}
+        strong = nx.subgraph_view(graph, filter_edge=lambda a, b: not graph.edges[a, b]["weak"])
+        strongly_needed = set(nx.descendants(strong, root))
+        weak_only = {s.name for s in new if s.name in paths and s.name not in strongly_needed}
+        return {name: path[1:] for name, path in paths.items() if name is not root}, weak_only
 
 
 def _describe_problem(problem: solv.Problem) -> str:

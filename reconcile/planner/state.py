@@ -9,6 +9,7 @@ from reconcile import commitmeta, ostree
 from reconcile.commitmeta import LayeredPackage
 from reconcile.errors import ReconcileError, UsageError
 from reconcile.ostree import Deployment, Repo, Sysroot
+from reconcile.rpm.nevra import Nevra
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class DeploymentState:
     base_checksum: str
     layered: list[LayeredPackage]
     active_requests: list[str]
+    removed_base: list[str]
     state_digest: str | None
     version: str | None
     timestamp: int
@@ -84,6 +86,7 @@ def read_deployment(sysroot: Sysroot, repo: Repo, dep: Deployment, index: int) -
         base_checksum=str(meta.get(commitmeta.BASE, checksum)),
         layered=commitmeta.layered_packages(meta),
         active_requests=list(meta.get(commitmeta.REQUESTED, [])),
+        removed_base=[str(Nevra.from_tuple(t)) for t in meta.get(commitmeta.REMOVED_BASE, [])],
         state_digest=meta.get(commitmeta.STATE_DIGEST),
         version=meta.get(commitmeta.VERSION),
         timestamp=repo.commit_timestamp(checksum),

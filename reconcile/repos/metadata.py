@@ -18,6 +18,15 @@ MAX_REPOMD = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
+class MetadataFile:
+    """One file listed in repomd.xml: where it is and what it must hash to."""
+
+    href: str
+    algorithm: str
+    checksum: str
+
+
+@dataclass(frozen=True)
 class RepoMetadata:
     config: RepoConfig
     baseurl: str
@@ -25,6 +34,8 @@ class RepoMetadata:
     revision: str
     primary: Path
     primary_checksum: str
+    filelists: MetadataFile | None
+    cache: Path
 
     @property
     def id(self) -> str:
@@ -56,27 +67,16 @@ def _refresh_from(cfg: RepoConfig, baseurl: str, cache_root: Path) -> RepoMetada
     except ET.ParseError as e:
         raise ReconcileError(f"{url} is not valid XML ({e}).") from None
     revision = root.findtext("repo:revision", default="", namespaces=_NS)
-    primary = root.find("repo:data[@type='primary']", _NS)
+    primary = _metadata_file(root, "primary", url)
     if primary is None:
         raise ReconcileError(f"{url} lists no primary metadata.")
-    location = primary.find("repo:location", _NS)
-    checksum = primary.find("repo:checksum", _NS)
-    if location is None or checksum is None or not location.get("href") or not checksum.text:
-        raise ReconcileError(f"{url}: the primary entry lacks a location or checksum.")
-    href = location.get("href", "")
-    algorithm = checksum.get("type", "sha256")
-    algorithm = "sha1" if algorithm == "sha" else algorithm
-    expected = checksum.text.strip()
-
     repo_cache = cache_root / "repos" / _safe(cfg.id)
     repo_cache.mkdir(parents=True, exist_ok=True)
-    local = repo_cache / f"{expected}-{Path(href).name}"
-    # Cached files are named by their checksum and only renamed into place once verified.
-    if not local.exists():
-        log.info("downloading primary metadata of %s", cfg.id)
-        download(join_url(baseurl, href), local, algorithm, expected, f"the primary metadata of [{cfg.id}]")
+    local = _fetch(cfg, baseurl, primary, repo_cache, "primary metadata")
+    filelists = _metadata_file(root, "filelists", url)
+    keep = {primary.checksum} | ({filelists.checksum} if filelists else set())
     for stale in repo_cache.iterdir():
-        if stale != local and not stale.name.startswith(expected):
+        if not any(stale.name.startswith(k) for k in keep):
             stale.unlink()
     return RepoMetadata(
         config=cfg,
@@ -84,8 +84,38 @@ def _refresh_from(cfg: RepoConfig, baseurl: str, cache_root: Path) -> RepoMetada
         repomd_sha256=hashlib.sha256(repomd).hexdigest(),
         revision=revision,
         primary=local,
-        primary_checksum=f"{algorithm}:{expected}",
+        primary_checksum=f"{primary.algorithm}:{primary.checksum}",
+        filelists=filelists,
+        cache=repo_cache,
     )
+
+
+def fetch_filelists(meta: RepoMetadata) -> Path | None:
+    """The repo's complete file lists (downloaded once per checksum); None when the repo has none."""
+    if meta.filelists is None:
+        return None
+    return _fetch(meta.config, meta.baseurl, meta.filelists, meta.cache, "file lists")
+
+
+def _metadata_file(root: ET.Element, kind: str, url: str) -> MetadataFile | None:
+    data = root.find(f"repo:data[@type='{kind}']", _NS)
+    if data is None:
+        return None
+    location = data.find("repo:location", _NS)
+    checksum = data.find("repo:checksum", _NS)
+    if location is None or checksum is None or not location.get("href") or not checksum.text:
+        raise ReconcileError(f"{url}: the {kind} entry lacks a location or checksum.")
+    algorithm = checksum.get("type", "sha256")
+    return MetadataFile(location.get("href", ""), "sha1" if algorithm == "sha" else algorithm, checksum.text.strip())
+
+
+def _fetch(cfg: RepoConfig, baseurl: str, item: MetadataFile, repo_cache: Path, what: str) -> Path:
+    local = repo_cache / f"{item.checksum}-{Path(item.href).name}"
+    # Cached files are named by their checksum and only renamed into place once verified.
+    if not local.exists():
+        log.info("downloading the %s of %s", what, cfg.id)
+        download(join_url(baseurl, item.href), local, item.algorithm, item.checksum, f"the {what} of [{cfg.id}]")
+    return local
 
 
 def _safe(repo_id: str) -> str:

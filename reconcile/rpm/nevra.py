@@ -48,6 +48,16 @@ class Nevra:
         )
 
     @classmethod
+    def parse(cls, text: str) -> Nevra:
+        """The inverse of str(): `name-[epoch:]version-release.arch`."""
+        name_evr, _, arch = text.rpartition(".")
+        rest, _, release = name_evr.rpartition("-")
+        name, _, version = rest.rpartition("-")
+        if not (name and version and release and arch):
+            raise ValueError(f"{text!r} is not a NEVRA")
+        return cls.from_evr(name, f"{version}-{release}", arch)
+
+    @classmethod
     def from_evr(cls, name: str, evr: str, arch: str) -> Nevra:
         epoch = 0
         if ":" in evr:

@@ -73,17 +73,29 @@ def _read_sqlite(path: Path, commit: str) -> list[Header]:
     return headers
 
 
-def build_rpmdb(base_db: Path | None, package_headers: list[tuple[str, bytes]], workdir: Path) -> Path:
-    """Write an rpmdb holding the base database plus `package_headers` ((name, lead+signature+header)).
+_RPM_COMMON = ["--define", "_db_backend sqlite", "--nodeps", "--noscripts", "--notriggers"]
 
-    rpm reads header-only files fine with payload verification off: nothing but the header goes in the db.
+
+def build_rpmdb(
+    base_db: Path | None, package_headers: list[tuple[str, bytes]], erase: list[str], workdir: Path
+) -> Path:
+    """Write an rpmdb: the base database, minus `erase` (NEVRAs), plus `package_headers` ((name, raw)).
+
+    rpm reads header-only files (lead + signature + header) fine with payload verification off: nothing but
+    the header goes in the database.
     """
     dbdir = workdir / "rpmdb"
     dbdir.mkdir()
+    env = dict(os.environ, LC_ALL="C")
     if base_db is not None:
         with open(base_db, "rb") as src, open(dbdir / RPMDB_FILE, "wb") as dst:
             while block := src.read(1 << 20):
                 dst.write(block)
+    else:
+        run(["rpm", "--dbpath", str(dbdir), "--define", "_db_backend sqlite", "--initdb"], "Creating an empty rpmdb")
+    if erase:
+        argv = ["rpm", "--dbpath", str(dbdir), *_RPM_COMMON, "--justdb", "--erase", "--allmatches", *erase]
+        run(argv, "Removing packages from the rpmdb", env=env)
     if package_headers:
         hdrdir = workdir / "headers"
         hdrdir.mkdir()
@@ -96,17 +108,13 @@ def build_rpmdb(base_db: Path | None, package_headers: list[tuple[str, bytes]], 
             "rpm",
             "--dbpath",
             str(dbdir),
-            "--define",
-            "_db_backend sqlite",
+            *_RPM_COMMON,
             "--define",
             "_pkgverify_level none",
             "--nodigest",
             "--nosignature",
             "--justdb",
             "--install",
-            "--nodeps",
-            "--noscripts",
-            "--notriggers",
             "--ignorearch",
             "--ignoreos",
             "--ignoresize",
@@ -114,13 +122,7 @@ def build_rpmdb(base_db: Path | None, package_headers: list[tuple[str, bytes]], 
             "--replacepkgs",
             *files,
         ]
-        env = dict(os.environ, LC_ALL="C")
         run(argv, "Writing the rpmdb", env=env)
-    elif base_db is None:
-        run(
-            ["rpm", "--dbpath", str(dbdir), "--define", "_db_backend sqlite", "--initdb"],
-            "Creating an empty rpmdb",
-        )
     db = dbdir / RPMDB_FILE
     if not db.exists():
         raise ReconcileError(f"rpm did not write {db}.")

@@ -1,0 +1,147 @@
+"""The two diffs a plan shows: request-level changes (what the user asked for) and the resolved RPM diff."""
+
+from __future__ import annotations
+
+from reconcile.commitmeta import LayeredPackage
+from reconcile.origin import LoadedOrigin
+from reconcile.planner import model as m
+from reconcile.planner.local import LocalPackage
+from reconcile.planner.solver import Candidate, SolveResult
+from reconcile.planner.state import DeploymentState
+from reconcile.rpm.nevra import evr_compare
+
+
+def resolution_diff(current: DeploymentState, solved: SolveResult) -> m.Resolution:
+    before = {p.nevra.name: p for p in current.layered}
+    after = {c.nevra.name: c for c in solved.packages}
+    added: list[m.PackageEntry] = []
+    removed: list[m.PackageEntry] = []
+    upgraded: list[m.PackageEntry] = []
+    downgraded: list[m.PackageEntry] = []
+    for name, c in after.items():
+        old = before.get(name)
+        if old is None:
+            added.append(_entry(c, solved))
+        elif old.nevra != c.nevra:
+            entry = _entry(c, solved, before=str(old.nevra), after=str(c.nevra))
+            (upgraded if evr_compare(c.nevra, old.nevra) > 0 else downgraded).append(entry)
+    removed += [_gone(p) for name, p in before.items() if name not in after]
+    removed += [
+        m.PackageEntry(
+            nevra=str(n), name=n.name, evr=n.evr, arch=n.arch, repo="@base", checksum="", reason="requested", why=[]
+        )
+        for n in solved.removed_base
+    ]
+    inactive = [m.InactiveRequest(spec=s, provided_by=by) for s, by in solved.inactive]
+    return m.Resolution(added=added, removed=removed, upgraded=upgraded, downgraded=downgraded, inactive=inactive)
+
+
+def _entry(c: Candidate, solved: SolveResult, **extra: str) -> m.PackageEntry:
+    requested = c.nevra.name in solved.requested
+    return m.PackageEntry(
+        nevra=str(c.nevra),
+        name=c.nevra.name,
+        evr=c.nevra.evr,
+        arch=c.nevra.arch,
+        repo=c.repo,
+        checksum=c.checksum,
+        reason="requested" if requested else "dependency",
+        why=solved.why.get(c.nevra.name, [c.nevra.name]),
+        weak=c.nevra.name in solved.weak,
+        **extra,
+    )
+
+
+def _gone(p: LayeredPackage) -> m.PackageEntry:
+    n = p.nevra
+    return m.PackageEntry(
+        nevra=str(n), name=n.name, evr=n.evr, arch=n.arch, repo=p.repo, checksum=p.checksum, reason="dependency"
+    )
+
+
+def request_changes(
+    current: DeploymentState, loaded: LoadedOrigin, base: str, solved: SolveResult, local: list[LocalPackage]
+) -> list[m.RequestChange]:
+    desired = loaded.desired
+    changes: list[m.RequestChange] = []
+    base_change = None
+    if desired.origin.baserefspec != current.refspec:
+        before = f"{current.refspec} ({current.base_checksum[:12]})"
+        base_change = ("baserefspec changed", before, f"{desired.origin.baserefspec} ({base[:12]})")
+    elif base != current.base_checksum:
+        base_change = ("the base ref moved to a new commit", current.base_checksum[:12], base[:12])
+    if base_change:
+        reason, before, after = base_change
+        changes.append(
+            m.RequestChange(
+                address="base",
+                kind=m.ChangeKind.BASE,
+                name=desired.origin.baserefspec,
+                actions=[m.Action.UPDATE],
+                reason=reason,
+                before=before,
+                after=after,
+            )
+        )
+    inactive = dict(solved.inactive)
+    for spec, action, reason in _set_changes(set(current.requested), set(desired.packages.requested), inactive):
+        if spec in inactive:
+            reason += f"; inactive: provided by base package {inactive[spec]}"
+        changes.append(
+            m.RequestChange(
+                address=f"package/{spec}", kind=m.ChangeKind.PACKAGE, name=spec, actions=[action], reason=reason
+            )
+        )
+    changes += _local_changes(current.local, local)
+    for name, action, reason in _set_changes(set(current.override_remove), set(desired.overrides.remove), {}):
+        changes.append(
+            m.RequestChange(
+                address=f"override-remove/{name}",
+                kind=m.ChangeKind.OVERRIDE_REMOVE,
+                name=name,
+                actions=[action],
+                reason="base package removal " + reason,
+            )
+        )
+    return changes
+
+
+def _set_changes(had: set[str], wanted: set[str], keep: dict[str, str]) -> list[tuple[str, m.Action, str]]:
+    out = []
+    for item in sorted(wanted | had):
+        if item in wanted and item not in had:
+            out.append((item, m.Action.CREATE, "requested"))
+        elif item in had and item not in wanted:
+            out.append((item, m.Action.DELETE, "no longer requested"))
+        elif item in keep:
+            out.append((item, m.Action.NOOP, "still requested"))
+    return out
+
+
+def _local_changes(current_pins: list[str], local: list[LocalPackage]) -> list[m.RequestChange]:
+    """Local packages are compared by name: a different file for the same name is an update."""
+    before = {pin.split(":", 1)[1].rsplit("-", 2)[0]: pin for pin in current_pins if ":" in pin}
+    after = {p.nevra.name: p for p in local}
+    changes = []
+    for name in sorted(before.keys() | after.keys()):
+        old, new = before.get(name), after.get(name)
+        if new is not None and old == new.pin:
+            continue
+        if old is None and new is not None:
+            action, reason = m.Action.CREATE, f"requested from {new.path}"
+        elif new is None:
+            action, reason = m.Action.DELETE, "no longer requested"
+        else:
+            action, reason = m.Action.UPDATE, f"the file {new.path} changed"
+        changes.append(
+            m.RequestChange(
+                address=f"local/{name}",
+                kind=m.ChangeKind.LOCAL,
+                name=name,
+                actions=[action],
+                reason=reason,
+                before=old,
+                after=new.pin if new else None,
+            )
+        )
+    return changes

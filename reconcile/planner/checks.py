@@ -1,0 +1,45 @@
+"""Pre-flight checks from what is known before any download: headers (local and cached packages) and the
+repos' file lists. Findings are values in the plan; errors make it unapplyable."""
+
+from __future__ import annotations
+
+from reconcile.planner.model import Check
+from reconcile.rpm import header as h
+from reconcile.rpm.payload import relocate
+
+# Scriptlet kinds reconcile cannot run at all, as opposed to those it does not run yet.
+_UNSUPPORTED_KINDS = {"%trigger", "%filetrigger", "%verifyscript", "%preun", "%postun", "%pretrans"}
+
+
+def scriptlet_checks(package: str, hdr: h.Header) -> list[Check]:
+    checks = []
+    for kind, prog in h.scripts(hdr):
+        if prog.startswith("<lua>"):
+            message = f"{package} has a Lua {kind} scriptlet; Lua scriptlets cannot be run on a layered tree."
+        elif kind in _UNSUPPORTED_KINDS:
+            message = f"{package} has a {kind} scriptlet, a type reconcile does not support."
+        else:
+            message = f"{package} has a {kind} scriptlet ({prog}); reconcile does not run scriptlets yet."
+        checks.append(Check(kind="scriptlet", severity="error", package=package, message=message))
+    return checks
+
+
+def path_checks(package: str, paths: list[str]) -> list[Check]:
+    """Paths the OSTree path rules refuse (one finding per package, naming the first few paths)."""
+    refused = []
+    for path in paths:
+        try:
+            relocate(path, allow_skeleton=False)
+        except ValueError:
+            refused.append(path)
+    if not refused:
+        return []
+    shown = ", ".join(refused[:3]) + (f" and {len(refused) - 3} more" if len(refused) > 3 else "")
+    return [
+        Check(
+            kind="forbidden-path",
+            severity="error",
+            package=package,
+            message=f"{package} ships {shown}, outside the paths an OSTree deployment can take.",
+        )
+    ]
