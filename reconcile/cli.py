@@ -9,13 +9,19 @@ import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from reconcile import __version__
 from reconcile.errors import ReconcileError, ResolutionError, UsageError
 
+if TYPE_CHECKING:
+    from reconcile.context import Context
+    from reconcile.origin import LoadedOrigin
+    from reconcile.planner.model import Plan
+
 EXIT_CHANGES = 2
 DEFAULT_ORIGIN = Path("/etc/reconcile/origin.toml")
+FORMATS = ("text", "json", "markdown")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -25,28 +31,33 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(UsageError.exit_code)
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--sysroot", type=Path, default=Path("/"), help="OSTree sysroot (default: /)")
+def _debug(p: argparse.ArgumentParser) -> None:
     p.add_argument("--debug", action="store_true", help="log every external call and show tracebacks")
 
 
-def _plan_options(p: argparse.ArgumentParser) -> None:
-    _common(p)
+def _sysroot(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--sysroot", type=Path, default=Path("/"), help="OSTree sysroot (default: /)")
+    _debug(p)
+
+
+def _origin(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--origin", type=Path, default=DEFAULT_ORIGIN, help=f"desired origin file (default: {DEFAULT_ORIGIN})"
     )
+
+
+def _plan_options(p: argparse.ArgumentParser) -> None:
+    _sysroot(p)
+    _origin(p)
     p.add_argument(
-        "--reposdir",
-        type=Path,
-        help="directory of yum .repo files (default: the deployment's /etc/yum.repos.d)",
+        "--reposdir", type=Path, help="directory of yum .repo files (default: the deployment's /etc/yum.repos.d)"
     )
     p.add_argument("--stateroot", help="stateroot (OS name) to act on, when the sysroot has several")
     p.add_argument("--cachedir", type=Path, help="metadata cache (default: the stateroot's /var/cache/reconcile)")
+    p.add_argument("--update", action="store_true", help="move layered packages to the newest versions the repos offer")
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     p.add_argument(
-        "--detailed-exitcode",
-        action="store_true",
-        help="exit 2 when there are changes (plan) or were changes (apply)",
+        "--detailed-exitcode", action="store_true", help="exit 2 when there are changes (plan) or were changes (apply)"
     )
 
 
@@ -57,16 +68,36 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("plan", help="show what apply would change, and why")
     _plan_options(p)
+    p.add_argument("-o", "--out", type=Path, help="also save the plan to this file, for `reconcile apply FILE`")
+    p.add_argument("--format", choices=FORMATS, help="output format (default text; --json means json)")
     p.set_defaults(func=cmd_plan)
 
-    p = sub.add_parser("apply", help="make the next boot match the origin file")
+    p = sub.add_parser("apply", help="make the next boot match the origin file, or apply a saved plan exactly")
+    p.add_argument("plan_file", nargs="?", type=Path, metavar="PLAN", help="a plan saved with `plan -o`")
     _plan_options(p)
     p.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
     p.add_argument("--lock-timeout", type=float, default=60.0, help="seconds to wait for the sysroot lock (default 60)")
     p.set_defaults(func=cmd_apply)
 
+    for name, verb in (("add", "add packages to"), ("remove", "remove packages from")):
+        p = sub.add_parser(name, help=f"{verb} packages.requested (keeping comments), then show the plan")
+        p.add_argument("specs", nargs="+", metavar="PKG")
+        _plan_options(p)
+        p.set_defaults(func=cmd_edit)
+
+    p = sub.add_parser("show", help="render a saved plan")
+    p.add_argument("plan_file", type=Path, metavar="PLAN")
+    p.add_argument("--format", choices=FORMATS, default="text")
+    _debug(p)
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("validate", help="check an origin file and nothing else")
+    _origin(p)
+    _debug(p)
+    p.set_defaults(func=cmd_validate)
+
     p = sub.add_parser("status", help="list deployments with their requested and layered packages")
-    _common(p)
+    _sysroot(p)
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     p.set_defaults(func=cmd_status)
 
@@ -75,23 +106,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ref", required=True, help="ref to point at the new commit")
     p.add_argument("--reposdir", type=Path, required=True, help="directory of yum .repo files")
     p.add_argument("--version", dest="commit_version", help="value of the commit's `version` metadata")
-    p.add_argument("--debug", action="store_true", help="log every external call and show tracebacks")
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    _debug(p)
     p.add_argument("packages", nargs="+", metavar="PKG", help="packages to compose (with their dependencies)")
     p.set_defaults(func=cmd_compose)
     return parser
 
 
-def _reporter(args: argparse.Namespace) -> Any:
+def _context(args: argparse.Namespace) -> Context:
+    from reconcile.context import Context
     from reconcile.report import Reporter
 
-    return Reporter()
-
-
-def _context(args: argparse.Namespace) -> Any:
-    from reconcile.context import Context
-
-    return Context.open(args.sysroot, _reporter(args), args.cachedir)
+    return Context.open(args.sysroot, Reporter(), getattr(args, "cachedir", None))
 
 
 def _out(text: str) -> None:
@@ -99,36 +125,90 @@ def _out(text: str) -> None:
     sys.stdout.flush()
 
 
+def _show(plan: Plan, fmt: str) -> None:
+    from reconcile.planner import render
+
+    if fmt == "json":
+        _out(render.render_json(plan))
+    elif fmt == "markdown":
+        _out(render.render_markdown(plan))
+    else:
+        from rich.console import Console
+
+        render.print_text(plan, Console(file=sys.stdout, highlight=False, soft_wrap=True))
+
+
+def _plan_exit(args: argparse.Namespace, plan: Plan) -> int:
+    if not plan.applyable:
+        return 1
+    return EXIT_CHANGES if (args.detailed_exitcode and plan.has_changes) else 0
+
+
+def _make_plan(args: argparse.Namespace, ctx: Context, loaded: LoadedOrigin) -> Plan:
+    from reconcile.planner.plan import make_plan
+
+    return make_plan(ctx, loaded, args.reposdir, args.stateroot, update=args.update)
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     from reconcile.origin import load_origin
-    from reconcile.planner.plan import make_plan
-    from reconcile.planner.render import render_json, render_text
+    from reconcile.planner.saved import write_plan
 
     loaded = load_origin(args.origin)
-    ctx = _context(args)
-    plan = make_plan(ctx, loaded, args.reposdir, args.stateroot)
-    _out(render_json(plan) if args.json else render_text(plan))
-    return EXIT_CHANGES if (args.detailed_exitcode and plan.has_changes) else 0
+    plan = _make_plan(args, _context(args), loaded)
+    if args.out:
+        write_plan(plan, args.out)
+    _show(plan, "json" if args.json else args.format or "text")
+    return _plan_exit(args, plan)
+
+
+def cmd_edit(args: argparse.Namespace) -> int:
+    """Edit in memory, plan with the result, and write the file only when that plan could be made."""
+    from reconcile.origin import parse_origin
+    from reconcile.origin_edit import edit_requested, write_atomically
+
+    try:
+        text = args.origin.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ReconcileError(f"Cannot read the origin file {args.origin}: {e.strerror}.") from None
+    add = args.specs if args.command == "add" else []
+    remove = args.specs if args.command == "remove" else []
+    new_text, done = edit_requested(args.origin, text, add, remove)
+    loaded = parse_origin(args.origin, new_text.encode())
+    plan = _make_plan(args, _context(args), loaded)
+    if done:
+        write_atomically(args.origin, new_text)
+    print(f"{args.origin}: " + (", ".join(done) if done else "already as asked; not changed"), file=sys.stderr)
+    _show(plan, "json" if args.json else "text")
+    return _plan_exit(args, plan)
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
     from reconcile.apply import apply_plan
     from reconcile.origin import load_origin
-    from reconcile.planner.plan import make_plan
     from reconcile.planner.render import render_text
 
-    loaded = load_origin(args.origin)
+    saved = None
+    if args.plan_file is not None:
+        from reconcile.planner.saved import read_plan
+
+        saved = read_plan(args.plan_file)
     ctx = _context(args)
     ctx.sysroot.lock(args.lock_timeout, lambda: ctx.reporter.info(f"Waiting for the lock of {args.sysroot}…"))
     try:
         ctx.reload()
-        plan = make_plan(ctx, loaded, args.reposdir, args.stateroot)
+        if saved is not None:
+            plan = saved
+            loaded = _origin_of_saved(plan)
+        else:
+            loaded = load_origin(args.origin)
+            plan = _make_plan(args, ctx, loaded)
         if not args.json and plan.has_changes:
             _out(render_text(plan))
-        if plan.has_changes and not args.yes and sys.stdin.isatty() and not _confirm():
+        if plan.has_changes and plan.applyable and not args.yes and sys.stdin.isatty() and not _confirm():
             ctx.reporter.info("Aborted; nothing was changed.")
             return 1
-        result = apply_plan(ctx, plan, loaded)
+        result = apply_plan(ctx, plan, loaded, saved=saved is not None)
     finally:
         ctx.sysroot.unlock()
     if args.json:
@@ -142,6 +222,19 @@ def cmd_apply(args: argparse.Namespace) -> int:
     return EXIT_CHANGES if (args.detailed_exitcode and result.changed) else 0
 
 
+def _origin_of_saved(plan: Plan) -> LoadedOrigin:
+    """The origin file a saved plan was made from; a changed or missing file makes the plan stale."""
+    from reconcile.errors import InvalidInputError, StalePlanError
+    from reconcile.origin import load_origin
+
+    try:
+        return load_origin(Path(plan.origin.path))
+    except InvalidInputError as e:
+        raise StalePlanError(
+            f"The plan is stale: its origin file {plan.origin.path} can no longer be read as it was ({e.message})"
+        ) from None
+
+
 def _confirm() -> bool:
     try:
         answer = input("Apply this plan? [y/N] ")
@@ -150,26 +243,40 @@ def _confirm() -> bool:
     return answer.strip().lower() in ("y", "yes")
 
 
+def cmd_show(args: argparse.Namespace) -> int:
+    from reconcile.planner.saved import read_plan
+
+    _show(read_plan(args.plan_file), args.format)
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from reconcile.origin import load_origin
+
+    d = load_origin(args.origin).desired
+    _out(
+        f"{args.origin} is valid: base {d.origin.baserefspec}, {len(d.packages.requested)} requested, "
+        f"{len(d.packages.local)} local, {len(d.overrides.remove)} base removals."
+    )
+    return 0
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from reconcile.status import render_status_json, render_status_text, status_document
 
-    ctx = _context(argparse.Namespace(**vars(args), cachedir=None))
-    doc = status_document(ctx)
+    doc = status_document(_context(args))
     _out(render_status_json(doc) if args.json else render_status_text(doc))
     return 0
 
 
 def cmd_compose(args: argparse.Namespace) -> int:
     from reconcile.compose import compose
+    from reconcile.report import Reporter
 
-    result = compose(args.repo, args.ref, args.reposdir, args.packages, _reporter(args), args.commit_version)
+    result = compose(args.repo, args.ref, args.reposdir, args.packages, Reporter(), args.commit_version)
     if args.json:
-        _out(
-            json.dumps(
-                {"commit": result.commit, "ref": args.ref, "packages": [str(n) for n in result.packages]},
-                indent=2,
-            )
-        )
+        doc = {"commit": result.commit, "ref": args.ref, "packages": [str(n) for n in result.packages]}
+        _out(json.dumps(doc, indent=2))
     else:
         _out(f"Composed {args.ref} = {result.commit} from {len(result.packages)} packages.")
     return 0
@@ -190,12 +297,10 @@ def _report_error(e: ReconcileError, json_mode: bool) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
-        level=logging.DEBUG if args.debug else logging.WARNING,
-        format="%(name)s: %(message)s",
-        stream=sys.stderr,
+        level=logging.DEBUG if args.debug else logging.WARNING, format="%(name)s: %(message)s", stream=sys.stderr
     )
     func: Callable[[argparse.Namespace], int] = args.func
-    json_mode = bool(getattr(args, "json", False))
+    json_mode = bool(getattr(args, "json", False)) or getattr(args, "format", None) == "json"
     try:
         return func(args)
     except ReconcileError as e:

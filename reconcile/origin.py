@@ -112,6 +112,11 @@ def load_origin(path: Path) -> LoadedOrigin:
         raise InvalidInputError(f"The origin file {path} does not exist.") from None
     except OSError as e:
         raise InvalidInputError(f"Cannot read the origin file {path}: {e.strerror}.") from None
+    return parse_origin(path, raw)
+
+
+def parse_origin(path: Path, raw: bytes) -> LoadedOrigin:
+    """Validate origin file content (read from `path`, or about to be written there)."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:

@@ -128,7 +128,19 @@ def test_paths_outside_the_ostree_layout_are_refused(host: Host) -> None:
     host.publish([pkg])
     host.write_origin(["outsider"])
     before = host.state()
+    plan = host.run("plan", "--json")
+    assert plan.code == 1, "a plan with errors is printed, and exits 1"
+    doc = plan.json()
+    assert doc["applyable"] is False
+    assert doc["checks"] == [
+        {
+            "kind": "forbidden-path",
+            "severity": "error",
+            "package": "outsider-1.0-1.noarch",
+            "message": "outsider-1.0-1.noarch ships /srv/data/file, outside the paths an OSTree deployment can take.",
+        }
+    ]
     result = host.run("apply")
     assert result.code == 1
-    assert "'/srv/data/file'" in result.stderr and "outsider" in result.stderr
+    assert "/srv/data/file" in result.stderr and "outsider" in result.stderr
     assert host.state() == before

@@ -16,7 +16,7 @@ from reconcile.apply.fetch import fetch_packages
 from reconcile.apply.pkgcache import CachedPackage, PackageCache, owners_in_commit
 from reconcile.commitmeta import LayeredPackage
 from reconcile.context import Context
-from reconcile.errors import StalePlanError
+from reconcile.errors import ReconcileError, StalePlanError
 from reconcile.origin import LoadedOrigin
 from reconcile.ostree import Variant
 from reconcile.planner import model as m
@@ -33,18 +33,23 @@ class ApplyResult:
     message: str
 
 
-def apply_plan(ctx: Context, plan: m.Plan, loaded: LoadedOrigin) -> ApplyResult:
+def apply_plan(ctx: Context, plan: m.Plan, loaded: LoadedOrigin, *, saved: bool = False) -> ApplyResult:
+    """Apply exactly `plan`. With `saved`, anything that no longer matches it is a stale plan (exit 3)."""
     current, dep = _verify_fresh(ctx, plan, loaded)
+    if not plan.applyable:
+        raise ReconcileError("The plan cannot be applied: " + " ".join(plan.errors), hint="Nothing was changed.")
     if not plan.has_changes:
         return ApplyResult(False, None, "Nothing to do: the deployment already matches the origin.")
     target = plan.target
+    if ctx.repo.resolve(target.base_checksum) is None:
+        raise StalePlanError(f"The plan's base commit {target.base_checksum[:12]} is no longer in the repo.")
     if not target.needs_deployment:
         origin = build_origin(loaded.desired, target.local, dep.get_origin(), new_deployment=False)
         ctx.sysroot.write_origin(dep, origin)
         return ApplyResult(True, None, f"Updated the origin of deployment {current.id}; no new deployment was needed.")
     commit = target.base_checksum
     if target.state_digest:
-        commit = _build_layered_commit(ctx, plan)
+        commit = _build_layered_commit(ctx, plan, saved)
     origin = build_origin(loaded.desired, target.local, dep.get_origin(), new_deployment=True)
     with ctx.reporter.step("Deploying"):
         new = deploy(ctx, current.stateroot, commit, origin, dep)
@@ -57,16 +62,18 @@ def _verify_fresh(ctx: Context, plan: m.Plan, loaded: LoadedOrigin) -> tuple[Dep
     """Under the lock: the deployment and origin must be what the plan was computed against."""
     current, dep = current_deployment(ctx.sysroot, ctx.repo, plan.prior.stateroot)
     now = m.fingerprint(current.id, current.base_checksum, current.requested, loaded.sha256)
-    if now != plan.prior.fingerprint:
-        raise StalePlanError(
-            f"The plan is stale: it was computed against deployment {plan.prior.deployment} and origin "
-            f"sha256 {plan.origin.sha256[:12]}, but the system now has {current.id} and {loaded.sha256[:12]}.",
-            hint="Run `reconcile plan` again. Nothing was changed.",
-        )
-    return current, dep
+    if now == plan.prior.fingerprint:
+        return current, dep
+    if current.id != plan.prior.deployment:
+        why = f"the deployment moved from {plan.prior.deployment[:12]}… to {current.id[:12]}…"
+    elif loaded.sha256 != plan.origin.sha256:
+        why = f"the origin file {loaded.path} changed since the plan was made"
+    else:
+        why = "the deployment's requested packages or base changed"
+    raise StalePlanError(f"The plan is stale: {why}.", hint="Run `reconcile plan` again. Nothing was changed.")
 
 
-def _build_layered_commit(ctx: Context, plan: m.Plan) -> str:
+def _build_layered_commit(ctx: Context, plan: m.Plan, saved: bool) -> str:
     repo, reporter, target = ctx.repo, ctx.reporter, plan.target
     cache = PackageCache(repo, owners_in_commit(repo, target.base_checksum), policy="", mode=LAYER_MODE)
     pinned = {p.nevra: p for p in target.packages}
@@ -80,7 +87,7 @@ def _build_layered_commit(ctx: Context, plan: m.Plan) -> str:
     try:
         if missing:
             with reporter.step(f"Downloading {len(missing)} package(s)"):
-                files = fetch_packages(missing, staging)
+                files = _fetch(missing, staging, saved)
         with repo.transaction():
             if missing:
                 with reporter.step(f"Importing {len(missing)} package(s)"):
@@ -124,6 +131,18 @@ def _assemble(ctx: Context, plan: m.Plan, cache: PackageCache, packages: list[Ca
     if target.remove_base:
         subject += " - " + ", ".join(target.remove_base)
     return repo.write_commit(base, subject, metadata, root, repo.commit_timestamp(base))
+
+
+def _fetch(missing: list[m.PinnedPackage], staging: Path, saved: bool) -> dict[str, Path]:
+    try:
+        return fetch_packages(missing, staging)
+    except ReconcileError as e:
+        if not saved:
+            raise
+        raise StalePlanError(
+            f"The plan is stale: a pinned package can no longer be fetched as planned. {e.message}",
+            hint="Run `reconcile plan` again. Nothing was changed.",
+        ) from None
 
 
 def _nevra(p: m.PinnedPackage) -> Nevra:

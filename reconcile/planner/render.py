@@ -1,37 +1,54 @@
-"""Plans for people: request changes as +/-/~ lines, then the RPM diff, then one summary line."""
+"""Plans for people and machines: text (request changes as +/-/~ lines, then the RPM diff in four sections,
+then one summary line; colour only on a TTY), markdown for pull requests, and JSON."""
 
 from __future__ import annotations
 
+from rich.console import Console
+from rich.text import Text
+
 from reconcile.planner import model as m
 
+_STYLE = {"+": "green", "-": "red", "~": "yellow", "↑": "cyan", "↓": "magenta", "!": "yellow", "✗": "bold red"}
 
-def render_text(plan: m.Plan) -> str:
-    if not plan.has_changes:
-        return plan.summary.text
+
+def text_lines(plan: m.Plan) -> list[tuple[str, str]]:
+    """(symbol, line) pairs; the symbol picks the colour."""
+    if not plan.has_changes and plan.applyable:
+        return [("", plan.summary.text)]
     p = plan.prior
     checksum, _, serial = p.deployment.rpartition(".")
-    lines = [f"Plan for stateroot {p.stateroot}, against deployment {checksum[:12]}.{serial} (base {p.refspec}):"]
+    out = [("", f"Plan for stateroot {p.stateroot}, against deployment {checksum[:12]}.{serial} (base {p.refspec}):")]
     width = max((len(c.address) for c in plan.changes), default=0)
     for c in plan.changes:
-        detail = c.reason
-        if c.before or c.after:
-            detail += f": {c.before} → {c.after}"
-        lines.append(f"{c.symbol} {c.address.ljust(width)}  {detail}")
+        detail = c.reason + (f": {c.before} → {c.after}" if c.before or c.after else "")
+        out.append((c.symbol, f"{c.symbol} {c.address.ljust(width)}  {detail}"))
     r = plan.resolution
-    sections = (
+    for title, mark, entries in (
         ("Packages to add", "+", r.added),
         ("Packages to remove", "-", r.removed),
         ("Packages to upgrade", "↑", r.upgraded),
         ("Packages to downgrade", "↓", r.downgraded),
-    )
-    for title, mark, entries in sections:
-        if not entries:
-            continue
-        lines += ["", f"{title}:"]
-        for e in entries:
-            lines.append(f"  {mark} {_describe(e)}")
-    lines += ["", plan.summary.text]
-    return "\n".join(lines)
+    ):
+        if entries:
+            out += [("", ""), ("", f"{title}:")]
+            out += [(mark, f"  {mark} {_describe(e)}") for e in entries]
+    findings = [c for c in plan.checks if c.severity != "info"]
+    if findings:
+        out += [("", ""), ("", "Checks:")]
+        out += [("✗" if c.severity == "error" else "!", f"  {c.severity}: {c.message}") for c in findings]
+    last = plan.summary.text if plan.applyable else "The plan cannot be applied: see the errors above."
+    out += [("", ""), ("", last)]
+    return out
+
+
+def render_text(plan: m.Plan) -> str:
+    return "\n".join(line for _sym, line in text_lines(plan))
+
+
+def print_text(plan: m.Plan, console: Console) -> None:
+    """Coloured on a terminal (rich honours NO_COLOR), plain otherwise."""
+    for sym, line in text_lines(plan):
+        console.print(Text(line, style=_STYLE.get(sym, "")))
 
 
 def _describe(e: m.PackageEntry) -> str:
@@ -39,10 +56,49 @@ def _describe(e: m.PackageEntry) -> str:
     where = f" [{e.repo}]" if e.repo else ""
     if e.reason == "requested":
         return f"{name}{where} (requested)"
-    if e.why and len(e.why) > 1:
-        return f"{name}{where} (dependency: {' → '.join(e.why)})"
-    return f"{name}{where}"
+    kind = "weak dependency" if e.weak else "dependency"
+    if len(e.why) > 1:
+        return f"{name}{where} ({kind}: {' → '.join(e.why)})"
+    return f"{name}{where}" + (f" ({kind})" if e.weak else "")
 
 
 def render_json(plan: m.Plan) -> str:
     return plan.model_dump_json(indent=2)
+
+
+def render_markdown(plan: m.Plan) -> str:
+    """For a pull-request comment: request changes up front, the dependency list collapsible."""
+    p = plan.prior
+    lines = [f"### reconcile plan: {plan.summary.text}", ""]
+    lines.append(f"Stateroot `{p.stateroot}`, deployment `{p.deployment[:12]}…`, base `{p.refspec}`.")
+    if plan.changes:
+        lines += ["", "| | request | reason |", "|---|---|---|"]
+        lines += [f"| {c.symbol.strip() or '·'} | `{c.address}` | {_md(c.reason)} |" for c in plan.changes]
+    r = plan.resolution
+    rows = [("add", e) for e in r.added] + [("upgrade", e) for e in r.upgraded]
+    rows += [("downgrade", e) for e in r.downgraded] + [("remove", e) for e in r.removed]
+    direct = [(k, e) for k, e in rows if e.reason == "requested" or k == "remove"]
+    deps = [(k, e) for k, e in rows if (k, e) not in direct]
+    if direct:
+        lines += ["", "| change | package | repo |", "|---|---|---|"]
+        lines += [f"| {k} | `{_nevra(e)}` | {e.repo} |" for k, e in direct]
+    if deps:
+        lines += ["", f"<details><summary>Dependencies ({len(deps)})</summary>", ""]
+        lines += ["| change | package | repo | why |", "|---|---|---|---|"]
+        for k, e in deps:
+            why = " → ".join(e.why) + (" (weak)" if e.weak else "")
+            lines.append(f"| {k} | `{_nevra(e)}` | {e.repo} | {_md(why)} |")
+        lines += ["", "</details>"]
+    if r.inactive:
+        lines += ["", "Inactive (the base provides them): " + ", ".join(f"`{i.spec}`" for i in r.inactive)]
+    for c in plan.checks:
+        lines.append(f"- **{c.severity}**: {_md(c.message)}")
+    return "\n".join(lines) + "\n"
+
+
+def _nevra(e: m.PackageEntry) -> str:
+    return f"{e.before} → {e.after}" if e.before else e.nevra
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|")

@@ -276,7 +276,8 @@ class Solver:
             f"{c.nevra.name}-{c.nevra.evr}.{c.nevra.arch}", solv.Selection.SELECTION_CANON
         ).solvables():
             if s.repo.name == c.repo:
-                return [d.str for d in s.Dataiterator(solv.SOLVABLE_FILELIST, None, 0)]
+                flags = solv.Dataiterator.SEARCH_FILES | solv.Dataiterator.SEARCH_COMPLETE_FILELIST
+                return [d.str for d in s.Dataiterator(solv.SOLVABLE_FILELIST, None, flags)]
         return []
 
     def _repo_twin(self, s: solv.XSolvable, checksum: str) -> Candidate | None:
