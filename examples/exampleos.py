@@ -35,12 +35,13 @@ def run(argv: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
     return proc
 
 
-def build_rpms(specs: Iterable[Path], topdir: Path) -> list[Path]:
-    """rpmbuild each spec; returns the binary RPMs built."""
+def build_rpms(specs: Iterable[Path], topdir: Path, target: str | None = None) -> list[Path]:
+    """rpmbuild each spec (for another architecture with `target`); returns the binary RPMs built."""
     topdir.mkdir(parents=True, exist_ok=True)
     before = set(topdir.glob("RPMS/*/*.rpm"))
+    extra = ["--target", target] if target else []
     for spec in specs:
-        run(["rpmbuild", "-bb", "--quiet", "--define", f"_topdir {topdir}", str(spec)])
+        run(["rpmbuild", "-bb", "--quiet", *extra, "--define", f"_topdir {topdir}", str(spec)])
     return sorted(set(topdir.glob("RPMS/*/*.rpm")) - before)
 
 

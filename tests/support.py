@@ -90,8 +90,8 @@ class Package:
         ]
         if self.epoch is not None:
             lines.append(f"Epoch: {self.epoch}")
-        if self.arch != "native":
-            lines.append(f"BuildArch: {self.arch}")
+        if self.arch == "noarch":
+            lines.append("BuildArch: noarch")
         for tag, values in (
             ("Requires", self.requires),
             ("Provides", self.provides),
@@ -102,7 +102,8 @@ class Package:
             lines += [f"{tag}: {v}" for v in values]
         lines += ["%description", f"{self.name} for tests", "%install", "mkdir -p %{buildroot}"]
         listing = []
-        for f in self.files:
+        files = self.files or (File(f"/usr/share/{self.name}/{self.version}-{self.release}", f"{self.nevra}\n"),)
+        for f in files:
             target = f"%{{buildroot}}{_q(f.path)}"
             parent = f"%{{buildroot}}{_q(os.path.dirname(f.path))}"
             if isinstance(f, Dir):
@@ -143,7 +144,7 @@ class RpmFactory:
 
     def build(self, pkg: Package) -> Path:
         text = pkg.spec()
-        key = hashlib.sha256(text.encode()).hexdigest()[:16]
+        key = hashlib.sha256(f"{pkg.arch}\n{text}".encode()).hexdigest()[:16]
         out = self.workdir / key
         done = list(out.glob("RPMS/*/*.rpm"))
         if done:
@@ -151,7 +152,8 @@ class RpmFactory:
         self.workdir.mkdir(parents=True, exist_ok=True)
         spec = self.workdir / f"{pkg.name}-{key}.spec"
         spec.write_text(text)
-        built = exampleos.build_rpms([spec], out)
+        target = None if pkg.arch in ("noarch", "native") else pkg.arch
+        built = exampleos.build_rpms([spec], out, target)
         assert len(built) == 1, built
         return built[0]
 
