@@ -42,3 +42,6 @@ test: lint unit
 clean:
 	-$(PY) -c 'import sys; sys.path.insert(0, "examples"); import exampleos, pathlib; exampleos.teardown_sysroot(pathlib.Path("build/demo/sysroot"))'
 	rm -rf build .apt-installed
+
+docs/plan.schema.json: reconcile/planner/model.py
+	$(PY) -m reconcile.planner.schema > $@

@@ -186,7 +186,6 @@ def cmd_edit(args: argparse.Namespace) -> int:
 def cmd_apply(args: argparse.Namespace) -> int:
     from reconcile.apply import apply_plan
     from reconcile.origin import load_origin
-    from reconcile.planner.render import render_text
 
     saved = None
     if args.plan_file is not None:
@@ -204,7 +203,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
             loaded = load_origin(args.origin)
             plan = _make_plan(args, ctx, loaded)
         if not args.json and plan.has_changes:
-            _out(render_text(plan))
+            _show(plan, "text")
         if plan.has_changes and plan.applyable and not args.yes and sys.stdin.isatty() and not _confirm():
             ctx.reporter.info("Aborted; nothing was changed.")
             return 1

@@ -76,7 +76,9 @@ def test_case(name: str, host: Host) -> None:
         reposdir = host.root / f"base-{alias}.repos.d"
         exampleos.write_repo_file(reposdir, "exampleos", f"file://{repo}")
         extra_names = [packages[k].name for k in spec["add"] if packages[k].name not in exampleos.BASE_PACKAGES]
-        composed = compose_base(host.root / f"compose-{alias}", f"example/{alias}", reposdir, exampleos.BASE_PACKAGES + extra_names)
+        composed = compose_base(
+            host.root / f"compose-{alias}", f"example/{alias}", reposdir, exampleos.BASE_PACKAGES + extra_names
+        )
         exampleos.pull_base(host.sysroot, composed.repo, composed.ref)
 
     steps = case["step"]

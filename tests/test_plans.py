@@ -1,0 +1,253 @@
+"""Saved plans applied exactly or refused as stale, the editing commands, rendering, and every exit code."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import Host
+from support import File, Package, exampleos, reconcile
+
+P1 = Package("p", version="1.0")
+P2 = Package("p", version="2.0")
+Q = Package("q", requires=("q-lib",))
+QLIB = Package("q-lib")
+ORIGIN_WITH_COMMENTS = """# This host's packages.
+[origin]
+baserefspec = "example/base"  # the base
+
+[packages]
+requested = [
+  "hello",  # for the greeting
+]
+"""
+
+
+def plan_to_file(host: Host, path: Path, *args: str) -> dict:
+    result = host.run("plan", "-o", path, *args)
+    assert result.code in (0, 2), result.stderr
+    return json.loads(path.read_text())
+
+
+def test_saved_plan_applies_exactly_what_was_reviewed(host: Host, tmp_path: Path) -> None:
+    host.publish([P1, Q, QLIB])
+    host.write_origin(["p", "q"])
+    saved = plan_to_file(host, tmp_path / "plan.json")
+    assert len(saved["prior"]["fingerprint"]) == 64
+    assert saved["format_version"] == "1.0"
+    host.publish([P1, P2, Q, QLIB])  # the repo moves on after review
+    result = host.run("apply", tmp_path / "plan.json", "--detailed-exitcode")
+    assert result.code == 2, result.stderr
+    assert set(host.default()["layered_packages"]) == {"p-1.0-1.noarch", "q-1.0-1.noarch", "q-lib-1.0-1.noarch"}
+    again = host.run("apply", tmp_path / "plan.json")
+    assert again.code == 3, "the plan's deployment is gone: the plan is stale now"
+
+
+def test_stale_when_the_deployment_moved(host: Host, tmp_path: Path) -> None:
+    host.publish([P1, Q, QLIB])
+    host.write_origin(["p"])
+    plan_to_file(host, tmp_path / "plan.json")
+    other = tmp_path / "other.toml"
+    other.write_text('[origin]\nbaserefspec = "example/base"\n[packages]\nrequested = ["q"]\n')
+    moved = reconcile("apply", "--sysroot", host.sysroot, "--origin", other, "--reposdir", host.reposdir, "--yes")
+    assert moved.code == 0, moved.stderr
+    before = host.state()
+    result = host.run("apply", tmp_path / "plan.json")
+    assert result.code == 3, result.stderr
+    assert "the deployment moved" in result.stderr
+    assert host.state() == before
+
+
+def test_stale_when_the_origin_changed(host: Host, tmp_path: Path) -> None:
+    host.publish([P1])
+    host.write_origin(["p"])
+    plan_to_file(host, tmp_path / "plan.json")
+    host.origin.write_text(host.origin.read_text() + "# edited after review\n")
+    before = host.state()
+    result = host.run("apply", tmp_path / "plan.json")
+    assert result.code == 3, result.stderr
+    assert "origin file" in result.stderr and "changed" in result.stderr
+    assert host.state() == before
+
+
+def test_stale_when_a_pinned_package_cannot_be_fetched_as_planned(host: Host, tmp_path: Path) -> None:
+    repo = host.publish([P1])
+    host.write_origin(["p"])
+    plan_to_file(host, tmp_path / "plan.json")
+    rebuilt = host.rpms.build(Package("p", version="1.0", files=(File("/usr/share/p/other", "rebuilt\n"),)))
+    target = next(repo.glob("p-1.0-1.noarch.rpm"))
+    target.write_bytes(rebuilt.read_bytes())  # same NEVRA, different bytes
+    before = host.state()
+    result = host.run("apply", tmp_path / "plan.json")
+    assert result.code == 3, result.stderr
+    assert "can no longer be fetched" in result.stderr and "p-1.0-1.noarch" in result.stderr
+    assert host.state() == before
+
+
+def test_unknown_plan_format_is_refused(host: Host, tmp_path: Path) -> None:
+    host.publish([P1])
+    host.write_origin(["p"])
+    saved = plan_to_file(host, tmp_path / "plan.json")
+    saved["format_version"] = "2.0"
+    (tmp_path / "plan.json").write_text(json.dumps(saved))
+    assert host.run("apply", tmp_path / "plan.json").code == 65
+    assert reconcile("show", tmp_path / "plan.json").code == 65
+    (tmp_path / "plan.json").write_text("{not json")
+    assert host.run("apply", tmp_path / "plan.json").code == 65
+
+
+def test_show_renders_text_json_and_markdown(host: Host, tmp_path: Path) -> None:
+    host.publish([Q, QLIB])
+    host.write_origin(["q"])
+    saved = plan_to_file(host, tmp_path / "plan.json")
+    text = reconcile("show", tmp_path / "plan.json")
+    assert text.code == 0
+    assert "+ package/q" in text.stdout and "q-lib-1.0-1.noarch [test] (dependency: q → q-lib)" in text.stdout
+    assert text.stdout.strip().splitlines()[-1].startswith("2 to add, 0 to remove")
+    as_json = reconcile("show", tmp_path / "plan.json", "--format", "json")
+    assert json.loads(as_json.stdout) == saved
+    markdown = reconcile("show", tmp_path / "plan.json", "--format", "markdown").stdout
+    assert markdown.startswith("### reconcile plan:")
+    assert "| add | `q-1.0-1.noarch` | test |" in markdown
+    assert "<details><summary>Dependencies (1)</summary>" in markdown and "q → q-lib" in markdown
+
+
+def test_nothing_to_do_is_one_line(host: Host) -> None:
+    host.write_origin([])
+    result = host.run("plan")
+    assert result.code == 0
+    assert result.stdout == "No changes: the deployment already matches the origin.\n"
+
+
+def test_json_output_is_one_document(host: Host) -> None:
+    host.publish([P1])
+    host.write_origin(["p"])
+    for command in ("plan", "apply"):
+        result = host.run(command, "--json")
+        assert result.code == 0, result.stderr
+        json.loads(result.stdout)  # raises if anything else reached stdout
+
+
+def test_add_and_remove_keep_comments(host: Host) -> None:
+    host.publish([P1])
+    host.origin.write_text(ORIGIN_WITH_COMMENTS)
+    result = reconcile(
+        "add",
+        "p",
+        "--sysroot",
+        host.sysroot,
+        "--origin",
+        host.origin,
+        "--reposdir",
+        host.reposdir,
+        "--detailed-exitcode",
+    )
+    assert result.code == 2, result.stderr
+    assert "+ package/p" in result.stdout
+    text = host.origin.read_text()
+    assert '"hello",  # for the greeting' in text and "# This host's packages." in text and '"p"' in text
+
+    unknown = reconcile("add", "nope", "--sysroot", host.sysroot, "--origin", host.origin, "--reposdir", host.reposdir)
+    assert unknown.code == 1 and host.origin.read_text() == text, "a failed plan leaves the file alone"
+
+    absent = reconcile(
+        "remove", "absent", "--sysroot", host.sysroot, "--origin", host.origin, "--reposdir", host.reposdir
+    )
+    assert absent.code == 0 and "not changed" in absent.stderr and host.origin.read_text() == text
+
+    removed = reconcile(
+        "remove", "hello", "--sysroot", host.sysroot, "--origin", host.origin, "--reposdir", host.reposdir
+    )
+    assert removed.code == 0, removed.stderr
+    assert "hello" not in host.origin.read_text().split("[packages]")[1]
+    assert "# This host's packages." in host.origin.read_text()
+
+
+def test_validate(host: Host) -> None:
+    host.origin.write_text(ORIGIN_WITH_COMMENTS)
+    ok = reconcile("validate", "--origin", host.origin)
+    assert ok.code == 0 and "is valid" in ok.stdout
+    host.origin.write_text('[origin]\nbaserefspec = ""\n')
+    bad = reconcile("validate", "--origin", host.origin)
+    assert bad.code == 65 and "origin.toml:2 origin.baserefspec: empty refspec" in bad.stderr
+
+
+def test_lock_timeout_waits_then_exits_4(host: Host) -> None:
+    host.publish([P1])
+    host.write_origin(["p"])
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import gi, sys, time; gi.require_version('OSTree', '1.0'); from gi.repository import Gio, OSTree; "
+            "s = OSTree.Sysroot.new(Gio.File.new_for_path(sys.argv[1])); s.load(None); s.lock(); "
+            "print('locked', flush=True); time.sleep(120)",
+            str(host.sysroot),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=exampleos.sysroot_env(),
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        before = host.state()
+        result = host.run("apply", "--lock-timeout", "1")
+        assert result.code == 4, result.stderr
+        assert "Waiting for the lock" in result.stderr and "did not release it within 1 s" in result.stderr
+        assert host.state() == before
+    finally:
+        holder.kill()
+        holder.wait()
+    assert host.run("apply", "--lock-timeout", "5").code == 0, "once released, apply goes ahead"
+
+
+def test_local_package_is_pinned_by_sha256(host: Host, tmp_path: Path) -> None:
+    host.publish([])
+    local = tmp_path / "mytool.rpm"
+    local.write_bytes(host.rpms.build(Package("mytool", requires=("hello",))).read_bytes())
+    host.write_origin([], extra=f'local = ["{local}"]\n')
+    plan = host.run("plan", "--json").json()
+    assert [c["address"] for c in plan["changes"]] == ["local/mytool"]
+    added = {e["nevra"]: e for e in plan["resolution"]["added"]}
+    assert added["mytool-1.0-1.noarch"]["repo"] == "@local" and "hello-1.2-1.noarch" in added
+    host.apply_ok()
+    dep = host.default()
+    assert "mytool-1.0-1.noarch" in dep["layered_packages"]
+    sha = added["mytool-1.0-1.noarch"]["checksum"].removeprefix("sha256:")
+    assert dep["requested_local_packages"] == [f"{sha}:mytool-1.0-1.noarch"]
+    assert host.run("plan", "--detailed-exitcode").code == 0
+
+    local.write_bytes(host.rpms.build(Package("mytool", files=(File("/usr/share/mytool/v2", "2"),))).read_bytes())
+    changed = host.run("plan", "--json").json()
+    assert [(c["address"], c["actions"]) for c in changed["changes"]] == [("local/mytool", ["update"])]
+
+
+def test_override_remove_drops_a_base_package(host: Host) -> None:
+    host.write_origin([], extra='[overrides]\nremove = ["example-libs"]\n')
+    plan = host.run("plan", "--json").json()
+    assert [c["address"] for c in plan["changes"]] == ["override-remove/example-libs"]
+    assert [e["nevra"] for e in plan["resolution"]["removed"]] == [f"example-libs-2.1-1.{_arch()}"]
+    host.apply_ok()
+    dep = host.default()
+    assert dep["removed_base_packages"] == [f"example-libs-2.1-1.{_arch()}"]
+    tree = host.deployment_path(dep)
+    assert not (tree / "usr/lib64/libexample.so.1").exists()
+    assert (tree / "usr/lib64").is_dir(), "a directory other base packages own stays"
+    qa = subprocess.run(
+        ["rpm", "--dbpath", str(tree / "usr/share/rpm"), "-qa", "--qf", "%{NAME}\\n"], capture_output=True, text=True
+    ).stdout.split()
+    assert "example-libs" not in qa and "example-shell" in qa
+
+    host.write_origin([], extra='[overrides]\nremove = ["example-filesystem"]\n')
+    before = host.state()
+    refused = host.run("apply")
+    assert refused.code == 1 and "example-filesystem" in refused.stderr
+    assert host.state() == before
+
+
+def _arch() -> str:
+    import os
+
+    return os.uname().machine

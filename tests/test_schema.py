@@ -1,0 +1,24 @@
+"""docs/plan.schema.json is generated from the models; this fails when they drift apart."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from reconcile.planner.schema import plan_schema
+
+SCHEMA = Path(__file__).resolve().parent.parent / "docs" / "plan.schema.json"
+
+
+def test_schema_file_matches_the_models() -> None:
+    assert json.loads(SCHEMA.read_text()) == plan_schema(), "run `make docs/plan.schema.json` and commit it"
+
+
+def test_every_field_is_documented() -> None:
+    doc = (SCHEMA.parent / "plan-format.md").read_text()
+    schema = plan_schema()
+    fields = set(schema["properties"])
+    for definition in schema["$defs"].values():
+        fields.update(definition.get("properties", {}))
+    missing = sorted(f for f in fields if f"`{f}`" not in doc)
+    assert not missing, f"docs/plan-format.md does not document {missing}"
