@@ -13,6 +13,7 @@ case.toml:
     args = ["--update"]
     base = "alt"            # optional: the base ref of this step
     options = "recommends = false"
+    origin_extra = "[overrides]\nremove = [...]"   # optional raw TOML appended to the origin
 
 expected.json compares a projection of the plan (see `project`); "$ARCH" stands for the machine's arch.
 """
@@ -86,6 +87,7 @@ def test_case(name: str, host: Host) -> None:
         host.publish([packages[k] for k in step.get("publish", packages)])
         base = f"example/{step['base']}" if "base" in step else exampleos.BASE_REF
         extra = f"\n[options]\n{step['options']}\n" if "options" in step else ""
+        extra += step.get("origin_extra", "")
         host.write_origin(step.get("requested", []), base=base, extra=extra)
         command = step.get("command", "apply")
         if i < len(steps) - 1:

@@ -251,3 +251,74 @@ def _arch() -> str:
     import os
 
     return os.uname().machine
+
+
+def _in_terminal(argv: list[str], env: dict[str, str], answer: str | None = None) -> tuple[int, str]:
+    """Run argv with a pseudo-terminal as stdin/stdout/stderr, answering a prompt once if asked."""
+    import os
+    import pty
+
+    pid, fd = pty.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.execvpe(argv[0], argv, env)
+    output = b""
+    answered = False
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        output += chunk
+        if answer is not None and not answered and b"[y/N]" in output:
+            os.write(fd, answer.encode() + b"\n")
+            answered = True
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), output.decode(errors="replace")
+
+
+def test_colour_on_a_terminal_only_and_never_with_no_color(host: Host) -> None:
+    from support import RECONCILE
+
+    host.publish([P1])
+    host.write_origin(["p"])
+    argv = [
+        RECONCILE,
+        "plan",
+        "--sysroot",
+        str(host.sysroot),
+        "--origin",
+        str(host.origin),
+        "--reposdir",
+        str(host.reposdir),
+    ]
+    env = {k: v for k, v in exampleos.sysroot_env().items() if k != "NO_COLOR"} | {"TERM": "xterm-256color"}
+    code, coloured = _in_terminal(argv, env)
+    assert code == 0 and "\x1b[32m+ package/p" in coloured
+    code, plain = _in_terminal(argv, env | {"NO_COLOR": "1"})
+    assert code == 0 and "+ package/p" in plain and "\x1b[3" not in plain
+    assert "\x1b[" not in host.run("plan").stdout
+
+
+def test_apply_asks_on_a_terminal(host: Host) -> None:
+    from support import RECONCILE
+
+    host.publish([P1])
+    host.write_origin(["p"])
+    argv = [
+        RECONCILE,
+        "apply",
+        "--sysroot",
+        str(host.sysroot),
+        "--origin",
+        str(host.origin),
+        "--reposdir",
+        str(host.reposdir),
+    ]
+    before = host.state()
+    code, output = _in_terminal(argv, exampleos.sysroot_env(), answer="n")
+    assert code == 1 and "Aborted; nothing was changed." in output
+    assert host.state() == before
+    code, output = _in_terminal(argv, exampleos.sysroot_env(), answer="y")
+    assert code == 0 and "Deployed" in output

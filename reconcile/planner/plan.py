@@ -151,6 +151,14 @@ def _resolve(
             local=locals_,
         )
     checks = _checks(ctx, solver, current.layered, solved, local)
+    removed = {str(n) for n in solved.removed_base}
+    for pkg, kind, other in solved.clashes:
+        # The solver only succeeds when the clashing base package goes; say so, it is easy to miss.
+        severity = "info" if other in removed else "error"
+        message = f"{pkg} {kind} the base package {other}" + (
+            ", which overrides.remove drops." if other in removed else "."
+        )
+        checks.append(m.Check(kind=f"base-{kind}", severity=severity, package=pkg, message=message))
     return Resolved(solved, checks)
 
 

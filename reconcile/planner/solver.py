@@ -66,10 +66,12 @@ class SolveResult:
     why: dict[str, list[str]] = field(default_factory=dict)
     weak: set[str] = field(default_factory=set)
     removed_base: list[Nevra] = field(default_factory=list)
+    clashes: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 class Solver:
     def __init__(self, arch: str) -> None:
+        self.arch = arch
         self.pool = solv.Pool()
         self.pool.setarch(arch)
         self.base = self.pool.add_repo(BASE_REPO)
@@ -196,7 +198,7 @@ class Solver:
             repos = ", ".join(f"[{r}]" for r in self.repos) or "none"
             raise ResolutionError(
                 f"No package matches {', '.join(repr(u) for u in unknown)} in the base or the enabled repos ({repos}).",
-                [f"{u}: no package by that name, capability or file exists" for u in unknown],
+                [self._why_unknown(u) for u in unknown],
                 hint="Check the spelling, or add the repo that ships it to --reposdir.",
             )
         for s in local:
@@ -210,10 +212,14 @@ class Solver:
         problems = solver.solve(jobs)
         if problems:
             words = [_describe_problem(p) for p in problems]
+            hint = None
+            if any(self._involves_base(p) for p in problems):
+                hint = (
+                    "The base's packages are locked: a package that conflicts with, obsoletes or needs another "
+                    "version of one cannot be layered (overrides.remove can drop a base package)."
+                )
             raise ResolutionError(
-                "The requested packages cannot be layered onto this base: " + "; ".join(words) + ".",
-                words,
-                hint="The base's packages are locked: a request needing a different version of one cannot be met.",
+                "The requested packages cannot be layered onto this base: " + "; ".join(words) + ".", words, hint=hint
             )
         transaction = solver.transaction()
         new = [s for s in transaction.newsolvables() if s.repo != self.base]
@@ -223,7 +229,34 @@ class Solver:
         result.requested.update(s.name for s in local)
         result.packages = sorted((self._candidate(s) for s in new), key=lambda c: c.nevra)
         result.why, result.weak = self._why(new, result.requested)
+        result.clashes = self._base_clashes(new)
         return result
+
+    def _base_clashes(self, new: list[solv.XSolvable]) -> list[tuple[str, str, str]]:
+        """(package, "conflicts"|"obsoletes", base package) for every new package that clashes with the base."""
+        out = []
+        for s in new:
+            for key, kind in ((solv.SOLVABLE_CONFLICTS, "conflicts"), (solv.SOLVABLE_OBSOLETES, "obsoletes")):
+                for dep in s.lookup_deparray(key):
+                    for other in self.pool.whatprovides(dep):
+                        if other.repo == self.base and (kind == "conflicts" or other.name == str(dep).split()[0]):
+                            out.append((str(s), kind, str(other)))
+        return out
+
+    def _why_unknown(self, spec: str) -> str:
+        others = self.pool.select(spec, self._flags(spec) | solv.Selection.SELECTION_WITH_BADARCH).solvables()
+        if others:
+            arches = ", ".join(sorted({s.arch for s in others}))
+            return f"{spec}: built only for other architectures ({arches}), not for {self.arch}"
+        return f"{spec}: no package by that name, capability or file exists"
+
+    def _involves_base(self, problem: solv.Problem) -> bool:
+        for rule in problem.findallproblemrules():
+            info = rule.info()
+            for s in (info.solvable, info.othersolvable):
+                if s is not None and s.repo == self.base:
+                    return True
+        return False
 
     def _base_jobs(self, remove: tuple[str, ...] | list[str], result: SolveResult) -> list[solv.Job]:
         """Lock every base package except the ones `overrides.remove` drops, which are erased."""
@@ -245,6 +278,10 @@ class Solver:
         return jobs
 
     def _select(self, spec: str) -> solv.Selection:
+        return self.pool.select(spec, self._flags(spec))
+
+    @staticmethod
+    def _flags(spec: str) -> int:
         flags = (
             solv.Selection.SELECTION_NAME
             | solv.Selection.SELECTION_PROVIDES
@@ -252,9 +289,7 @@ class Solver:
             | solv.Selection.SELECTION_DOTARCH
             | solv.Selection.SELECTION_REL
         )
-        if spec.startswith("/"):
-            flags |= solv.Selection.SELECTION_FILELIST
-        return self.pool.select(spec, flags)
+        return flags | solv.Selection.SELECTION_FILELIST if spec.startswith("/") else flags
 
     def _candidate(self, s: solv.XSolvable) -> Candidate:
         nevra = Nevra.from_evr(s.name, s.evr, s.arch)
