@@ -278,14 +278,14 @@ def _in_terminal(argv: list[str], env: dict[str, str], answer: str | None = None
     return os.waitstatus_to_exitcode(status), output.decode(errors="replace")
 
 
-def test_colour_on_a_terminal_only_and_never_with_no_color(host: Host) -> None:
+def _terminal_command(host: Host, command: str) -> list[str]:
     from support import RECONCILE
 
     host.publish([P1])
     host.write_origin(["p"])
-    argv = [
+    return [
         RECONCILE,
-        "plan",
+        command,
         "--sysroot",
         str(host.sysroot),
         "--origin",
@@ -293,6 +293,10 @@ def test_colour_on_a_terminal_only_and_never_with_no_color(host: Host) -> None:
         "--reposdir",
         str(host.reposdir),
     ]
+
+
+def test_colour_on_a_terminal_only_and_never_with_no_color(host: Host) -> None:
+    argv = _terminal_command(host, "plan")
     env = {k: v for k, v in exampleos.sysroot_env().items() if k != "NO_COLOR"} | {"TERM": "xterm-256color"}
     code, coloured = _in_terminal(argv, env)
     assert code == 0 and "\x1b[32m+ package/p" in coloured
@@ -302,20 +306,7 @@ def test_colour_on_a_terminal_only_and_never_with_no_color(host: Host) -> None:
 
 
 def test_apply_asks_on_a_terminal(host: Host) -> None:
-    from support import RECONCILE
-
-    host.publish([P1])
-    host.write_origin(["p"])
-    argv = [
-        RECONCILE,
-        "apply",
-        "--sysroot",
-        str(host.sysroot),
-        "--origin",
-        str(host.origin),
-        "--reposdir",
-        str(host.reposdir),
-    ]
+    argv = _terminal_command(host, "apply")
     before = host.state()
     code, output = _in_terminal(argv, exampleos.sysroot_env(), answer="n")
     assert code == 1 and "Aborted; nothing was changed." in output
