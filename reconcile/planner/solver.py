@@ -63,8 +63,23 @@ class SolveResult:
     packages: list[Candidate] = field(default_factory=list)
     requested: set[str] = field(default_factory=set)
     inactive: list[tuple[str, str]] = field(default_factory=list)
-    why: dict[str, list[str]] = field(default_factory=dict)
-    weak: set[str] = field(default_factory=set)
+    explain: Callable[[], tuple[dict[str, list[str]], set[str]]] | None = None
+    _explained: tuple[dict[str, list[str]], set[str]] | None = None
+
+    def _explanation(self) -> tuple[dict[str, list[str]], set[str]]:
+        """Computed on first use: a plan that changes no package never pays for the graph."""
+        if self._explained is None:
+            self._explained = self.explain() if self.explain else ({}, set())
+        return self._explained
+
+    @property
+    def why(self) -> dict[str, list[str]]:
+        return self._explanation()[0]
+
+    @property
+    def weak(self) -> set[str]:
+        return self._explanation()[1]
+
     removed_base: list[Nevra] = field(default_factory=list)
     clashes: list[tuple[str, str, str]] = field(default_factory=list)
 
@@ -228,7 +243,8 @@ class Solver:
             result.requested.update(s.name for s in sel.solvables() if s in chosen)
         result.requested.update(s.name for s in local)
         result.packages = sorted((self._candidate(s) for s in new), key=lambda c: c.nevra)
-        result.why, result.weak = self._why(new, result.requested)
+        requested = set(result.requested)
+        result.explain = lambda: self._why(new, requested)
         result.clashes = self._base_clashes(new)
         return result
 
