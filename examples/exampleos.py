@@ -67,7 +67,7 @@ def init_sysroot(sysroot: Path, source_repo: Path, ref: str, osname: str = OSNAM
     run(["ostree", "admin", "init-fs", "--modern", str(sysroot)])
     boot = sysroot / "boot"
     boot.mkdir(exist_ok=True)
-    run(["mount", "-t", "tmpfs", "-o", "size=64m", "reconcile-test-boot", str(boot)])
+    run(["mount", "-t", "tmpfs", "-o", "size=64m", "reconcile-sysroot-boot", str(boot)])
     repo = sysroot / "ostree" / "repo"
     run(["ostree", f"--repo={repo}", "config", "set", "sysroot.bootloader", "none"])
     run(["ostree", "admin", f"--sysroot={sysroot}", "os-init", osname])

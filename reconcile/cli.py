@@ -140,6 +140,7 @@ def _show(plan: Plan, fmt: str) -> None:
 
 def _plan_exit(args: argparse.Namespace, plan: Plan) -> int:
     if not plan.applyable:
+        print("\n".join(f"error: {e}" for e in plan.errors), file=sys.stderr)
         return 1
     return EXIT_CHANGES if (args.detailed_exitcode and plan.has_changes) else 0
 

@@ -49,8 +49,8 @@ REFUSED = {
     "conflict-with-base": (
         [CLASH_BASE],
         ["clash-base"],
-        "apply",
-        ["/usr/lib/os-release", "clash-base-1.0-1", "the base"],
+        "plan",
+        ["/usr/lib/os-release", "clash-base-1.0-1", "base package example-release-1-1.noarch", "different content"],
     ),
 }
 

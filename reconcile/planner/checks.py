@@ -3,9 +3,14 @@ repos' file lists. Findings are values in the plan; errors make it unapplyable."
 
 from __future__ import annotations
 
+import re
+
 from reconcile.planner.model import Check
 from reconcile.rpm import header as h
-from reconcile.rpm.payload import relocate
+from reconcile.rpm.header import FileEntry
+from reconcile.rpm.payload import Owners, relocate
+
+PREIN = 1023
 
 # Scriptlet kinds reconcile cannot run at all, as opposed to those it does not run yet.
 _UNSUPPORTED_KINDS = {"%trigger", "%filetrigger", "%verifyscript", "%preun", "%postun", "%pretrans"}
@@ -43,3 +48,29 @@ def path_checks(package: str, paths: list[str]) -> list[Check]:
             message=f"{package} ships {shown}, outside the paths an OSTree deployment can take.",
         )
     ]
+
+
+def owner_checks(package: str, hdr: h.Header, files: list[FileEntry], owners: Owners) -> list[Check]:
+    """File owners the base's passwd/group do not define; a package that creates them itself (in %pre or
+    with a sysusers.d file) is told that this is not supported yet."""
+    pre = hdr.string(PREIN)
+    sysusers = any(f.path.startswith(("/usr/lib/sysusers.d/", "/etc/sysusers.d/")) for f in files)
+    missing: dict[tuple[str, str], str] = {}
+    for f in files:
+        if f.user not in owners.users:
+            missing.setdefault(("user", f.user), f.path)
+        if f.group not in owners.groups:
+            missing.setdefault(("group", f.group), f.path)
+    checks = []
+    for (kind, name), path in sorted(missing.items()):
+        created = sysusers or re.search(rf"\b(user|group)add\b[^\n]*\b{re.escape(name)}\b", pre)
+        if created:
+            message = (
+                f"{package} creates the {kind} {name!r} itself ({'sysusers.d' if sysusers else '%pre'}) and owns "
+                f"{path} by it; creating users and groups is not supported yet."
+            )
+        else:
+            table = "passwd" if kind == "user" else "group file"
+            message = f"{package}: {path} is owned by the {kind} {name!r}, which the base's {table} does not define."
+        checks.append(Check(kind="unknown-owner", severity="error", package=package, message=message))
+    return checks

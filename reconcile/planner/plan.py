@@ -8,19 +8,19 @@ from pathlib import Path
 from typing import Any
 
 from reconcile import __version__
-from reconcile.apply.pkgcache import PackageCache
-from reconcile.commitmeta import LayeredPackage
+from reconcile.apply.pkgcache import PackageCache, owners_in_commit
 from reconcile.context import Context
 from reconcile.errors import ReconcileError
 from reconcile.origin import LoadedOrigin
 from reconcile.planner import model as m
 from reconcile.planner.changes import request_changes, resolution_diff
-from reconcile.planner.checks import path_checks, scriptlet_checks
 from reconcile.planner.local import LocalPackage, read_local
+from reconcile.planner.preflight import conflict_checks, package_checks, package_header
 from reconcile.planner.solver import Candidate, Solver, SolveResult, Source
 from reconcile.planner.state import DeploymentState, current_deployment
 from reconcile.repos.config import load_repo_configs
 from reconcile.repos.metadata import fetch_filelists, refresh
+from reconcile.rpm.header import Header
 from reconcile.rpm.nevra import Nevra
 from reconcile.rpm.rpmdb import read_headers
 
@@ -124,13 +124,17 @@ def _resolve(
     desired, reporter = loaded.desired, ctx.reporter
     solver = Solver(ctx.arch)
     with reporter.step("Reading the rpmdb"):
-        solver.add_base(read_headers(ctx.repo, base))
+        base_headers = read_headers(ctx.repo, base)
+        solver.add_base(base_headers)
+        layered_headers: dict[str, Header] = {}
         if current.layered:
             layered = {str(p.nevra): p for p in current.layered}
-            headers = [
-                hdr for hdr in read_headers(ctx.repo, current.checksum) if str(Nevra.from_header(hdr)) in layered
-            ]
-            solver.add_layered(headers, {n: Source(p.checksum, p.repo) for n, p in layered.items()})
+            for hdr in read_headers(ctx.repo, current.checksum):
+                if str(Nevra.from_header(hdr)) in layered:
+                    layered_headers[str(Nevra.from_header(hdr))] = hdr
+            solver.add_layered(
+                list(layered_headers.values()), {n: Source(p.checksum, p.repo) for n, p in layered.items()}
+            )
     locals_ = [solver.add_local(p.headers.header, _local_source(p)) for p in local]
     if desired.packages.requested or local:
         configs = load_repo_configs(
@@ -150,8 +154,10 @@ def _resolve(
             update=update,
             local=locals_,
         )
-    checks = _checks(ctx, solver, current.layered, solved, local)
     removed = {str(n) for n in solved.removed_base}
+    with reporter.step("Checking the packages to add"):
+        inputs = PreflightInputs(base, [h for h in base_headers if str(Nevra.from_header(h)) not in removed])
+        checks = _preflight(ctx, current, inputs, layered_headers, solved, local)
     for pkg, kind, other in solved.clashes:
         # The solver only succeeds when the clashing base package goes; say so, it is easy to miss.
         severity = "info" if other in removed else "error"
@@ -166,34 +172,42 @@ def _local_source(p: LocalPackage) -> Source:
     return Source(f"sha256:{p.sha256}", "@local", p.path.name, f"file://{p.path.parent}")
 
 
-def _checks(
-    ctx: Context, solver: Solver, layered: list[LayeredPackage], solved: SolveResult, local: list[LocalPackage]
+@dataclass(frozen=True)
+class PreflightInputs:
+    base: str
+    base_headers: list[Header]
+
+
+def _preflight(
+    ctx: Context,
+    current: DeploymentState,
+    inputs: PreflightInputs,
+    layered_headers: dict[str, Header],
+    solved: SolveResult,
+    local: list[LocalPackage],
 ) -> list[m.Check]:
-    """Scriptlets and paths of every package the plan adds, from headers when known, else file lists."""
-    kept = {(str(p.nevra), p.checksum) for p in layered}
-    new = [c for c in solved.packages if (str(c.nevra), c.checksum) not in kept]
+    """Scriptlets, paths, owners and file conflicts of every package the plan adds (all of them when the
+    base changes), from headers only: nothing is downloaded in full or built yet."""
+    kept = {(str(p.nevra), p.checksum) for p in current.layered}
+    base_changed = inputs.base != current.base_checksum
+    new = {str(c.nevra) for c in solved.packages if base_changed or (str(c.nevra), c.checksum) not in kept}
     if not new:
         return []
-    locals_by_nevra = {p.nevra: p for p in local}
     cache = PackageCache(ctx.repo, owners=None, policy=NO_POLICY, mode="layer")
-    checks: list[m.Check] = []
-    need_filelists = []
-    for c in new:
-        lp = locals_by_nevra.get(c.nevra)
-        hdr = lp.headers.header if lp is not None else cache.cached_header(c.nevra, c.checksum)
-        if hdr is None:
-            need_filelists.append(c)
-            continue
-        from reconcile.rpm import header as h
-
-        checks += scriptlet_checks(str(c.nevra), hdr)
-        checks += path_checks(str(c.nevra), [f.path for f in h.file_entries(hdr) if not f.is_ghost])
-    if need_filelists:
-        with ctx.reporter.step("Checking paths against the repos' file lists"):
-            solver.add_filelists(fetch_filelists)
-            for c in need_filelists:
-                checks += path_checks(str(c.nevra), solver.files_of(c))
-    return checks
+    header_cache = ctx.cachedir(current.stateroot) / "headers"
+    locals_by_nevra = {str(p.nevra): p for p in local}
+    headers: dict[str, Header] = {}
+    for c in solved.packages:
+        n = str(c.nevra)
+        if n in locals_by_nevra:
+            headers[n] = locals_by_nevra[n].headers.header
+        elif (n, c.checksum) in kept and n in layered_headers:
+            headers[n] = layered_headers[n]
+        else:
+            headers[n] = package_header(c, cache, header_cache)
+    owners = owners_in_commit(ctx.repo, inputs.base)
+    checks = [check for n in sorted(new) for check in package_checks(n, headers[n], owners)]
+    return checks + conflict_checks(headers, new, inputs.base_headers)
 
 
 def pin_candidate(c: Candidate, requested: bool) -> m.PinnedPackage:

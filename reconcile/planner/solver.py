@@ -321,16 +321,6 @@ class Solver:
         checksum = f"{chk.typestr()}:{chk.hex()}" if chk else ""
         return Candidate(nevra, meta.id, checksum, location, meta.baseurl)
 
-    def files_of(self, c: Candidate) -> list[str]:
-        """Every path of a chosen repo package, from the file lists (after add_filelists)."""
-        for s in self.pool.select(
-            f"{c.nevra.name}-{c.nevra.evr}.{c.nevra.arch}", solv.Selection.SELECTION_CANON
-        ).solvables():
-            if s.repo.name == c.repo:
-                flags = solv.Dataiterator.SEARCH_FILES | solv.Dataiterator.SEARCH_COMPLETE_FILELIST
-                return [d.str for d in s.Dataiterator(solv.SOLVABLE_FILELIST, None, flags)]
-        return []
-
     def _repo_twin(self, s: solv.XSolvable, checksum: str) -> Candidate | None:
         """The same build in a repo, so a kept package can still be fetched if its cache is gone."""
         for other in self.pool.whatprovides(self.pool.Dep(s.name).Rel(solv.REL_EQ, self.pool.Dep(s.evr))):

@@ -1,0 +1,106 @@
+"""Pre-flight checks, before any package is downloaded or built: every added package's header is at hand
+(a local file, the package cache, or a header-only read of the remote RPM, cached by checksum), so the
+plan can refuse scriptlets, forbidden paths, unknown owners and file conflicts up front."""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+from reconcile.apply.pkgcache import PackageCache
+from reconcile.errors import PackageError
+from reconcile.planner.checks import owner_checks, path_checks, scriptlet_checks
+from reconcile.planner.model import Check
+from reconcile.planner.solver import Candidate
+from reconcile.repos.fetch import join_url, open_url
+from reconcile.rpm import header as h
+from reconcile.rpm.header import FileEntry, Header
+from reconcile.rpm.nevra import Nevra
+from reconcile.rpm.payload import Owners
+
+
+def package_header(c: Candidate, cache: PackageCache, header_cache: Path) -> Header:
+    """The header of a package to add, reading as little as possible: cache first, then only the first
+    kilobytes of the RPM (the download stops after the header)."""
+    cached = cache.cached_header(c.nevra, c.checksum)
+    if cached is not None:
+        return cached
+    stored = header_cache / f"{c.checksum.replace(':', '-')}.hdr"
+    if stored.exists():
+        return h.read_rpm_headers(io.BytesIO(stored.read_bytes())).header
+    url = join_url(c.baseurl, c.location)
+    try:
+        with open_url(url) as stream:
+            headers = h.read_rpm_headers(stream)
+        headers.verify_header_digest()
+    except h.HeaderError as e:
+        raise PackageError(f"{c.nevra} from [{c.repo}] ({url}) is not a valid RPM: {e}.") from None
+    if Nevra.from_header(headers.header) != c.nevra:
+        raise PackageError(f"The repo [{c.repo}] promises {c.nevra} at {url}, but the file is another package.")
+    header_cache.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=header_cache)
+    with os.fdopen(fd, "wb") as f:
+        f.write(headers.raw)
+    os.replace(tmp, stored)
+    return headers.header
+
+
+def package_checks(nevra: str, hdr: Header, owners: Owners) -> list[Check]:
+    files = [f for f in h.file_entries(hdr) if not f.is_ghost]
+    return (
+        scriptlet_checks(nevra, hdr)
+        + path_checks(nevra, [f.path for f in files])
+        + owner_checks(nevra, hdr, files, owners)
+    )
+
+
+def conflict_checks(layered: dict[str, Header], new: set[str], base_headers: Iterable[Header]) -> list[Check]:
+    """Paths shipped twice with different content, type, link target, mode or owner, from the header digests:
+    between a new package and the base or any other layered package."""
+    files: dict[str, list[tuple[str, FileEntry]]] = {}
+    for nevra, hdr in sorted(layered.items()):
+        for fe in h.file_entries(hdr):
+            if not fe.is_ghost and not stat.S_ISDIR(fe.mode):
+                files.setdefault(fe.path, []).append((nevra, fe))
+    if not files:
+        return []
+    for hdr in base_headers:
+        if not any(p in files for p in h.file_paths(hdr)):
+            continue
+        owner = f"base package {Nevra.from_header(hdr)}"
+        for fe in h.file_entries(hdr):
+            if fe.path in files and not fe.is_ghost and not stat.S_ISDIR(fe.mode):
+                files[fe.path].insert(0, (owner, fe))
+    checks = []
+    for path, owners in sorted(files.items()):
+        first_owner, first = owners[0]
+        for other_owner, other in owners[1:]:
+            if other_owner not in new and first_owner not in new:
+                continue
+            difference = _difference(first, other)
+            if difference:
+                checks.append(
+                    Check(
+                        kind="file-conflict",
+                        severity="error",
+                        package=other_owner if other_owner in new else first_owner,
+                        message=f"{path} is shipped by {first_owner} and {other_owner} with {difference}.",
+                    )
+                )
+    return checks
+
+
+def _difference(a: FileEntry, b: FileEntry) -> str | None:
+    if stat.S_IFMT(a.mode) != stat.S_IFMT(b.mode):
+        return "different file types"
+    if stat.S_ISLNK(a.mode) and a.linkto != b.linkto:
+        return f"different link targets ({a.linkto} and {b.linkto})"
+    if stat.S_ISREG(a.mode) and a.digest != b.digest:
+        return "different content"
+    if stat.S_IMODE(a.mode) != stat.S_IMODE(b.mode) or (a.user, a.group) != (b.user, b.group):
+        return "different modes or owners (an OSTree tree holds one)"
+    return None
