@@ -19,7 +19,7 @@ from reconcile.apply.pkgcache import (
     PackageCache,
     owners_in_commit,
     read_rpm,
-    ships_account_files,
+    ships_bootstrap_files,
 )
 from reconcile.errors import ReconcileError
 from reconcile.ostree import Repo, Variant
@@ -31,6 +31,7 @@ from reconcile.repos.config import load_repo_configs
 from reconcile.repos.metadata import refresh
 from reconcile.rpm.nevra import Nevra
 from reconcile.rpm.payload import Owners
+from reconcile.selinux import labeler_for
 
 COMPOSE_MODE = "compose"
 
@@ -79,10 +80,11 @@ def compose(
 def _import_all(
     repo: Repo, pinned: list[m.PinnedPackage], files: dict[str, Path]
 ) -> tuple[PackageCache, list[CachedPackage]]:
-    """Packages shipping passwd/group go first: the others' owners are mapped through those files."""
-    first = [p for p in pinned if ships_account_files(read_rpm(files[p.nevra], p.nevra))]
+    """Packages shipping passwd/group or the SELinux configuration go first: the others' owners are mapped
+    through those files and labelled with that policy (and the first ones are relabelled with it)."""
+    first = [p for p in pinned if ships_bootstrap_files(read_rpm(files[p.nevra], p.nevra))]
     rest = [p for p in pinned if p not in first]
-    cache = PackageCache(repo, Owners({}, {}), policy="", mode=COMPOSE_MODE)
+    cache = PackageCache(repo, Owners({}, {}), None, mode=COMPOSE_MODE)
     imported = [_import_one(cache, p, files) for p in first]
     if imported:
         tree = ostree.new_tree()
@@ -90,8 +92,9 @@ def _import_all(
         merger = TreeMerger(repo, tree)
         for pkg in imported:
             merger.merge(pkg)
-        accounts = repo.write_commit(None, "accounts", {}, repo.write_mtree(tree), 0)
-        cache = PackageCache(repo, owners_in_commit(repo, accounts), policy="", mode=COMPOSE_MODE)
+        bootstrap = repo.write_commit(None, "bootstrap", {}, repo.write_mtree(tree), 0)
+        cache = PackageCache(repo, owners_in_commit(repo, bootstrap), labeler_for(repo, bootstrap), mode=COMPOSE_MODE)
+        imported = [_import_one(cache, p, files) for p in first]
     imported += [_import_one(cache, p, files) for p in rest]
     return cache, sorted(imported, key=lambda c: c.nevra)
 
@@ -107,7 +110,7 @@ def _commit(repo: Repo, cache: PackageCache, packages: list[CachedPackage], ref:
     merger = TreeMerger(repo, tree)
     for pkg in packages:
         merger.merge(pkg)
-    write_rpmdb(repo, tree, None, cache, packages)
+    write_rpmdb(repo, tree, None, cache, packages, labeler=cache.labeler)
     metadata: dict[str, Any] = {
         **kernel_metadata(tree),
         cm.PKGLIST: cm.nevra_list([p.nevra for p in packages]),

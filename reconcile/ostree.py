@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -101,6 +102,15 @@ class Repo:
     def commit_metadata(self, csum: str) -> dict[str, Any]:
         return dict(self.load_commit(csum).get_child_value(0).unpack())
 
+    def commit_metadata_variants(self, csum: str) -> dict[str, Any]:
+        """The commit metadata as variants, to copy into another commit unchanged."""
+        v = self.load_commit(csum).get_child_value(0)
+        out = {}
+        for i in range(v.n_children()):
+            entry = v.get_child_value(i)
+            out[entry.get_child_value(0).get_string()] = entry.get_child_value(1).get_variant()
+        return out
+
     def commit_timestamp(self, csum: str) -> int:
         return int(OSTree.commit_get_timestamp(self.load_commit(csum)))
 
@@ -165,6 +175,16 @@ class Repo:
         ]
         return DirEntries(files, dirs)
 
+    def load_dirmeta(self, meta_csum: str) -> tuple[int, int, int, list[tuple[bytes, bytes]]]:
+        """(uid, gid, mode, xattrs) of a dirmeta object (stored big-endian)."""
+        v = _ok(
+            "load dirmeta",
+            _call(f"load dirmeta {meta_csum}", self.gi.load_variant, OSTree.ObjectType.DIR_META, meta_csum),
+        )
+        uid, gid, mode, xattrs = v.unpack()
+        pairs = [(bytes(k), bytes(val)) for k, val in xattrs]
+        return socket.ntohl(uid), socket.ntohl(gid), socket.ntohl(mode), pairs
+
     def refs(self, prefix: str | None = None) -> dict[str, str]:
         return dict(_ok("list refs", _call(f"list_refs {prefix}", self.gi.list_refs, prefix, None)))
 
@@ -227,6 +247,26 @@ class Repo:
         if written != size:
             raise OstreeError(f"file content is {written} bytes where {size} were declared")
         return str(_call("content finish", writer.finish, None))
+
+    def copy_with_xattrs(self, file_csum: str, transform: Callable[[list[tuple[bytes, bytes]], int], Any]) -> str:
+        """The same file (content, owner, mode) with xattrs `transform(old xattrs, mode)`: relabelling
+        without a checkout."""
+        stream, info, old = _ok("load file", _call(f"load_file {file_csum}", self.gi.load_file, file_csum, None))
+        uid = info.get_attribute_uint32("unix::uid")
+        gid = info.get_attribute_uint32("unix::gid")
+        mode = info.get_attribute_uint32("unix::mode")
+        xattrs = transform([(bytes(k), bytes(v)) for k, v in (old.unpack() if old is not None else [])], mode)
+        if info.get_file_type() == Gio.FileType.SYMBOLIC_LINK:
+            return self.write_symlink(uid, gid, info.get_symlink_target(), xattrs)
+
+        def blocks() -> Iterator[bytes]:
+            while data := stream.read_bytes(1 << 16, None).get_data():
+                yield data
+
+        try:
+            return self.write_file_stream(uid, gid, mode, info.get_size(), blocks(), xattrs)
+        finally:
+            stream.close(None)
 
     def write_symlink(self, uid: int, gid: int, target: str, xattrs: Any = None) -> str:
         return str(_call(f"write_symlink -> {target}", self.gi.write_symlink, None, uid, gid, xattrs, target, None))
@@ -307,6 +347,24 @@ def tree_replace_file(mt: OSTree.MutableTree, name: str, csum: str) -> None:
 
 def tree_remove(mt: OSTree.MutableTree, name: str) -> None:
     _call(f"remove {name}", mt.remove, name, True)
+
+
+def sepolicy_from_commit(repo: Repo, commit: str) -> Any:
+    """The SELinux policy inside a commit; an enabled but unloadable policy is an error, not silence."""
+    policy = _call(f"SePolicy.new_from_commit {commit}", OSTree.SePolicy.new_from_commit, repo.gi, commit, None)
+    if policy.get_name() is None:
+        raise OstreeError(f"Commit {commit[:12]} enables SELinux, but its policy cannot be loaded.")
+    return policy
+
+
+def sepolicy_label(policy: Any, path: str, mode: int) -> str | None:
+    _, label = _call(f"sepolicy label {path}", policy.get_label, path, mode, None)
+    return str(label) if label else None
+
+
+def xattrs(pairs: list[tuple[bytes, bytes]]) -> Any:
+    """An `a(ayay)` xattr list for content and dirmeta objects (names end in NUL, as ostree stores them)."""
+    return Variant("a(ayay)", pairs) if pairs else None
 
 
 # -- sysroots --------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from reconcile.ostree import Variant
 from reconcile.planner import model as m
 from reconcile.planner.state import DeploymentState, current_deployment
 from reconcile.rpm.nevra import Nevra
+from reconcile.selinux import labeler_for
 
 LAYER_MODE = "layer"
 
@@ -75,7 +76,8 @@ def _verify_fresh(ctx: Context, plan: m.Plan, loaded: LoadedOrigin) -> tuple[Dep
 
 def _build_layered_commit(ctx: Context, plan: m.Plan, saved: bool) -> str:
     repo, reporter, target = ctx.repo, ctx.reporter, plan.target
-    cache = PackageCache(repo, owners_in_commit(repo, target.base_checksum), policy="", mode=LAYER_MODE)
+    labeler = labeler_for(repo, target.base_checksum)
+    cache = PackageCache(repo, owners_in_commit(repo, target.base_checksum), labeler, mode=LAYER_MODE)
     pinned = {p.nevra: p for p in target.packages}
     cached: dict[str, CachedPackage] = {}
     for p in target.packages:
@@ -110,7 +112,7 @@ def _assemble(ctx: Context, plan: m.Plan, cache: PackageCache, packages: list[Ca
     merger = TreeMerger(repo, tree)
     for pkg in packages:
         merger.merge(pkg)
-    write_rpmdb(repo, tree, base, cache, packages, erase=target.remove_base)
+    write_rpmdb(repo, tree, base, cache, packages, erase=target.remove_base, labeler=cache.labeler)
     root = repo.write_mtree(tree)
     base_meta = repo.commit_metadata(base)
     gone = set(target.remove_base)

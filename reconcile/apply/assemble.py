@@ -22,6 +22,7 @@ from reconcile.rpm import header as h
 from reconcile.rpm.nevra import Nevra
 from reconcile.rpm.payload import relocate
 from reconcile.rpm.rpmdb import DEFAULT_RPMDB_DIR, RPMDB_FILE, build_rpmdb, find_rpmdb, read_headers
+from reconcile.selinux import SELINUX_XATTR, Labeler
 
 BASE_OWNER = "the base"
 
@@ -83,6 +84,7 @@ def write_rpmdb(
     cache: PackageCache,
     packages: list[CachedPackage],
     erase: list[str] | None = None,
+    labeler: Labeler | None = None,
 ) -> None:
     """Replace the tree's rpmdb with one listing the base's packages, minus `erase`, plus `packages`."""
     found = find_rpmdb(repo, base) if base else None
@@ -95,19 +97,28 @@ def write_rpmdb(
     with tempfile.TemporaryDirectory(prefix="reconcile-rpmdb-", dir=repo.path / "tmp") as work:
         db = build_rpmdb(base_db, headers, erase or [], Path(work))
         size = db.stat().st_size
+        mode = stat.S_IFREG | 0o644
+        xattrs = _label(labeler, f"/{directory}/{RPMDB_FILE}", mode)
         with open(db, "rb") as f:
-            csum = repo.write_file_stream(0, 0, stat.S_IFREG | 0o644, size, iter(lambda: f.read(1 << 20), b""))
+            csum = repo.write_file_stream(0, 0, mode, size, iter(lambda: f.read(1 << 20), b""), xattrs)
     parent = tree
-    for name in directory.split("/"):
+    parts = directory.split("/")
+    for i, name in enumerate(parts):
         found_dir = ostree.tree_lookup(parent, name)
         if found_dir is None:
             parent = ostree.tree_ensure_dir(parent, name)
-            parent.set_metadata_checksum(repo.write_dirmeta(0, 0, stat.S_IFDIR | 0o755))
+            dir_mode = stat.S_IFDIR | 0o755
+            xattrs = _label(labeler, "/" + "/".join(parts[: i + 1]), dir_mode)
+            parent.set_metadata_checksum(repo.write_dirmeta(0, 0, dir_mode, xattrs))
         elif found_dir[1] is None:
             raise PackageError(f"/{directory} is not a directory in the tree; cannot write the rpmdb.")
         else:
             parent = found_dir[1]
     ostree.tree_replace_file(parent, RPMDB_FILE, csum)
+
+
+def _label(labeler: Labeler | None, path: str, mode: int) -> Any:
+    return ostree.xattrs([(SELINUX_XATTR, labeler.label(path, mode))]) if labeler else None
 
 
 def remove_base_packages(repo: Repo, tree: MutableTree, base: str, nevras: list[str]) -> None:

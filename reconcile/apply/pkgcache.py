@@ -12,16 +12,18 @@ from pathlib import Path
 from typing import Any
 
 from reconcile import commitmeta as cm
+from reconcile import ostree
 from reconcile.errors import PackageError
 from reconcile.ostree import Repo, Variant
 from reconcile.rpm import header as h
 from reconcile.rpm.nevra import Nevra, pkgcache_ref
 from reconcile.rpm.payload import Owners, PayloadImporter
+from reconcile.selinux import NO_POLICY, SELINUX_XATTR, Labeler
 
 IMPORT_FORMAT = 1
 _PASSWD_PATHS = ("usr/etc/passwd", "usr/lib/passwd", "etc/passwd")
 _GROUP_PATHS = ("usr/etc/group", "usr/lib/group", "etc/group")
-ACCOUNT_FILES = {"/etc/passwd", "/etc/group", "/usr/lib/passwd", "/usr/lib/group"}
+BOOTSTRAP_FILES = {"/etc/passwd", "/etc/group", "/usr/lib/passwd", "/usr/lib/group", "/etc/selinux/config"}
 
 
 @dataclass(frozen=True)
@@ -74,13 +76,16 @@ def refuse_scriptlets(headers: h.RpmHeaders, nevra: Nevra) -> None:
 
 
 class PackageCache:
-    def __init__(self, repo: Repo, owners: Owners | None, policy: str, mode: str) -> None:
+    def __init__(self, repo: Repo, owners: Owners | None, labeler: Labeler | None, mode: str) -> None:
         self.repo = repo
         self.owners = owners
-        self.policy = policy
+        self.labeler = labeler
+        self.policy = labeler.policy_id if labeler else NO_POLICY
         self.mode = mode
 
     def find(self, nevra: Nevra, checksum: str, repo_id: str) -> CachedPackage | None:
+        """A cached commit usable as is; one that differs only by SELinux policy is relabelled in place
+        (a new package commit, no download: the base is never touched)."""
         commit = self.repo.resolve(pkgcache_ref(nevra))
         if commit is None:
             return None
@@ -88,12 +93,46 @@ class PackageCache:
         if (
             meta.get(cm.PKG_CHECKSUM) != checksum
             or meta.get(cm.PKG_IMPORT) != IMPORT_FORMAT
-            or meta.get(cm.PKG_POLICY, "") != self.policy
             or meta.get(cm.PKG_MODE) != self.mode
             or not self._owners_match(dict(meta.get(cm.PKG_OWNERS, {})))
         ):
             return None
+        if meta.get(cm.PKG_POLICY, NO_POLICY) != self.policy:
+            commit = self._relabel(commit, meta)
         return CachedPackage(nevra, commit, checksum, repo_id)
+
+    def _relabel(self, commit: str, meta: dict[str, Any]) -> str:
+        """Rewrite a package commit's objects with this policy's labels (inside the caller's transaction)."""
+        contents, dirmeta = self.repo.commit_root(commit)
+        tree = ostree.new_tree()
+        self._relabel_dir(tree, contents, dirmeta, "")
+        metadata = self.repo.commit_metadata_variants(commit)
+        metadata[cm.PKG_POLICY] = Variant("s", self.policy)
+        nevra = Nevra.from_tuple(meta[cm.PKG_NEVRA])
+        root = self.repo.write_mtree(tree)
+        new = self.repo.write_commit(None, str(nevra), metadata, root, self.repo.commit_timestamp(commit))
+        self.repo.set_ref(pkgcache_ref(nevra), new)
+        return new
+
+    def _relabel_dir(self, tree: Any, contents: str, dirmeta: str, path: str) -> None:
+        uid, gid, mode, xattrs = self.repo.load_dirmeta(dirmeta)
+        tree.set_metadata_checksum(self.repo.write_dirmeta(uid, gid, mode, self._labelled(xattrs, path or "/", mode)))
+        entries = self.repo.load_dirtree(contents)
+        for name, csum in entries.files:
+            child = f"{path}/{name}"
+
+            def relabelled(old: list[tuple[bytes, bytes]], mode: int, child: str = child) -> Any:
+                return self._labelled(old, child, mode)
+
+            ostree.tree_replace_file(tree, name, self.repo.copy_with_xattrs(csum, relabelled))
+        for name, sub_contents, sub_meta in entries.dirs:
+            self._relabel_dir(ostree.tree_ensure_dir(tree, name), sub_contents, sub_meta, f"{path}/{name}")
+
+    def _labelled(self, xattrs: list[tuple[bytes, bytes]], path: str, mode: int) -> Any:
+        pairs = [(k, v) for k, v in xattrs if k != SELINUX_XATTR]
+        if self.labeler is not None:
+            pairs.insert(0, (SELINUX_XATTR, self.labeler.label(path, mode)))
+        return ostree.xattrs(pairs)
 
     def cached_header(self, nevra: Nevra, checksum: str) -> h.Header | None:
         """The header of a package the cache holds (any import), to check it before downloading."""
@@ -134,7 +173,9 @@ class PackageCache:
         refuse_scriptlets(headers, nevra)
         if self.owners is None:
             raise PackageError("internal: the package cache was opened without an owner map")
-        importer = PayloadImporter(self.repo, nevra.name, headers, self.owners, allow_skeleton=self.mode == "compose")
+        importer = PayloadImporter(
+            self.repo, nevra.name, headers, self.owners, allow_skeleton=self.mode == "compose", labeler=self.labeler
+        )
         with open(path, "rb") as f:
             imported = importer.run(f)
         root = self.repo.write_mtree(imported.tree)
@@ -161,7 +202,8 @@ class PackageCache:
         return bytes(raw)
 
 
-def ships_account_files(headers: h.RpmHeaders) -> bool:
+def ships_bootstrap_files(headers: h.RpmHeaders) -> bool:
+    """Accounts or the SELinux configuration: what the rest of a compose is imported against."""
     return any(
-        f.path in ACCOUNT_FILES and stat.S_ISREG(f.mode) and not f.is_ghost for f in h.file_entries(headers.header)
+        f.path in BOOTSTRAP_FILES and stat.S_ISREG(f.mode) and not f.is_ghost for f in h.file_entries(headers.header)
     )

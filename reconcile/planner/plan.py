@@ -23,9 +23,7 @@ from reconcile.repos.metadata import fetch_filelists, refresh
 from reconcile.rpm.header import Header
 from reconcile.rpm.nevra import Nevra
 from reconcile.rpm.rpmdb import read_headers
-
-NO_POLICY = ""
-
+from reconcile.selinux import policy_id
 
 @dataclass
 class Resolved:
@@ -74,7 +72,7 @@ def make_plan(
             desired.options.recommends,
             [(str(c.nevra), c.checksum) for c in solved.packages],
             removed,
-            NO_POLICY,
+            policy_id(ctx.repo, base),
         )
     prior_key = ("layered", current.state_digest) if current.is_layered else ("base", current.checksum)
     needs_deployment = prior_key != (("layered", digest) if digest else ("base", base))
@@ -193,7 +191,7 @@ def _preflight(
     new = {str(c.nevra) for c in solved.packages if base_changed or (str(c.nevra), c.checksum) not in kept}
     if not new:
         return []
-    cache = PackageCache(ctx.repo, owners=None, policy=NO_POLICY, mode="layer")
+    cache = PackageCache(ctx.repo, owners=None, labeler=None, mode="layer")
     header_cache = ctx.cachedir(current.stateroot) / "headers"
     locals_by_nevra = {str(p.nevra): p for p in local}
     headers: dict[str, Header] = {}
