@@ -25,6 +25,7 @@ from reconcile.rpm.nevra import Nevra
 from reconcile.rpm.rpmdb import read_headers
 from reconcile.selinux import policy_id
 
+
 @dataclass
 class Resolved:
     """What resolution and checks produced, before it is frozen into the Plan."""
