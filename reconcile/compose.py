@@ -31,7 +31,7 @@ from reconcile.repos.config import load_repo_configs
 from reconcile.repos.metadata import refresh
 from reconcile.rpm.nevra import Nevra
 from reconcile.rpm.payload import Owners
-from reconcile.selinux import labeler_for
+from reconcile.selinux import SELINUX_XATTR, labeler_for
 
 COMPOSE_MODE = "compose"
 
@@ -106,7 +106,9 @@ def _import_one(cache: PackageCache, p: m.PinnedPackage, files: dict[str, Path])
 
 def _commit(repo: Repo, cache: PackageCache, packages: list[CachedPackage], ref: str, version: str | None) -> str:
     tree = ostree.new_tree()
-    tree.set_metadata_checksum(repo.write_dirmeta(0, 0, stat.S_IFDIR | 0o755))
+    mode = stat.S_IFDIR | 0o755
+    root_xattrs = ostree.xattrs([(SELINUX_XATTR, cache.labeler.label("/", mode))]) if cache.labeler else None
+    tree.set_metadata_checksum(repo.write_dirmeta(0, 0, mode, root_xattrs))
     merger = TreeMerger(repo, tree)
     for pkg in packages:
         merger.merge(pkg)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import socket
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -52,6 +54,19 @@ def _ok(what: str, result: Any) -> Any:
     return result
 
 
+@contextlib.contextmanager
+def _chatter_to_stderr() -> Iterator[None]:
+    """libostree prints progress (e.g. "Freed objects: ...") on stdout, which is reserved for our output."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def is_not_found(e: GLib.Error) -> bool:
     return bool(e.matches(Gio.io_error_quark(), NOT_FOUND))
 
@@ -67,7 +82,7 @@ class DirEntries:
 class Repo:
     def __init__(self, repo: OSTree.Repo, path: Path) -> None:
         self.gi = repo
-        self.path = path
+        self.path = Path(path).absolute()
         self._dirmeta_cache: dict[tuple[int, int, int, bytes], str] = {}
 
     @classmethod
@@ -420,35 +435,26 @@ class Sysroot:
     def deploy(
         self, osname: str, commit: str, origin: GLib.KeyFile, merge: OSTree.Deployment | None
     ) -> OSTree.Deployment:
-        dep = _ok(
-            f"deploy {commit}",
-            _call(
-                f"deploy_tree {osname} {commit}",
-                self.gi.deploy_tree,
-                osname,
-                commit,
-                origin,
-                merge,
-                None,
-                None,
-            ),
-        )
-        _call(
-            "simple_write_deployment",
-            self.gi.simple_write_deployment,
-            osname,
-            dep,
-            merge,
-            OSTree.SysrootSimpleWriteDeploymentFlags.NO_CLEAN,
-            None,
-        )
+        what = f"deploy_tree {osname} {commit}"
+        try:
+            with _chatter_to_stderr():
+                dep = _ok(what, _call(what, self.gi.deploy_tree, osname, commit, origin, merge, None, None))
+        except OstreeError:
+            # deploy_tree leaves its half-written deployment directory behind; cleanup removes it.
+            with contextlib.suppress(OstreeError):
+                self.cleanup()
+            raise
+        flags = OSTree.SysrootSimpleWriteDeploymentFlags.NO_CLEAN
+        with _chatter_to_stderr():
+            _call("simple_write_deployment", self.gi.simple_write_deployment, osname, dep, merge, flags, None)
         return dep
 
     def write_origin(self, dep: OSTree.Deployment, origin: GLib.KeyFile) -> None:
         _call("write_origin_file", self.gi.write_origin_file, dep, origin, None)
 
     def cleanup(self) -> None:
-        _call("sysroot cleanup", self.gi.cleanup, None)
+        with _chatter_to_stderr():
+            _call("sysroot cleanup", self.gi.cleanup, None)
 
 
 def keyfile_from_text(text: str) -> GLib.KeyFile:

@@ -128,6 +128,12 @@ def test_json_output_is_one_document(host: Host) -> None:
         result = host.run(command, "--json")
         assert result.code == 0, result.stderr
         json.loads(result.stdout)  # raises if anything else reached stdout
+    host.write_origin([])
+    host.apply_ok()
+    host.write_origin(["hello"])
+    result = host.run("apply", "--json")  # the clean-up prunes objects now, and libostree talks about it
+    assert result.code == 0, result.stderr
+    assert json.loads(result.stdout)["result"]["changed"] is True
 
 
 def test_add_and_remove_keep_comments(host: Host) -> None:
