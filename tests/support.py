@@ -34,6 +34,7 @@ class File:
     group: str = "root"
     config: bool = False
     ghost: bool = False
+    caps: str = ""
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,7 @@ class Package:
                         f"chmod {f.mode:o} {target}",
                     ]
                 prefix = "%ghost " if f.ghost else "%config(noreplace) " if f.config else ""
+                prefix += f"%caps({f.caps}) " if f.caps else ""
                 listing.append(f"%attr({f.mode:04o},{f.user},{f.group}) {prefix}{_q(f.path)}")
         for kind, body in self.scripts.items():
             lines += [f"%{kind}", body]
@@ -143,16 +145,19 @@ class RpmFactory:
         self.workdir = workdir
 
     def build(self, pkg: Package) -> Path:
-        text = pkg.spec()
-        key = hashlib.sha256(f"{pkg.arch}\n{text}".encode()).hexdigest()[:16]
+        return self.build_spec(pkg.name, pkg.spec(), pkg.arch)
+
+    def build_spec(self, name: str, text: str, arch: str = "noarch") -> Path:
+        """rpmbuild a spec the test wrote by hand (for what Package cannot express)."""
+        key = hashlib.sha256(f"{arch}\n{text}".encode()).hexdigest()[:16]
         out = self.workdir / key
         done = list(out.glob("RPMS/*/*.rpm"))
         if done:
             return done[0]
         self.workdir.mkdir(parents=True, exist_ok=True)
-        spec = self.workdir / f"{pkg.name}-{key}.spec"
+        spec = self.workdir / f"{name}-{key}.spec"
         spec.write_text(text)
-        target = None if pkg.arch in ("noarch", "native") else pkg.arch
+        target = None if arch in ("noarch", "native") else arch
         built = exampleos.build_rpms([spec], out, target)
         assert len(built) == 1, built
         return built[0]

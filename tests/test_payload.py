@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ FIDELITY = Package(
     files=(
         File("/usr/bin/suidtool", "#!/bin/sh\n", mode=0o4755),
         File("/usr/bin/sgidtool", "#!/bin/sh\n", mode=0o2755, group="games"),
+        File("/usr/bin/pinger", "#!/bin/sh\n", mode=0o755, caps="cap_net_raw,cap_net_admin=ep"),
         Dir("/usr/share/fid", mode=0o750, user="daemon", group="games"),
         Dir("/usr/share/fid/sticky", mode=0o1777),
         File("/usr/share/fid/owned", "secret\n", mode=0o640, user="daemon", group="games"),
@@ -72,6 +74,13 @@ def test_base_directories_keep_the_base_metadata(tree: Path) -> None:
     assert mode(tree / "usr/share") == 0o755
 
 
+def test_file_capabilities(tree: Path, tmp_path: Path) -> None:
+    reference = tmp_path / "setcap-probe"
+    reference.write_bytes(b"")
+    subprocess.run(["setcap", "cap_net_raw,cap_net_admin=ep", str(reference)], check=True)
+    assert os.getxattr(tree / "usr/bin/pinger", "security.capability") == os.getxattr(reference, "security.capability")
+
+
 def test_contents_and_links(tree: Path) -> None:
     fid = tree / "usr/share/fid"
     assert (fid / "empty").read_bytes() == b""
@@ -103,8 +112,6 @@ def test_path_rules(tree: Path) -> None:
 
 
 def test_ghost_and_config_files_are_in_the_rpmdb(tree: Path) -> None:
-    import subprocess
-
     out = subprocess.run(
         ["rpm", "--dbpath", str(tree / "usr/share/rpm"), "-ql", "fidelity"], capture_output=True, text=True, check=True
     ).stdout.split("\n")

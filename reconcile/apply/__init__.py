@@ -80,18 +80,19 @@ def _build_layered_commit(ctx: Context, plan: m.Plan, saved: bool) -> str:
     cache = PackageCache(repo, owners_in_commit(repo, target.base_checksum), labeler, mode=LAYER_MODE)
     pinned = {p.nevra: p for p in target.packages}
     cached: dict[str, CachedPackage] = {}
-    for p in target.packages:
-        hit = cache.find(_nevra(p), p.checksum, p.repo)
-        if hit is not None:
-            cached[p.nevra] = hit
-    missing = [p for p in target.packages if p.nevra not in cached]
     staging = Path(tempfile.mkdtemp(prefix="reconcile-fetch-", dir=_tmpdir(ctx)))
     try:
-        if missing:
-            with reporter.step(f"Downloading {len(missing)} package(s)"):
-                files = _fetch(missing, staging, saved)
+        # One transaction for relabels, imports and the layered commit: on any failure no ref moves.
         with repo.transaction():
+            with reporter.step("Looking up the package cache"):
+                for p in target.packages:
+                    hit = cache.find(_nevra(p), p.checksum, p.repo)
+                    if hit is not None:
+                        cached[p.nevra] = hit
+            missing = [p for p in target.packages if p.nevra not in cached]
             if missing:
+                with reporter.step(f"Downloading {len(missing)} package(s)"):
+                    files = _fetch(missing, staging, saved)
                 with reporter.step(f"Importing {len(missing)} package(s)"):
                     for p in missing:
                         cached[p.nevra] = cache.import_rpm(files[p.nevra], _nevra(p), p.checksum, p.repo)

@@ -4,6 +4,7 @@ repos' file lists. Findings are values in the plan; errors make it unapplyable."
 from __future__ import annotations
 
 import re
+import stat
 
 from reconcile.planner.model import Check
 from reconcile.rpm import header as h
@@ -73,4 +74,36 @@ def owner_checks(package: str, hdr: h.Header, files: list[FileEntry], owners: Ow
             table = "passwd" if kind == "user" else "group file"
             message = f"{package}: {path} is owned by the {kind} {name!r}, which the base's {table} does not define."
         checks.append(Check(kind="unknown-owner", severity="error", package=package, message=message))
+    return checks
+
+
+def var_checks(package: str, files: list[FileEntry]) -> list[Check]:
+    """What tmpfiles.d cannot express about /var and /run content is said, not dropped silently."""
+    checks = []
+    links: dict[tuple[int, int], list[str]] = {}
+    for f in files:
+        if f.path.split("/")[1:2] not in (["var"], ["run"]):
+            continue
+        if f.caps:
+            checks.append(
+                Check(
+                    kind="var-content",
+                    severity="warning",
+                    package=package,
+                    message=f"{package}: the file capabilities of {f.path} ({f.caps}) are dropped; "
+                    "tmpfiles.d, which creates /var and /run content at boot, cannot set them.",
+                )
+            )
+        if stat.S_ISREG(f.mode):
+            links.setdefault((f.device, f.inode), []).append(f.path)
+    for paths in links.values():
+        if len(paths) > 1:
+            checks.append(
+                Check(
+                    kind="var-content",
+                    severity="warning",
+                    package=package,
+                    message=f"{package}: the hard links {', '.join(paths)} become separate copies under /var.",
+                )
+            )
     return checks

@@ -1,0 +1,179 @@
+"""SELinux: layered files carry the labels the base's policy gives (Debian's selinux-policy-default inside
+a test base), a changed policy relabels package-cache commits without a download, unlabellable is an error."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import ComposedBase, Host, compose_base
+from support import Dir, File, Package, RpmFactory, Symlink, exampleos, ostree
+
+HOST_POLICY = Path("/etc/selinux/default")
+pytestmark = pytest.mark.skipif(
+    not (HOST_POLICY / "policy").is_dir() or not Path("/usr/sbin/selabel_lookup").exists(),
+    reason="needs Debian's selinux-policy-default and selinux-utils (make test installs them)",
+)
+
+LABELLED = Package(
+    "labelled",
+    files=(
+        File("/usr/bin/labelled-tool", "#!/bin/sh\n", mode=0o755),
+        File("/usr/sbin/labelled-daemon", "#!/bin/sh\n", mode=0o755),
+        Dir("/usr/share/labelled"),
+        File("/usr/share/labelled/data", "x\n"),
+        Symlink("/usr/share/labelled/link", "data"),
+        File("/usr/lib64/liblabelled.so.1", "lib\n", mode=0o755),
+        File("/etc/labelled.conf", "conf\n", config=True),
+        File("/var/lib/labelled/state", "state\n"),
+        File("/opt/labelled/bin/run", "#!/bin/sh\n", mode=0o755),
+    ),
+)
+NOLABEL = Package("nolabel", files=(File("/usr/share/nolabel/file", "x"),))
+
+
+def policy_spec(version: str, extra_rules: str) -> str:
+    """ExampleOS's policy package: Debian's compiled policy, plus a semodule stub (ostree calls semodule at
+    deploy, and the example distribution has no libsemanage)."""
+    rules = ""
+    if extra_rules:
+        fc = "%{buildroot}/etc/selinux/default/contexts/files/file_contexts"
+        rules = f"printf '{extra_rules}' >> {fc}\nrm -f {fc}.bin\n"
+    return f"""Name: example-selinux-policy
+Version: {version}
+Release: 1
+Summary: SELinux policy for ExampleOS
+License: GPL-2.0-or-later
+BuildArch: noarch
+AutoReqProv: no
+%global debug_package %{{nil}}
+%global __os_install_post %{{nil}}
+%description
+The reference policy, as Debian builds it.
+%install
+mkdir -p %{{buildroot}}/etc/selinux %{{buildroot}}/usr/sbin
+cp -a {HOST_POLICY} %{{buildroot}}/etc/selinux/
+printf 'SELINUX=enforcing\\nSELINUXTYPE=default\\n' > %{{buildroot}}/etc/selinux/config
+{rules}printf '#!/bin/sh\\nexit 0\\n' > %{{buildroot}}/usr/sbin/semodule
+chmod 0755 %{{buildroot}}/usr/sbin/semodule
+%files
+/etc/selinux
+/usr/sbin/semodule
+"""
+
+
+@pytest.fixture(scope="module")
+def selinux_bases(session_dir: Path, rpms: RpmFactory, example_rpms: list[Path]) -> dict[str, ComposedBase]:
+    """example/selinux, and example/selinux2 whose file contexts label /usr/share/labelled as etc_t and
+    give /usr/share/nolabel no label at all."""
+    bases = {}
+    for name, version, rules in (
+        ("selinux", "1.0", ""),
+        (
+            "selinux2",
+            "2.0",
+            "/usr/share/labelled(/.*)?\\tsystem_u:object_r:etc_t:s0\\n/usr/share/nolabel(/.*)?\\t<<none>>\\n",
+        ),
+    ):
+        policy = rpms.build_spec("example-selinux-policy", policy_spec(version, rules))
+        repo = exampleos.make_repo([*example_rpms, policy], session_dir / f"{name}-repo")
+        reposdir = session_dir / f"{name}.repos.d"
+        exampleos.write_repo_file(reposdir, "exampleos", f"file://{repo}")
+        packages = [*exampleos.BASE_PACKAGES, "example-selinux-policy"]
+        bases[name] = compose_base(session_dir / f"compose-{name}", f"example/{name}", reposdir, packages)
+    return bases
+
+
+@pytest.fixture
+def selinux_host(host: Host, selinux_bases: dict[str, ComposedBase]) -> Host:
+    for base in selinux_bases.values():
+        exampleos.pull_base(host.sysroot, base.repo, base.ref)
+    return host
+
+
+def file_contexts(tree: Path) -> Path:
+    return tree / "usr/etc/selinux/default/contexts/files/file_contexts"
+
+
+def libselinux_label(contexts: Path, path: str, mode: int) -> str:
+    out = subprocess.run(
+        ["selabel_lookup", "-b", "file", "-r", "-k", path, "-t", str(stat.S_IFMT(mode)), "-f", str(contexts)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return out.split("Default context:")[1].strip()
+
+
+def label_of(path: Path) -> str:
+    return os.getxattr(path, "security.selinux", follow_symlinks=False).rstrip(b"\0").decode()
+
+
+def test_layered_files_get_the_policy_labels(selinux_host: Host) -> None:
+    host = selinux_host
+    host.publish([LABELLED])
+    host.write_origin(["labelled", "frob"], base="example/selinux")
+    host.apply_ok()
+    tree = host.deployment_path(host.default())
+    contexts = file_contexts(tree)
+    sample = [
+        "usr/bin/labelled-tool",
+        "usr/sbin/labelled-daemon",
+        "usr/share/labelled",
+        "usr/share/labelled/data",
+        "usr/share/labelled/link",
+        "usr/lib64/liblabelled.so.1",
+        "usr/etc/labelled.conf",
+        "usr/lib/opt/labelled/bin/run",
+        "usr/share/factory/var/lib/labelled/state",
+        "usr/lib/tmpfiles.d/reconcile-pkg-labelled.conf",
+        "usr/bin/frob",
+        "usr/lib64/libfrob.so.2",
+        "usr/share/rpm/rpmdb.sqlite",
+        "etc/labelled.conf",
+    ]
+    seen = set()
+    for rel in sample:
+        mode = os.lstat(tree / rel).st_mode
+        # /etc is ostree's merged copy of /usr/etc: libselinux labels both as /etc.
+        want = libselinux_label(contexts, "/" + rel, mode)
+        assert label_of(tree / rel) == want, rel
+        seen.add(want.split(":")[2])
+    assert {"bin_t", "lib_t", "etc_t", "usr_t"} <= seen, "the sample covers several types"
+    assert label_of(tree / "usr") == libselinux_label(contexts, "/usr", os.lstat(tree / "usr").st_mode)
+
+
+def test_a_new_policy_relabels_package_commits_not_the_base(selinux_host: Host, selinux_bases: dict) -> None:
+    host = selinux_host
+    repo = host.publish([LABELLED])
+    host.write_origin(["labelled"], base="example/selinux")
+    host.apply_ok()
+    ref = "reconcile/pkg/labelled/1.0-1.noarch"
+    before = ostree(f"--repo={host.sysroot / 'ostree/repo'}", "rev-parse", ref).strip()
+    for rpm in repo.glob("labelled-*.rpm"):
+        rpm.unlink()  # relabelling must not need the RPM again
+    host.write_origin(["labelled"], base="example/selinux2")
+    host.apply_ok()
+    dep = host.default()
+    assert dep["base_checksum"] == selinux_bases["selinux2"].commit, "the base is deployed as composed"
+    after = ostree(f"--repo={host.sysroot / 'ostree/repo'}", "rev-parse", ref).strip()
+    assert after != before, "the package commit was rewritten with the new policy's labels"
+    policy = ostree(f"--repo={host.sysroot / 'ostree/repo'}", "show", "--print-metadata-key=reconcile.sepolicy", after)
+    assert policy.strip().strip("'") != ""
+    tree = host.deployment_path(dep)
+    assert label_of(tree / "usr/share/labelled/data") == "system_u:object_r:etc_t:s0"
+    assert label_of(tree / "usr/bin/labelled-tool") == "system_u:object_r:bin_t:s0"
+
+
+def test_a_path_the_policy_cannot_label_is_an_error(selinux_host: Host) -> None:
+    host = selinux_host
+    host.publish([NOLABEL])
+    host.write_origin(["nolabel"], base="example/selinux2")
+    before = host.state()
+    result = host.run("apply")
+    assert result.code == 1, result.stderr
+    assert "no label for /usr/share/nolabel" in result.stderr
+    assert host.state() == before
