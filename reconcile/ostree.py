@@ -115,7 +115,13 @@ class Repo:
         return _ok(f"load commit {csum}", _call(f"load_commit {csum}", self.gi.load_commit, csum))[0]
 
     def commit_metadata(self, csum: str) -> dict[str, Any]:
-        return dict(self.load_commit(csum).get_child_value(0).unpack())
+        """Commit metadata as Python values; byte arrays come back as bytes in one piece."""
+        out = {}
+        for key, value in self.commit_metadata_variants(csum).items():
+            out[key] = (
+                bytes(value.get_data_as_bytes().get_data()) if value.get_type_string() == "ay" else value.unpack()
+            )
+        return out
 
     def commit_metadata_variants(self, csum: str) -> dict[str, Any]:
         """The commit metadata as variants, to copy into another commit unchanged."""
@@ -375,6 +381,11 @@ def sepolicy_from_commit(repo: Repo, commit: str) -> Any:
 def sepolicy_label(policy: Any, path: str, mode: int) -> str | None:
     _, label = _call(f"sepolicy label {path}", policy.get_label, path, mode, None)
     return str(label) if label else None
+
+
+def bytes_variant(data: bytes) -> Any:
+    """An `ay` variant built in one piece (PyGObject's Variant("ay", ...) makes one child per byte)."""
+    return GLib.Variant.new_from_bytes(GLib.VariantType.new("ay"), GLib.Bytes.new(data), True)
 
 
 def xattrs(pairs: list[tuple[bytes, bytes]]) -> Any:

@@ -88,6 +88,7 @@ class Package:
             "AutoReqProv: no",
             "%global debug_package %{nil}",
             "%global __os_install_post %{nil}",
+            "%global _binary_payload w9.gzdio",
         ]
         if self.epoch is not None:
             lines.append(f"Epoch: {self.epoch}")

@@ -8,8 +8,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import Host
-from support import Dir, File, Hardlink, Package, Symlink
+from conftest import Host, compose_base
+from support import Dir, File, Hardlink, Package, Symlink, exampleos
 
 BIG = bytes(range(256)) * 8192  # 2 MiB: streamed, not inlined
 
@@ -118,16 +118,65 @@ def test_ghost_and_config_files_are_in_the_rpmdb(tree: Path) -> None:
     assert "/var/log/fid.log" in out and "/etc/fid.conf" in out
 
 
-def test_unknown_owner_is_refused(host: Host) -> None:
+def test_unknown_owner_fails_the_plan(host: Host) -> None:
     pkg = Package("stranger", files=(File("/usr/share/stranger", "x", user="nosuchuser"),))
     host.publish([pkg])
     host.write_origin(["stranger"])
     before = host.state()
-    result = host.run("apply")
-    assert result.code == 1
-    assert "stranger-1.0-1.noarch" in result.stderr or "stranger" in result.stderr
-    assert "'nosuchuser'" in result.stderr and "/usr/share/stranger" in result.stderr
+    plan = host.run("plan")
+    assert plan.code == 1, "found before anything is downloaded or built"
+    assert (
+        "error: stranger-1.0-1.noarch: /usr/share/stranger is owned by the user 'nosuchuser', "
+        "which the base's passwd does not define." in plan.stderr
+    )
+    assert host.run("apply").code == 1
     assert host.state() == before
+
+
+def test_a_package_creating_its_own_user_is_not_supported_yet(host: Host) -> None:
+    pkg = Package(
+        "svc",
+        files=(File("/usr/share/svc/data", "x", user="svcuser"),),
+        scripts={"pre": "getent passwd svcuser >/dev/null || useradd -r svcuser"},
+    )
+    host.publish([pkg])
+    host.write_origin(["svc"])
+    plan = host.run("plan")
+    assert plan.code == 1
+    assert "creates the user 'svcuser' itself (%pre)" in plan.stderr and "not supported yet" in plan.stderr
+
+
+def test_base_directories_keep_their_metadata_even_if_a_package_owns_them(host: Host) -> None:
+    pkg = Package("greedy", files=(Dir("/usr", mode=0o700), Dir("/usr/share", mode=0o777, user="daemon")))
+    host.publish([pkg])
+    host.write_origin(["greedy"])
+    host.apply_ok()
+    tree = host.deployment_path(host.default())
+    assert (mode(tree / "usr"), owner(tree / "usr")) == (0o755, (0, 0))
+    assert (mode(tree / "usr/share"), owner(tree / "usr/share")) == (0o755, (0, 0))
+
+
+def test_owners_from_nss_altfiles(host: Host) -> None:
+    """A base keeping system users in /usr/lib/passwd (nss-altfiles): layered files map through it."""
+    altfiles = Package(
+        "example-altfiles",
+        files=(
+            File("/usr/lib/passwd", "altuser:x:777:777::/:/sbin/nologin\n"),
+            File("/usr/lib/group", "altgroup:x:778:\n"),
+        ),
+    )
+    owned = Package("altowned", files=(File("/usr/share/altowned", "x", user="altuser", group="altgroup"),))
+    repo = exampleos.make_repo([*host.example_rpms, host.rpms.build(altfiles)], host.root / "alt-repo")
+    reposdir = host.root / "alt.repos.d"
+    exampleos.write_repo_file(reposdir, "exampleos", f"file://{repo}")
+    alt = compose_base(
+        host.root / "compose-alt", "example/alt", reposdir, [*exampleos.BASE_PACKAGES, "example-altfiles"]
+    )
+    exampleos.pull_base(host.sysroot, alt.repo, alt.ref)
+    host.publish([owned])
+    host.write_origin(["altowned"], base="example/alt")
+    host.apply_ok()
+    assert owner(host.deployment_path(host.default()) / "usr/share/altowned") == (777, 778)
 
 
 def test_paths_outside_the_ostree_layout_are_refused(host: Host) -> None:

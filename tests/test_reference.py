@@ -107,7 +107,9 @@ def compare(pkg_rpm: Path, ref: Path, tree: Path, base_dirs: set[str]) -> list[s
         if top in ("var", "run") and fe.path.count("/") > 1:
             problems += _compare_var(fe.path, want, var.get(fe.path, []), tree)
             continue
-        moved = {"etc": "usr/etc", "boot": "usr/lib/ostree-boot"} | ({"opt": "usr/lib/opt"} if fe.path.count("/") > 1 else {})
+        moved = {"etc": "usr/etc", "boot": "usr/lib/ostree-boot"} | (
+            {"opt": "usr/lib/opt"} if fe.path.count("/") > 1 else {}
+        )
         rel = moved.get(top, top)
         deployed = tree / rel / "/".join(fe.path.split("/")[2:])
         if stat.S_ISDIR(fe.mode) and fe.path in base_dirs:

@@ -182,7 +182,7 @@ class PackageCache:
         files = h.file_entries(headers.header)
         metadata: dict[str, Any] = {
             cm.PKG_NEVRA: Variant("(sssss)", nevra.as_tuple()),
-            cm.PKG_HEADER: Variant("ay", headers.raw),
+            cm.PKG_HEADER: ostree.bytes_variant(headers.raw),
             cm.PKG_CHECKSUM: Variant("s", checksum),
             cm.PKG_OWNERS: Variant("a{si}", self.owners.used_by([f for f in files if not f.is_ghost])),
             cm.PKG_POLICY: Variant("s", self.policy),

@@ -30,6 +30,22 @@ def scriptlet_checks(package: str, hdr: h.Header) -> list[Check]:
     return checks
 
 
+def type_checks(package: str, files: list[FileEntry]) -> list[Check]:
+    """Device nodes, FIFOs and sockets cannot be OSTree content."""
+    names = {stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device", stat.S_IFIFO: "a FIFO"}
+    return [
+        Check(
+            kind="special-file",
+            severity="error",
+            package=package,
+            message=f"{package} ships {f.path}, {names.get(stat.S_IFMT(f.mode), 'a special file')}, "
+            "which an OSTree tree cannot hold.",
+        )
+        for f in files
+        if stat.S_IFMT(f.mode) not in (stat.S_IFREG, stat.S_IFDIR, stat.S_IFLNK)
+    ]
+
+
 def path_checks(package: str, paths: list[str]) -> list[Check]:
     """Paths the OSTree path rules refuse (one finding per package, naming the first few paths)."""
     refused = []

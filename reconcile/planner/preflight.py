@@ -13,7 +13,7 @@ from pathlib import Path
 
 from reconcile.apply.pkgcache import PackageCache
 from reconcile.errors import PackageError
-from reconcile.planner.checks import owner_checks, path_checks, scriptlet_checks, var_checks
+from reconcile.planner.checks import owner_checks, path_checks, scriptlet_checks, type_checks, var_checks
 from reconcile.planner.model import Check
 from reconcile.planner.solver import Candidate
 from reconcile.repos.fetch import join_url, open_url
@@ -53,6 +53,7 @@ def package_checks(nevra: str, hdr: Header, owners: Owners) -> list[Check]:
     files = [f for f in h.file_entries(hdr) if not f.is_ghost]
     return (
         scriptlet_checks(nevra, hdr)
+        + type_checks(nevra, files)
         + path_checks(nevra, [f.path for f in files])
         + owner_checks(nevra, hdr, files, owners)
         + var_checks(nevra, files)

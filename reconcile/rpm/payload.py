@@ -320,12 +320,16 @@ class PayloadImporter:
         # tmpfiles.d cannot set capabilities: the plan warns, the factory copy goes without them.
         return self._xattrs(self._tree_path(fe.path), fe.mode, "" if var else fe.caps)
 
-    def _ensure_dirs(self, parts: list[str]) -> MutableTree:
+    def _ensure_dirs(self, parts: list[str], for_path: str = "") -> MutableTree:
         mt = self.root
         for i, name in enumerate(parts):
             found = ostree.tree_lookup(mt, name)
             if found is not None and found[1] is None:
-                raise self.fail(f"/{'/'.join(parts)} needs a directory where the package has a file or symlink.")
+                where = "/" + "/".join(parts[: i + 1])
+                raise self.fail(
+                    f"the payload writes {for_path or '/' + '/'.join(parts)} through {where}, which it made a file "
+                    "or symlink (a write through a planted symlink is refused)."
+                )
             if found is None:
                 sub = ostree.tree_ensure_dir(mt, name)
                 xattrs = self._xattrs("/" + "/".join(parts[: i + 1]), DEFAULT_DIR_MODE)
@@ -344,7 +348,7 @@ class PayloadImporter:
         if where == "skip" or rel is None or (where == "toplevel" and rel in _USRMERGE):
             return  # a package owning /bin as a directory means /usr/bin on a usrmerged tree
         self._note_opt(fe.path)
-        mt = self._ensure_dirs(rel.split("/"))
+        mt = self._ensure_dirs(rel.split("/"), fe.path)
         mt.set_metadata_checksum(self.repo.write_dirmeta(uid, gid, fe.mode, self._xattrs(f"/{rel}", fe.mode, fe.caps)))
 
     def _place_file(self, fe: FileEntry, csum: str) -> None:
@@ -356,7 +360,7 @@ class PayloadImporter:
             return
         self._note_opt(fe.path)
         *dirs, name = rel.split("/")
-        parent = self._ensure_dirs(dirs)
+        parent = self._ensure_dirs(dirs, fe.path)
         if ostree.tree_lookup(parent, name) is not None:
             raise self.fail(
                 f"the payload writes {fe.path!r} over an entry it already created (a path through a symlink?)."
