@@ -43,8 +43,8 @@ REFUSED = {
     "conflict-between-packages": (
         [CLASH_A, CLASH_B],
         ["clash-a", "clash-b"],
-        "apply",
-        ["/usr/share/clash/same.txt", "clash-a-1.0-1.noarch", "clash-b-1.0-1"],
+        "plan",
+        ["/usr/share/clash/same.txt is shipped by clash-a-1.0-1.noarch and clash-b-1.0-1.noarch with different content"],
     ),
     "conflict-with-base": (
         [CLASH_BASE],
