@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := python3 python3-venv python3-dev gcc pkg-config libgirepository1.0-dev libcairo2-dev \
 	gir1.2-ostree-1.0 ostree libarchive13 rpm createrepo-c bubblewrap busybox-static e2fsprogs mount \
-	libcap2-bin selinux-policy-default selinux-utils
+	libcap2-bin selinux-policy-default selinux-utils cpio dnf
 
 .PHONY: demo test lint unit deps clean
 

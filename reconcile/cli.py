@@ -133,9 +133,7 @@ def _show(plan: Plan, fmt: str) -> None:
     elif fmt == "markdown":
         _out(render.render_markdown(plan))
     else:
-        from rich.console import Console
-
-        render.print_text(plan, Console(file=sys.stdout, highlight=False, soft_wrap=True))
+        render.print_text(plan, sys.stdout)
 
 
 def _plan_exit(args: argparse.Namespace, plan: Plan) -> int:
@@ -214,7 +212,12 @@ def cmd_apply(args: argparse.Namespace) -> int:
     if args.json:
         doc = {
             "plan": json.loads(plan.model_dump_json()),
-            "result": {"changed": result.changed, "deployment": result.deployed, "message": result.message},
+            "result": {
+                "changed": result.changed,
+                "deployment": result.deployed,
+                "message": result.message,
+                "timings": [{"step": t.name, "seconds": round(t.seconds, 4)} for t in ctx.reporter.timings],
+            },
         }
         _out(json.dumps(doc, indent=2))
     else:

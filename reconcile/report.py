@@ -1,15 +1,17 @@
 """Progress and messages for people, on stderr: rich on a TTY (NO_COLOR respected), plain lines otherwise.
 
-stdout is reserved for the command's result (the plan, status, or a JSON document)."""
+stdout is reserved for the command's result (the plan, status, or a JSON document). rich is imported only
+for a terminal: a hook calling reconcile from a script should not pay for it.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-
-from rich.console import Console
+from typing import Any
 
 
 @dataclass
@@ -21,27 +23,39 @@ class StepTiming:
 @dataclass
 class Reporter:
     quiet: bool = False
-    console: Console = field(default_factory=lambda: Console(stderr=True, highlight=False))
     timings: list[StepTiming] = field(default_factory=list)
+    _console: Any = None
 
     @property
     def interactive(self) -> bool:
-        return self.console.is_terminal
+        return sys.stderr.isatty()
+
+    @property
+    def console(self) -> Any:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(stderr=True, highlight=False)
+        return self._console
+
+    def _line(self, message: str, style: str = "") -> None:
+        if self.interactive:
+            self.console.print(message, style=style, markup=False)
+        else:
+            print(message, file=sys.stderr, flush=True)
 
     def info(self, message: str) -> None:
         if not self.quiet:
-            self.console.print(message, markup=False)
+            self._line(message)
 
     def warn(self, message: str) -> None:
-        self.console.print(f"warning: {message}", style="yellow", markup=False)
+        self._line(f"warning: {message}", "yellow")
 
     @contextlib.contextmanager
     def step(self, name: str) -> Iterator[None]:
         """A named, timed step; shown as a spinner on a TTY and as one line otherwise."""
         start = time.monotonic()
-        if self.quiet:
-            yield
-        elif self.interactive:
+        if not self.quiet and self.interactive:
             with self.console.status(name + "…"):
                 yield
         else:
@@ -49,4 +63,4 @@ class Reporter:
         elapsed = time.monotonic() - start
         self.timings.append(StepTiming(name, elapsed))
         if not self.quiet:
-            self.console.print(f"{name}: done in {elapsed:.2f} s", style="dim", markup=False)
+            self._line(f"{name}: done in {elapsed:.2f} s", "dim")

@@ -44,7 +44,7 @@ REFUSED = {
         [CLASH_A, CLASH_B],
         ["clash-a", "clash-b"],
         "plan",
-        ["/usr/share/clash/same.txt is shipped by clash-a-1.0-1.noarch and clash-b-1.0-1.noarch with different content"],
+        ["/usr/share/clash/same.txt is shipped by clash-a-1.0-1.noarch and clash-b-1.0-1.noarch", "different content"],
     ),
     "conflict-with-base": (
         [CLASH_BASE],

@@ -3,8 +3,7 @@ then one summary line; colour only on a TTY), markdown for pull requests, and JS
 
 from __future__ import annotations
 
-from rich.console import Console
-from rich.text import Text
+from typing import TextIO
 
 from reconcile.planner import model as m
 
@@ -45,8 +44,15 @@ def render_text(plan: m.Plan) -> str:
     return "\n".join(line for _sym, line in text_lines(plan))
 
 
-def print_text(plan: m.Plan, console: Console) -> None:
-    """Coloured on a terminal (rich honours NO_COLOR), plain otherwise."""
+def print_text(plan: m.Plan, out: TextIO) -> None:
+    """Coloured on a terminal (rich honours NO_COLOR), plain otherwise (without importing rich)."""
+    if not out.isatty():
+        out.write(render_text(plan) + "\n")
+        return
+    from rich.console import Console
+    from rich.text import Text
+
+    console = Console(file=out, highlight=False, soft_wrap=True)
     for sym, line in text_lines(plan):
         console.print(Text(line, style=_STYLE.get(sym, "")))
 

@@ -15,8 +15,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
-import libarchive
-
 from reconcile import ostree
 from reconcile.errors import PackageError
 from reconcile.ostree import MutableTree, Repo
@@ -170,6 +168,8 @@ class PayloadImporter:
         groups = self._hardlink_groups(files)
         group_csum: dict[tuple[int, int], str] = {}
         seen: set[str] = set()
+
+        import libarchive  # only importing pays for it; plans do not
 
         f.seek(self.headers.payload_offset)
         algo = _PAYLOAD_DIGEST_ALGOS.get(hdr.integer(h.PAYLOADDIGESTALGO, 8) or 8)

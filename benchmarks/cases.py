@@ -1,0 +1,265 @@
+"""P1-P6 of issue 6, each side by side with its baseline in the same run."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from benchmarks.data import RECONCILE, BenchData, exampleos
+from benchmarks.measure import Series, apply_timings, peak_rss_kib, repeat, run, timed
+
+OSNAME = "bench"
+DEPLOY_STEPS = ("Deploying", "Cleaning up")
+
+
+@dataclass
+class Row:
+    id: str
+    what: str
+    baseline_name: str
+    ours: Series | None = None
+    baseline: Series | None = None
+    target: str = ""
+    ratio: float | None = None
+    met: bool | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+class Bench:
+    def __init__(self, data: BenchData, log: Callable[[str], None]) -> None:
+        self.data = data
+        self.log = log
+        self.reps = data.size.repetitions
+        self.work = data.root / "work"
+        self.sysroots: list[Path] = []
+
+    # -- fixtures -------------------------------------------------------------------------------------
+    def sysroot(self, fraction: float) -> Path:
+        path = self.work / f"sysroot-{int(fraction * 100)}"
+        exampleos.teardown_sysroot(path)
+        exampleos.init_sysroot(path, self.data.compose_repo, self.data.base_ref(fraction), OSNAME)
+        self.sysroots.append(path)
+        return path
+
+    def origin(self, requested: list[str], fraction: float) -> Path:
+        path = self.work / "origin.toml"
+        items = ", ".join(f'"{r}"' for r in requested)
+        path.write_text(
+            f'[origin]\nbaserefspec = "{self.data.base_ref(fraction)}"\n[packages]\nrequested = [{items}]\n'
+        )
+        return path
+
+    def reconcile(self, command: str, sysroot: Path, requested: list[str], fraction: float) -> list[str]:
+        argv = [RECONCILE, command, "--sysroot", str(sysroot), "--origin", str(self.origin(requested, fraction))]
+        argv += ["--reposdir", str(self.data.reposdir), "--json"]
+        return [*argv, "--yes"] if command == "apply" else argv
+
+    def apply(self, sysroot: Path, requested: list[str], fraction: float = 1.0) -> tuple[float, dict[str, float]]:
+        seconds, proc = timed(self.reconcile("apply", sysroot, requested, fraction))
+        return seconds, apply_timings(proc)
+
+    def to_base(self, sysroot: Path, fraction: float = 1.0) -> Callable[[], None]:
+        return lambda: self.apply(sysroot, [], fraction) and None
+
+    def up_to_commit(self, sysroot: Path, requested: list[str], fraction: float = 1.0) -> float:
+        seconds, steps = self.apply(sysroot, requested, fraction)
+        return seconds - sum(steps.get(s, 0.0) for s in DEPLOY_STEPS)
+
+    def teardown(self) -> None:
+        for path in self.sysroots:
+            exampleos.teardown_sysroot(path)
+        shutil.rmtree(self.work, ignore_errors=True)
+
+    # -- P1..P6 ---------------------------------------------------------------------------------------
+    def p1_noop_plan(self, sysroot: Path) -> Row:
+        layer = self.data.layer_names[:1]
+        self.apply(sysroot, layer)
+        plan = self.reconcile("plan", sysroot, layer, 1.0)
+        ours = repeat(self.reps + 2, lambda: timed(plan)[0])
+        status = ["ostree", "admin", f"--sysroot={sysroot}", "status"]
+        baseline = repeat(self.reps + 2, lambda: timed(status)[0])
+        ratio = ours.median / baseline.median
+        row = Row("P1", "no-op `reconcile plan`, metadata cached", "`ostree admin status`", ours, baseline)
+        row.target, row.ratio = "≤ 2× baseline and ≤ 0.5 s", ratio
+        row.met = ratio <= 2 and ours.median <= 0.5
+        return row
+
+    def p2_layer_one(self, sysroot: Path) -> tuple[Row, Row]:
+        layer = self.data.layer_names[:1]
+        self.apply(sysroot, layer)  # the package is in the cache now: both sides start from a package commit
+        ours = repeat(self.reps, lambda: self.up_to_commit(sysroot, layer), self.to_base(sysroot))
+        repo = sysroot / "ostree" / "repo"
+        pkg = run(["ostree", f"--repo={repo}", "rev-parse", f"reconcile/pkg/{layer[0]}/1.0-1.noarch"]).stdout.strip()
+        base = run(["ostree", f"--repo={repo}", "rev-parse", self.data.base_ref(1.0)]).stdout.strip()
+        checkout = self.work / "checkout"
+
+        def checkout_path() -> float:
+            start = time.perf_counter()
+            run(["ostree", f"--repo={repo}", "checkout", "-H", base, str(checkout)])
+            run(["ostree", f"--repo={repo}", "checkout", "-H", "--union", pkg, str(checkout)])
+            run(
+                [
+                    "ostree",
+                    f"--repo={repo}",
+                    "commit",
+                    "--link-checkout-speedup",
+                    "-b",
+                    "bench/tmp",
+                    f"--tree=dir={checkout}",
+                ]
+            )
+            return time.perf_counter() - start
+
+        baseline = repeat(self.reps, checkout_path, lambda: shutil.rmtree(checkout, ignore_errors=True))
+        shutil.rmtree(checkout, ignore_errors=True)
+        run(["ostree", f"--repo={repo}", "refs", "--delete", "bench/tmp"])
+        p2 = Row("P2", "layer 1 small package onto the base, up to the layered commit", "checkout -H + union + commit")
+        p2.ours, p2.baseline, p2.target = ours, baseline, "≥ 10× faster"
+        p2.ratio = baseline.median / ours.median
+        p2.met = p2.ratio >= 10
+
+        whole = repeat(self.reps, lambda: self.apply(sysroot, layer)[0], self.to_base(sysroot))
+        # The default deployment is now the layered one: deploy the same commit with plain ostree.
+        layered = run(["ostree", "admin", f"--sysroot={sysroot}", "status"]).stdout.split()[1].rsplit(".", 1)[0]
+        deploy = ["ostree", "admin", f"--sysroot={sysroot}", "deploy", f"--os={OSNAME}", layered]
+        undeploy = ["ostree", "admin", f"--sysroot={sysroot}", "undeploy", "0"]
+
+        def plain_deploy() -> float:
+            seconds = timed(deploy)[0]
+            run(undeploy)
+            return seconds
+
+        plain = repeat(self.reps, plain_deploy)
+        p2b = Row("P2b", "whole `apply` of 1 package, deploy included", "`ostree admin deploy` of the same commit")
+        p2b.ours, p2b.baseline, p2b.target = whole, plain, "≤ 1.3× baseline"
+        p2b.ratio = whole.median / plain.median
+        p2b.met = p2b.ratio <= 1.3
+        return p2, p2b
+
+    def p3_import(self) -> Row:
+        from reconcile.apply.pkgcache import PackageCache
+        from reconcile.ostree import Repo
+        from reconcile.rpm.nevra import Nevra
+        from reconcile.rpm.payload import Owners
+
+        rpm = self.data.big_rpm
+        scratch = self.work / "import"
+
+        def ours_once() -> float:
+            shutil.rmtree(scratch, ignore_errors=True)
+            repo = Repo.open_or_create(scratch)
+            repo.gi.set_disable_fsync(True)  # cpio does not fsync either
+            cache = PackageCache(repo, Owners({}, {}), None, "layer")
+            start = time.perf_counter()
+            with repo.transaction():
+                cache.import_rpm(rpm, Nevra("bench-big", 0, "1.0", "1", "noarch"), "sha256:-", "bench")
+            return time.perf_counter() - start
+
+        extract = self.work / "cpio"
+
+        def baseline_once() -> float:
+            shutil.rmtree(extract, ignore_errors=True)
+            extract.mkdir(parents=True)
+            return timed(["sh", "-c", f"rpm2cpio {rpm} | cpio -idm --quiet"], cwd=extract)[0]
+
+        ours = repeat(self.reps, ours_once)
+        baseline = repeat(self.reps, baseline_once)
+        shutil.rmtree(scratch, ignore_errors=True)
+        shutil.rmtree(extract, ignore_errors=True)
+        mib = rpm_payload_mib(extract_size(rpm))
+        row = Row(
+            "P3", f"import the {self.data.size.big_files}-file package ({mib:.0f} MiB)", "`rpm2cpio \\| cpio -idm`"
+        )
+        row.ours, row.baseline, row.target = ours, baseline, "≥ 0.7× baseline throughput"
+        row.ratio = baseline.median / ours.median
+        row.met = row.ratio >= 0.7
+        return row
+
+    def p4_resolve(self, sysroot: Path) -> Row:
+        apps = self.data.app_names
+        plan = self.reconcile("plan", sysroot, apps, 1.0)
+        run(plan)  # warm: metadata, .solv cache and headers
+        ours = repeat(self.reps, lambda: timed(plan)[0])
+        root = self.work / "dnfroot"
+        shutil.rmtree(root, ignore_errors=True)
+        (root / "root/.rpmdb").mkdir(parents=True)
+        deploy = next(d for d in (sysroot / f"ostree/deploy/{OSNAME}/deploy").iterdir() if d.is_dir())
+        shutil.copy(deploy / "usr/share/rpm/rpmdb.sqlite", root / "root/.rpmdb/rpmdb.sqlite")
+        dnf = ["dnf", f"--installroot={root}", "--releasever=1", f"--setopt=reposdir={self.data.reposdir}"]
+        dnf += [f"--setopt=cachedir={self.work / 'dnfcache'}", "--setopt=install_weak_deps=True", "-q"]
+        exampleos.run([*dnf, "makecache"])
+        install = [*dnf, "-C", "install", "--assumeno", *apps]
+        baseline = repeat(self.reps, lambda: _timed_any(install))
+        row = Row(
+            "P4",
+            f"resolve {len(apps)} requests, {self.data.size.repo_packages:,}-package repo, warm",
+            "`dnf install --assumeno`",
+        )
+        row.ours, row.baseline, row.target = ours, baseline, "≤ 0.5× baseline"
+        row.ratio = ours.median / baseline.median
+        row.met = row.ratio <= 0.5
+        return row
+
+    def p5_memory(self, sysroot: Path) -> Row:
+        self.to_base(sysroot)()
+        argv = self.reconcile("apply", sysroot, [*self.data.layer_names[:1], "bench-big"], 1.0)
+        kib = peak_rss_kib(argv)
+        row = Row("P5", "peak RSS of `apply` (the 5,000-file package, cold) on the largest base", "—")
+        row.target, row.met = "≤ 300 MB", kib / 1024 <= 300
+        row.notes.append(f"{kib / 1024:.0f} MiB")
+        return row
+
+    def p6_growth(self, sysroot: Path) -> Row:
+        row = Row("P6", "apply time up to the commit, by layered packages and by base size", "—")
+        counts = self.data.size.layer_counts
+        times = {}
+        for n in counts:
+            names = self.data.layer_names[:n]
+            self.to_base(sysroot)()
+            self.apply(sysroot, names)  # import once; measure the warm rebuild
+            times[n] = repeat(self.reps, lambda names=names: self.up_to_commit(sysroot, names), self.to_base(sysroot))
+        per_package = [(times[n].median - times[counts[0]].median) / max(1, n - counts[0]) for n in counts[1:]]
+        row.notes.append("layered " + ", ".join(f"{n}: {times[n].median:.2f} s" for n in counts))
+        by_base = {}
+        layer = self.data.layer_names[:1]
+        for fraction in self.data.size.base_fractions:
+            other = self.sysroot(fraction)
+            self.apply(other, layer, fraction)
+            by_base[fraction] = repeat(
+                self.reps, lambda o=other, f=fraction: self.up_to_commit(o, layer, f), self.to_base(other, fraction)
+            )
+            exampleos.teardown_sysroot(other)
+        smallest = by_base[self.data.size.base_fractions[0]].median
+        spread = max(abs(s.median / smallest - 1) for s in by_base.values())
+        row.notes.append(
+            "base " + ", ".join(f"{self.data.base_files(f):,} files: {s.median:.2f} s" for f, s in by_base.items())
+        )
+        linear = all(p >= 0 for p in per_package)
+        row.target = "linear in layered content; flat (±20%) in base size"
+        row.ratio, row.met = spread, linear and spread <= 0.2
+        row.notes.append(
+            f"per added package: {', '.join(f'{p * 1000:.0f} ms' for p in per_package)}; base spread ±{spread:.0%}"
+        )
+        return row
+
+
+def _timed_any(argv: list[str]) -> float:
+    """dnf --assumeno exits 1 by design: time it whatever it returns."""
+    start = time.perf_counter()
+    subprocess.run(argv, capture_output=True, env=exampleos.sysroot_env(), check=False)
+    return time.perf_counter() - start
+
+
+def extract_size(rpm: Path) -> int:
+    from reconcile.rpm import header as h
+
+    with open(rpm, "rb") as f:
+        return sum(fe.size for fe in h.file_entries(h.read_rpm_headers(f).header))
+
+
+def rpm_payload_mib(size: int) -> float:
+    return size / (1 << 20)

@@ -1,0 +1,87 @@
+"""Timing and memory helpers: repetitions, min/median, side by side with a baseline, and the machine."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from benchmarks.data import exampleos
+
+
+@dataclass
+class Series:
+    seconds: list[float] = field(default_factory=list)
+
+    @property
+    def min(self) -> float:
+        return min(self.seconds)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.seconds)
+
+
+def run(argv: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(argv, capture_output=True, text=True, env=exampleos.sysroot_env(), cwd=cwd, check=False)
+    if proc.returncode not in (0, 2):
+        raise RuntimeError(f"{' '.join(argv)} failed ({proc.returncode}):\n{proc.stderr}")
+    return proc
+
+
+def timed(argv: list[str], cwd: Path | None = None) -> tuple[float, subprocess.CompletedProcess[str]]:
+    start = time.perf_counter()
+    proc = run(argv, cwd)
+    return time.perf_counter() - start, proc
+
+
+def repeat(reps: int, measure: Callable[[], float], reset: Callable[[], None] | None = None) -> Series:
+    """`measure` returns one sample in seconds; `reset` puts the system back between samples."""
+    series = Series()
+    for _ in range(reps):
+        if reset is not None:
+            reset()
+        series.seconds.append(measure())
+    return series
+
+
+def apply_timings(proc: subprocess.CompletedProcess[str]) -> dict[str, float]:
+    """Step durations from `reconcile apply --json`."""
+    return {t["step"]: t["seconds"] for t in json.loads(proc.stdout)["result"]["timings"]}
+
+
+def peak_rss_kib(argv: list[str]) -> int:
+    """Peak resident set of `argv` and its children, from wait4's rusage."""
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=exampleos.sysroot_env())
+    _pid, status, usage = os.wait4(proc.pid, 0)
+    if os.waitstatus_to_exitcode(status) not in (0, 2):
+        raise RuntimeError(f"{' '.join(argv)} failed")
+    return int(usage.ru_maxrss)
+
+
+def machine() -> str:
+    cores = os.cpu_count()
+    with open("/proc/meminfo") as f:
+        mem_kib = int(next(line for line in f if line.startswith("MemTotal")).split()[1])
+    disk = _disk_of(Path(__file__))
+    return f"{cores} cores, {mem_kib / 1024 / 1024:.1f} GiB RAM, {disk}, {platform.system()} {platform.release()}"
+
+
+def _disk_of(path: Path) -> str:
+    dev = os.stat(path).st_dev
+    name = os.path.basename(os.path.realpath(f"/sys/dev/block/{os.major(dev)}:{os.minor(dev)}"))
+    rotational = Path(f"/sys/block/{name}/queue/rotational")
+    fs = subprocess.run(["stat", "-f", "-c", "%T", str(path)], capture_output=True, text=True).stdout.strip()
+    kind = "reported rotational" if rotational.exists() and rotational.read_text().strip() == "1" else "SSD"
+    return f"disk {name} ({kind}, {fs})"
+
+
+def self_rss_kib() -> int:
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
