@@ -22,7 +22,7 @@ from reconcile.repos.config import load_repo_configs
 from reconcile.repos.metadata import fetch_filelists, refresh
 from reconcile.rpm.header import Header
 from reconcile.rpm.nevra import Nevra
-from reconcile.rpm.rpmdb import read_headers
+from reconcile.rpm.rpmdb import TreeRpmdbReader, read_headers
 from reconcile.selinux import policy_id
 
 
@@ -58,7 +58,9 @@ def make_plan(
         )
     local = [read_local(p, loaded.path) for p in desired.packages.local]
     resolved = Resolved()
-    if desired.packages.requested or local or desired.overrides.remove:
+    if _converged(current, base, {**desired.normalized(), "local": sorted(p.pin for p in local)}, update):
+        resolved = Resolved(_as_deployed(current))
+    elif desired.packages.requested or local or desired.overrides.remove:
         resolved = _resolve(ctx, current, base, loaded, local, reposdir, update)
     solved = resolved.solved
 
@@ -111,6 +113,27 @@ def make_plan(
     )
 
 
+def _converged(current: DeploymentState, base: str, normalized: dict[str, Any], update: bool) -> bool:
+    """Nothing asked for changed since the deployment was built: same base commit, same origin, same assembly.
+    Layered versions are kept unless asked to update, so resolving again would give the deployed set; the
+    repos need not even be read. (A deployment with inactive requests is resolved again, to report them.)"""
+    if update or base != current.base_checksum or normalized != current.normalized_origin():
+        return False
+    if current.inactive_requests:
+        return False
+    return not current.is_layered or current.format_version == m.ASSEMBLY_FORMAT_VERSION
+
+
+def _as_deployed(current: DeploymentState) -> SolveResult:
+    packages = [Candidate(p.nevra, p.repo, p.checksum, "", "") for p in current.layered]
+    named = {spec.split()[0].split(".")[0] for spec in current.active_requests}
+    return SolveResult(
+        packages=packages,
+        requested={p.nevra.name for p in current.layered if p.nevra.name in named},
+        removed_base=[Nevra.parse(n) for n in current.removed_base],
+    )
+
+
 def _resolve(
     ctx: Context,
     current: DeploymentState,
@@ -123,14 +146,14 @@ def _resolve(
     desired, reporter = loaded.desired, ctx.reporter
     solver = Solver(ctx.arch)
     with reporter.step("Reading the rpmdb"):
-        base_headers = read_headers(ctx.repo, base)
-        solver.add_base(base_headers)
+        solver.add_base(lambda: read_headers(ctx.repo, base), ctx.cachedir(current.stateroot) / f"base-{base}.solv")
         layered_headers: dict[str, Header] = {}
         if current.layered:
             layered = {str(p.nevra): p for p in current.layered}
-            for hdr in read_headers(ctx.repo, current.checksum):
-                if str(Nevra.from_header(hdr)) in layered:
-                    layered_headers[str(Nevra.from_header(hdr))] = hdr
+            with TreeRpmdbReader(ctx.repo, current.checksum) as db:
+                for hdr in db.named({p.nevra.name for p in current.layered}):
+                    if str(Nevra.from_header(hdr)) in layered:
+                        layered_headers[str(Nevra.from_header(hdr))] = hdr
             solver.add_layered(
                 list(layered_headers.values()), {n: Source(p.checksum, p.repo) for n, p in layered.items()}
             )
@@ -155,8 +178,7 @@ def _resolve(
         )
     removed = {str(n) for n in solved.removed_base}
     with reporter.step("Checking the packages to add"):
-        inputs = PreflightInputs(base, [h for h in base_headers if str(Nevra.from_header(h)) not in removed])
-        checks = _preflight(ctx, current, inputs, layered_headers, solved, local)
+        checks = _preflight(ctx, current, base, removed, layered_headers, solved, local)
     for pkg, kind, other in solved.clashes:
         # The solver only succeeds when the clashing base package goes; say so, it is easy to miss.
         severity = "info" if other in removed else "error"
@@ -171,16 +193,11 @@ def _local_source(p: LocalPackage) -> Source:
     return Source(f"sha256:{p.sha256}", "@local", p.path.name, f"file://{p.path.parent}")
 
 
-@dataclass(frozen=True)
-class PreflightInputs:
-    base: str
-    base_headers: list[Header]
-
-
 def _preflight(
     ctx: Context,
     current: DeploymentState,
-    inputs: PreflightInputs,
+    base: str,
+    removed: set[str],
     layered_headers: dict[str, Header],
     solved: SolveResult,
     local: list[LocalPackage],
@@ -188,7 +205,7 @@ def _preflight(
     """Scriptlets, paths, owners and file conflicts of every package the plan adds (all of them when the
     base changes), from headers only: nothing is downloaded in full or built yet."""
     kept = {(str(p.nevra), p.checksum) for p in current.layered}
-    base_changed = inputs.base != current.base_checksum
+    base_changed = base != current.base_checksum
     new = {str(c.nevra) for c in solved.packages if base_changed or (str(c.nevra), c.checksum) not in kept}
     if not new:
         return []
@@ -204,9 +221,9 @@ def _preflight(
             headers[n] = layered_headers[n]
         else:
             headers[n] = package_header(c, cache, header_cache)
-    owners = owners_in_commit(ctx.repo, inputs.base)
+    owners = owners_in_commit(ctx.repo, base)
     checks = [check for n in sorted(new) for check in package_checks(n, headers[n], owners)]
-    return checks + conflict_checks(headers, new, inputs.base_headers)
+    return checks + conflict_checks(ctx.repo, base, headers, new, removed)
 
 
 def pin_candidate(c: Candidate, requested: bool) -> m.PinnedPackage:

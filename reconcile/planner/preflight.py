@@ -13,6 +13,7 @@ from pathlib import Path
 
 from reconcile.apply.pkgcache import PackageCache
 from reconcile.errors import PackageError
+from reconcile.ostree import Repo
 from reconcile.planner.checks import owner_checks, path_checks, scriptlet_checks, type_checks, var_checks
 from reconcile.planner.model import Check
 from reconcile.planner.solver import Candidate
@@ -20,7 +21,8 @@ from reconcile.repos.fetch import join_url, open_url
 from reconcile.rpm import header as h
 from reconcile.rpm.header import FileEntry, Header
 from reconcile.rpm.nevra import Nevra
-from reconcile.rpm.payload import Owners
+from reconcile.rpm.payload import Owners, relocate
+from reconcile.rpm.rpmdb import TreeRpmdbReader
 
 
 def package_header(c: Candidate, cache: PackageCache, header_cache: Path) -> Header:
@@ -60,23 +62,27 @@ def package_checks(nevra: str, hdr: Header, owners: Owners) -> list[Check]:
     )
 
 
-def conflict_checks(layered: dict[str, Header], new: set[str], base_headers: Iterable[Header]) -> list[Check]:
+def conflict_checks(repo: Repo, base: str, layered: dict[str, Header], new: set[str], removed: set[str]) -> list[Check]:
     """Paths shipped twice with different content, type, link target, mode or owner, from the header digests:
-    between a new package and the base or any other layered package."""
+    between a new package and the base or any other layered package. The base side costs what the layered
+    packages touch: their directories are looked up in the base tree, and only paths found there are looked
+    up in the base rpmdb's index."""
     files: dict[str, list[tuple[str, FileEntry]]] = {}
     for nevra, hdr in sorted(layered.items()):
         for fe in h.file_entries(hdr):
             if not fe.is_ghost and not stat.S_ISDIR(fe.mode):
                 files.setdefault(fe.path, []).append((nevra, fe))
-    if not files:
-        return []
-    for hdr in base_headers:
-        if not any(p in files for p in h.file_paths(hdr)):
-            continue
-        owner = f"base package {Nevra.from_header(hdr)}"
-        for fe in h.file_entries(hdr):
-            if fe.path in files and not fe.is_ghost and not stat.S_ISDIR(fe.mode):
-                files[fe.path].insert(0, (owner, fe))
+    in_base = _paths_in_tree(repo, base, files)
+    if in_base:
+        with TreeRpmdbReader(repo, base) as db:
+            for path in in_base:
+                for hdr in db.owners(path):
+                    owner = str(Nevra.from_header(hdr))
+                    if owner in removed:
+                        continue
+                    fe = next(f for f in h.file_entries(hdr) if f.path == path)
+                    if not fe.is_ghost and not stat.S_ISDIR(fe.mode):
+                        files[path].insert(0, (f"base package {owner}", fe))
     checks = []
     for path, owners in sorted(files.items()):
         first_owner, first = owners[0]
@@ -94,6 +100,31 @@ def conflict_checks(layered: dict[str, Header], new: set[str], base_headers: Ite
                     )
                 )
     return checks
+
+
+def _paths_in_tree(repo: Repo, commit: str, paths: Iterable[str]) -> list[str]:
+    """Which package paths already exist in a commit, reading one dirtree per directory touched."""
+    listings: dict[str, set[str]] = {}
+    found = []
+    for path in paths:
+        try:
+            where, rel = relocate(path, allow_skeleton=False)
+        except ValueError:
+            continue  # refused by the path checks
+        tree_path = f"usr/share/factory{path}" if where == "tmpfiles" else rel
+        if not tree_path:
+            continue
+        parent, _, name = tree_path.rpartition("/")
+        if parent not in listings:
+            entry = repo.lookup_path(commit, parent) if parent else ("dir", repo.commit_root(commit)[0])
+            names: set[str] = set()
+            if entry and entry[0] == "dir":
+                listing = repo.load_dirtree(entry[1])
+                names = {n for n, _ in listing.files} | {n for n, _t, _m in listing.dirs}
+            listings[parent] = names
+        if name in listings[parent]:
+            found.append(path)
+    return found
 
 
 def _difference(a: FileEntry, b: FileEntry) -> str | None:

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import solv
 
@@ -93,8 +94,10 @@ class Solver:
         self.layered = self.pool.add_repo(LAYERED_REPO)
         self.local = self.pool.add_repo(LOCAL_REPO)
         self.repos: dict[str, RepoMetadata] = {}
-        self._headers: list[tuple[solv.XSolvable, Header]] = []
+        self._data: dict[str, Any] = {}
         self._sources: dict[int, Source] = {}
+        self._caches: dict[str, Path] = {}
+        self._extended: set[str] = set()
 
     # -- loading ------------------------------------------------------------------------------------
     def add_repo(self, meta: RepoMetadata) -> None:
@@ -103,6 +106,7 @@ class Solver:
         repo.appdata = meta
         self.repos[meta.id] = meta
         cache = Path(str(meta.primary) + ".solv")
+        self._caches[meta.id] = cache
         if cache.exists():
             f = solv.xfopen(str(cache))
             ok = repo.add_solv(f)
@@ -114,11 +118,31 @@ class Solver:
         if f is None or not repo.add_rpmmd(f, None):
             raise ResolutionError(f"The primary metadata of [{meta.id}] cannot be read by libsolv.", [])
         f.close()
+        self._write_cache(repo, cache)
+
+    @staticmethod
+    def _write_cache(repo: solv.Repo, cache: Path) -> None:
         tmp = cache.with_name(cache.name + ".tmp")
         out = solv.xfopen(str(tmp), "w")
         if out is not None and repo.write(out):
             out.close()
             tmp.replace(cache)
+
+    def _remember_file_provides(self, added: list[int]) -> None:
+        """Store the file provides libsolv just computed in each repo's .solv cache, as dnf and libsolv's
+        own tools do: finding them again costs seconds on a big repo, loading them costs nothing."""
+        for repo in self.pool.repos:
+            cache = self._caches.get(repo.name)
+            data = repo.first_repodata() if cache is not None and repo.name not in self._extended else None
+            if data is None:
+                continue
+            known = set(data.lookup_idarray(solv.SOLVID_META, solv.REPOSITORY_ADDEDFILEPROVIDES))
+            if set(added) <= known:
+                continue
+            for dep in added:
+                data.add_idarray(solv.SOLVID_META, solv.REPOSITORY_ADDEDFILEPROVIDES, dep)
+            data.internalize()
+            self._write_cache(repo, cache)  # type: ignore[arg-type]
 
     def add_filelists(self, fetch: Callable[[RepoMetadata], Path | None]) -> None:
         """Complete file lists for every repo (primary lists only a few paths); only when needed."""
@@ -127,15 +151,28 @@ class Solver:
             path = fetch(meta) if meta is not None else None
             if path is None:
                 continue
+            self._extended.add(repo.name)  # file lists never go into the primary cache
             f = solv.xfopen(str(path))
             if f is None or not repo.add_rpmmd(f, None, solv.Repo.REPO_EXTEND_SOLVABLES):
                 raise ResolutionError(f"The file lists of [{meta.id if meta else repo.name}] cannot be read.", [])
             f.close()
 
-    def add_base(self, headers: list[Header]) -> None:
-        """The base's packages; their file lists are added later, only for paths something requires."""
-        for hdr in headers:
+    def add_base(self, headers: Callable[[], list[Header]], cache: Path | None = None) -> None:
+        """The base's packages, with their file lists; cached as .solv by base commit (so a big base costs
+        its header parsing once, not on every plan)."""
+        if cache is not None and cache.exists():
+            f = solv.xfopen(str(cache))
+            ok = self.base.add_solv(f)
+            f.close()
+            if ok:
+                return
+            self.base.empty()
+        for hdr in headers():
             self._add_header(self.base, hdr)
+        self.base.internalize()
+        if cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            self._write_cache(self.base, cache)
 
     def add_layered(self, headers: list[Header], sources: dict[str, Source]) -> None:
         """The packages layered now, so they can be kept at their version even when a repo moved on."""
@@ -159,8 +196,21 @@ class Solver:
                 d = self._dep(dep.name, dep.flags, dep.version)
                 if d is not None:
                     s.add_deparray(key, d)
-        self._headers.append((s, hdr))
+        # The file list, the way libsolv's own rpmdb reader stores it: file provides and file selections
+        # then work in C, for whatever paths the repos require.
+        data = self._repodata(repo)
+        dirs: dict[str, int] = {}
+        for path in h.file_paths(hdr):
+            dirname, _, basename = path.rpartition("/")
+            if dirname not in dirs:
+                dirs[dirname] = data.str2dir(dirname or "/")
+            data.add_dirstr(s.id, solv.SOLVABLE_FILELIST, dirs[dirname], basename)
         return s
+
+    def _repodata(self, repo: solv.Repo) -> Any:
+        if repo.name not in self._data:
+            self._data[repo.name] = repo.add_repodata(0)
+        return self._data[repo.name]
 
     def _dep(self, name: str, flags: int, version: str) -> solv.Dep | None:
         if name.startswith("("):
@@ -169,18 +219,11 @@ class Solver:
         rel = sum(r for sense, r in _REL if flags & sense)
         return d.Rel(rel, self.pool.Dep(version)) if version and rel else d
 
-    def _finish_loading(self, extra_paths: list[str]) -> None:
-        """File provides of header-backed packages, only for paths something requires (as libsolv does)."""
-        needed = {str(self.pool.id2str(i)) for i in self.pool.addfileprovides_queue()}
-        needed.update(p for p in extra_paths if p.startswith("/"))
-        if needed:
-            for s, hdr in self._headers:
-                for path in h.file_paths(hdr):
-                    if path in needed:
-                        s.add_deparray(solv.SOLVABLE_PROVIDES, self.pool.Dep(path))
+    def _finish_loading(self) -> None:
         for repo in (self.base, self.layered, self.local):
             repo.internalize()
         self.pool.installed = self.base
+        self._remember_file_provides(self.pool.addfileprovides_queue())
         self.pool.createwhatprovides()
 
     # -- solving ------------------------------------------------------------------------------------
@@ -193,7 +236,7 @@ class Solver:
         update: bool = False,
         local: tuple[solv.XSolvable, ...] | list[solv.XSolvable] = (),
     ) -> SolveResult:
-        self._finish_loading(requests)
+        self._finish_loading()
         result = SolveResult()
         jobs = self._base_jobs(remove, result)
         selections = []

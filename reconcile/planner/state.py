@@ -29,6 +29,7 @@ class DeploymentState:
     active_requests: list[str]
     removed_base: list[str]
     state_digest: str | None
+    format_version: int
     version: str | None
     timestamp: int
 
@@ -88,6 +89,7 @@ def read_deployment(sysroot: Sysroot, repo: Repo, dep: Deployment, index: int) -
         active_requests=list(meta.get(commitmeta.REQUESTED, [])),
         removed_base=[str(Nevra.from_tuple(t)) for t in meta.get(commitmeta.REMOVED_BASE, [])],
         state_digest=meta.get(commitmeta.STATE_DIGEST),
+        format_version=int(meta.get(commitmeta.FORMAT, 0)),
         version=meta.get(commitmeta.VERSION),
         timestamp=repo.commit_timestamp(checksum),
     )

@@ -9,9 +9,11 @@ tmpfiles.d entries (regular files go to `/usr/share/factory` and are copied at b
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -79,6 +81,33 @@ class ImportedTree:
     tmpfiles: list[str] = field(default_factory=list)
 
 
+class _Writes:
+    """Small files go to two worker threads: libostree hashes and writes them without the GIL while the main
+    thread keeps decompressing. At most WINDOW bytes wait in memory, so memory stays flat."""
+
+    WINDOW = 16 << 20
+
+    def __init__(self) -> None:
+        self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="reconcile-write")
+        self.pending: list[tuple[Future[str], Callable[[str], None]]] = []
+        self.size = 0
+
+    def submit(self, then: Callable[[str], None], size: int, write: Callable[..., str], *args: Any) -> None:
+        self.pending.append((self.pool.submit(write, *args), then))
+        self.size += size
+        if self.size > self.WINDOW:
+            self.flush()
+
+    def flush(self) -> None:
+        """Wait for every pending write and place the results, in payload order."""
+        pending, self.pending, self.size = self.pending, [], 0
+        for future, then in pending:
+            then(future.result())
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
 class _HashingReader:
     """A non-seekable stream that hashes what libarchive reads, to check the payload digest."""
 
@@ -101,6 +130,7 @@ class _HashingReader:
                 self.hash.update(block)
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def relocate(path: str, allow_skeleton: bool) -> tuple[str, str | None]:
     """Map a package path to ("tree", relpath) or ("tmpfiles", path) or raise with the reason."""
     parts = [p for p in path.split("/") if p]
@@ -147,6 +177,9 @@ class PayloadImporter:
         self.allow_skeleton = allow_skeleton
         self.labeler = labeler
         self.root = ostree.new_tree()
+        self._dirs: dict[str, MutableTree] = {"": self.root}
+        self.writes = _Writes()
+        self._files: set[str] = set()
         self.root.set_metadata_checksum(repo.write_dirmeta(0, 0, DEFAULT_DIR_MODE, self._xattrs("/", DEFAULT_DIR_MODE)))
         self.tmpfiles: list[str] = []
         self.opt_links: set[str] = set()
@@ -186,8 +219,11 @@ class PayloadImporter:
                     seen.add(path)
                     self._import_entry(entry, listed, groups, group_csum)
             reader.drain()
+            self.writes.flush()
         except libarchive.ArchiveError as e:
             raise self.fail(f"its payload is damaged or truncated ({e.msg}).") from None
+        finally:
+            self.writes.close()
         self._check_payload_digest(reader)
         missing = sorted(p for p, fe in by_path.items() if p not in seen and not fe.is_ghost)
         if missing:
@@ -208,6 +244,8 @@ class PayloadImporter:
             name = f"reconcile-pkg-{self.pkg}.conf"
             mode = stat.S_IFREG | 0o644
             csum = self.repo.write_file(0, 0, mode, conf.encode(), self._xattrs(f"/usr/lib/tmpfiles.d/{name}", mode))
+            if f"usr/lib/tmpfiles.d/{name}" in self._files:
+                raise self.fail(f"it ships /usr/lib/tmpfiles.d/{name}, the file reconcile generates for it.")
             ostree.tree_replace_file(self._ensure_dirs(["usr", "lib", "tmpfiles.d"]), name, csum)
         return ImportedTree(self.root, self.tmpfiles)
 
@@ -270,6 +308,8 @@ class PayloadImporter:
         kind = stat.S_IFMT(fe.mode)
         if entry.isdir != (kind == stat.S_IFDIR) or entry.issym != (kind == stat.S_IFLNK):
             raise self.fail(f"the payload's type of {fe.path!r} differs from its header.")
+        if kind != stat.S_IFREG or entry.size > INLINE_MAX:
+            self.writes.flush()  # keep placements in payload order around anything not written in a worker
         if kind == stat.S_IFDIR:
             self._place_dir(fe)
         elif kind == stat.S_IFLNK:
@@ -284,7 +324,17 @@ class PayloadImporter:
                 if entry.size > 0:
                     group_csum[key] = (self._write_regular(fe, None, entry), self._file_xattrs(fe))
                 return
-            self._place_file(fe, self._write_regular(fe, None, entry))
+            if entry.size > INLINE_MAX:
+                self._place_file(fe, self._write_regular(fe, None, entry))
+                return
+            uid, gid = self.owners_of(fe)
+            data = self._read_small(fe, entry)
+            mode = stat.S_IFREG | stat.S_IMODE(fe.mode)
+
+            def place(csum: str, fe: FileEntry = fe) -> None:
+                self._place_file(fe, csum)
+
+            self.writes.submit(place, len(data), self.repo.write_file, uid, gid, mode, data, self._file_xattrs(fe))
 
     def _write_regular(self, fe: FileEntry, data: bytes | None, entry: Any = None) -> str:
         uid, gid = self.owners_of(fe)
@@ -296,8 +346,17 @@ class PayloadImporter:
         if entry is None:
             return self.repo.write_file(uid, gid, mode, data or b"", xattrs)
         if size <= INLINE_MAX:
-            return self.repo.write_file(uid, gid, mode, b"".join(entry.get_blocks()), xattrs)
+            return self.repo.write_file(uid, gid, mode, self._read_small(fe, entry), xattrs)
         return self.repo.write_file_stream(uid, gid, mode, size, _blocks(entry), xattrs)
+
+    def _read_small(self, fe: FileEntry, entry: Any) -> bytes:
+        """A small file's bytes in one buffer the size of the file (get_blocks' default copies 64 KiB a read)."""
+        if entry.size != fe.size:
+            raise self.fail(f"the payload's size of {fe.path!r} ({entry.size}) differs from its header ({fe.size}).")
+        data = b"".join(entry.get_blocks(entry.size + 1))
+        if len(data) != entry.size:
+            raise self.fail(f"the payload's content of {fe.path!r} is shorter than its size.")
+        return data
 
     def _tree_path(self, path: str) -> str:
         """Where a package path ends up in the tree (factory copies for /var and /run content)."""
@@ -305,6 +364,8 @@ class PayloadImporter:
         return f"/usr/share/factory{path}" if where == "tmpfiles" else f"/{rel or ''}"
 
     def _xattrs(self, tree_path: str, mode: int, caps: str = "") -> Any:
+        if self.labeler is None and not caps:
+            return None
         pairs = []
         if self.labeler is not None:
             pairs.append((SELINUX_XATTR, self.labeler.label(tree_path, mode)))
@@ -321,23 +382,24 @@ class PayloadImporter:
         return self._xattrs(self._tree_path(fe.path), fe.mode, "" if var else fe.caps)
 
     def _ensure_dirs(self, parts: list[str], for_path: str = "") -> MutableTree:
-        mt = self.root
-        for i, name in enumerate(parts):
-            found = ostree.tree_lookup(mt, name)
-            if found is not None and found[1] is None:
-                where = "/" + "/".join(parts[: i + 1])
-                raise self.fail(
-                    f"the payload writes {for_path or '/' + '/'.join(parts)} through {where}, which it made a file "
-                    "or symlink (a write through a planted symlink is refused)."
-                )
-            if found is None:
-                sub = ostree.tree_ensure_dir(mt, name)
-                xattrs = self._xattrs("/" + "/".join(parts[: i + 1]), DEFAULT_DIR_MODE)
-                sub.set_metadata_checksum(self.repo.write_dirmeta(0, 0, DEFAULT_DIR_MODE, xattrs))
-                mt = sub
-            else:
-                mt = found[1]
-        return mt
+        """The directory `parts` of the package tree, created as needed. The tree starts empty, so a Python
+        index of what was placed answers every lookup (libostree's lookup raises for a missing name)."""
+        key = "/".join(parts)
+        found = self._dirs.get(key)
+        if found is not None:
+            return found
+        if key in self._files:
+            raise self.fail(
+                f"the payload writes {for_path or '/' + key} through /{key}, which it made a file or symlink "
+                "(a write through a planted symlink is refused)."
+            )
+        parent = self._ensure_dirs(parts[:-1], for_path)
+        sub = ostree.tree_ensure_dir(parent, parts[-1])
+        sub.set_metadata_checksum(
+            self.repo.write_dirmeta(0, 0, DEFAULT_DIR_MODE, self._xattrs("/" + key, DEFAULT_DIR_MODE))
+        )
+        self._dirs[key] = sub
+        return sub
 
     def _place_dir(self, fe: FileEntry) -> None:
         where, rel = relocate(fe.path, self.allow_skeleton)
@@ -361,11 +423,12 @@ class PayloadImporter:
         self._note_opt(fe.path)
         *dirs, name = rel.split("/")
         parent = self._ensure_dirs(dirs, fe.path)
-        if ostree.tree_lookup(parent, name) is not None:
+        if rel in self._files or rel in self._dirs:
             raise self.fail(
                 f"the payload writes {fe.path!r} over an entry it already created (a path through a symlink?)."
             )
         ostree.tree_replace_file(parent, name, csum)
+        self._files.add(rel)
 
     def _note_opt(self, path: str) -> None:
         """/opt/<name> lives in /usr/lib/opt; a tmpfiles symlink puts it back at boot."""
@@ -386,6 +449,7 @@ class PayloadImporter:
         # Content is kept in the factory tree and copied into place once, like systemd's own /var files.
         parts = ["usr", "share", "factory", *[p for p in fe.path.split("/") if p]]
         ostree.tree_replace_file(self._ensure_dirs(parts[:-1]), parts[-1], csum)
+        self._files.add("/".join(parts))
         self.tmpfiles.append(f"C {path} - - - - /usr/share/factory{path}")
         self.tmpfiles.append(f"z {path} {mode} {fe.user} {fe.group} - -")
 

@@ -8,11 +8,12 @@ import sqlite3
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from reconcile.errors import ReconcileError
 from reconcile.ostree import Repo
 from reconcile.process import run
-from reconcile.rpm.header import Header, HeaderError, header_from_blob
+from reconcile.rpm.header import Header, HeaderError, file_paths, header_from_blob
 
 # Where trees keep their rpmdb, in the order we look (rpm-ostree uses usr/share/rpm).
 RPMDB_DIRS = ("usr/share/rpm", "usr/lib/sysimage/rpm")
@@ -42,35 +43,86 @@ def find_rpmdb(repo: Repo, commit: str) -> TreeRpmdb | None:
     return None
 
 
+class TreeRpmdbReader:
+    """Queries on the rpmdb inside a commit, through rpm's own sqlite indexes: what is read grows with the
+    question (a few names, a few paths), not with the size of the base."""
+
+    def __init__(self, repo: Repo, commit: str) -> None:
+        self.commit = commit
+        self._tmp: Any = None
+        self._conn: sqlite3.Connection | None = None
+        self._headers: dict[int, Header] = {}
+        self._paths: dict[int, frozenset[str]] = {}
+        db = find_rpmdb(repo, commit)
+        if db is None:
+            return
+        path = repo.content_path(db.file_checksum)
+        if path is None:
+            self._tmp = tempfile.NamedTemporaryFile(prefix="rpmdb-", suffix=".sqlite")  # noqa: SIM115
+            self._tmp.write(repo.read_bytes(db.file_checksum, limit=1 << 32))
+            self._tmp.flush()
+            path = Path(self._tmp.name)
+        try:
+            # immutable=1: the object is read-only and must never grow -wal/-shm files next to it.
+            self._conn = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
+        except sqlite3.Error as e:
+            raise ReconcileError(f"Cannot read the rpmdb of commit {commit[:12]}: {e}.") from None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+        if self._tmp is not None:
+            self._tmp.close()
+
+    def __enter__(self) -> TreeRpmdbReader:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
+        if self._conn is None:
+            return []
+        try:
+            return self._conn.execute(sql, args).fetchall()
+        except sqlite3.Error as e:
+            raise ReconcileError(f"Cannot read the rpmdb of commit {self.commit[:12]}: {e}.") from None
+
+    def _header(self, hnum: int, blob: bytes | None = None) -> Header:
+        if hnum not in self._headers:
+            if blob is None:
+                blob = self._query("SELECT blob FROM Packages WHERE hnum = ?", (hnum,))[0][0]
+            try:
+                self._headers[hnum] = header_from_blob(blob)
+            except HeaderError as e:
+                raise ReconcileError(f"The rpmdb of commit {self.commit[:12]} holds a damaged header: {e}.") from None
+        return self._headers[hnum]
+
+    def all(self) -> list[Header]:
+        return [self._header(hnum, blob) for hnum, blob in self._query("SELECT hnum, blob FROM Packages ORDER BY hnum")]
+
+    def named(self, names: set[str]) -> list[Header]:
+        rows = []
+        for name in sorted(names):
+            rows += self._query("SELECT hnum FROM Name WHERE key = ?", (name,))
+        return [self._header(hnum) for (hnum,) in sorted(set(rows))]
+
+    def owners(self, path: str) -> list[Header]:
+        """The packages whose file list holds `path`."""
+        base = path.rsplit("/", 1)[-1]
+        found = []
+        for hnum, _idx in self._query("SELECT hnum, idx FROM Basenames WHERE key = ?", (base,)):
+            if hnum not in self._paths:
+                self._paths[hnum] = frozenset(file_paths(self._header(hnum)))
+            if path in self._paths[hnum]:
+                found.append(self._header(hnum))
+        return found
+
+
 def read_headers(repo: Repo, commit: str) -> list[Header]:
     """Every package header in the commit's rpmdb (empty when the tree has none)."""
-    db = find_rpmdb(repo, commit)
-    if db is None:
-        return []
-    path = repo.content_path(db.file_checksum)
-    if path is not None:
-        return _read_sqlite(path, commit)
-    with tempfile.NamedTemporaryFile(prefix="rpmdb-", suffix=".sqlite") as tmp:
-        tmp.write(repo.read_bytes(db.file_checksum, limit=1 << 32))
-        tmp.flush()
-        return _read_sqlite(Path(tmp.name), commit)
-
-
-def _read_sqlite(path: Path, commit: str) -> list[Header]:
-    # immutable=1: the object is read-only and must never grow -wal/-shm files next to it.
-    uri = f"file:{path}?mode=ro&immutable=1"
-    try:
-        with sqlite3.connect(uri, uri=True) as conn:
-            rows = conn.execute("SELECT blob FROM Packages ORDER BY hnum").fetchall()
-    except sqlite3.Error as e:
-        raise ReconcileError(f"Cannot read the rpmdb of commit {commit[:12]}: {e}.") from None
-    headers = []
-    for (blob,) in rows:
-        try:
-            headers.append(header_from_blob(blob))
-        except HeaderError as e:
-            raise ReconcileError(f"The rpmdb of commit {commit[:12]} holds a damaged header: {e}.") from None
-    return headers
+    with TreeRpmdbReader(repo, commit) as db:
+        return db.all()
 
 
 _RPM_COMMON = ["--define", "_db_backend sqlite", "--nodeps", "--noscripts", "--notriggers"]
