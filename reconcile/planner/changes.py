@@ -46,8 +46,9 @@ def _entry(c: Candidate, solved: SolveResult, **extra: str) -> m.PackageEntry:
         repo=c.repo,
         checksum=c.checksum,
         reason="requested" if requested else "dependency",
-        why=solved.why.get(c.nevra.name, [c.nevra.name]),
-        weak=c.nevra.name in solved.weak,
+        # A requested package explains itself; only dependencies need the graph (and its import).
+        why=[c.nevra.name] if requested else solved.why.get(c.nevra.name, [c.nevra.name]),
+        weak=False if requested else c.nevra.name in solved.weak,
         **extra,
     )
 
