@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmarks.data import RECONCILE, BenchData, exampleos
+from benchmarks.data import RECONCILE, BenchData, exampleos, unmount_below
 from benchmarks.measure import Series, apply_timings, peak_rss_kib, repeat, run, timed
 
 OSNAME = "bench"
@@ -72,6 +72,7 @@ class Bench:
     def teardown(self) -> None:
         for path in self.sysroots:
             exampleos.teardown_sysroot(path)
+        unmount_below(self.work)
         shutil.rmtree(self.work, ignore_errors=True)
 
     # -- P1..P6 ---------------------------------------------------------------------------------------

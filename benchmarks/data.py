@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT / "examples"))
 import exampleos  # noqa: E402
 
 RECONCILE = str(Path(sys.executable).parent / "reconcile")
-FORMAT_VERSION = 2  # bump to regenerate cached data after changing the generators
+FORMAT_VERSION = 3  # bump to regenerate cached data after changing the generators
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,7 @@ def prepare(size_name: str, seed: int, log: object = print) -> BenchData:
     stamp = root / f".complete-{FORMAT_VERSION}"
     if stamp.exists():
         return data
+    unmount_below(root)
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
     rng = random.Random(seed)
@@ -107,6 +108,14 @@ def prepare(size_name: str, seed: int, log: object = print) -> BenchData:
         exampleos.run([*argv, "--reposdir", str(data.reposdir), *packages])
     stamp.write_text(f"{time.monotonic() - started:.0f} s\n")
     return data
+
+
+def unmount_below(root: Path) -> None:
+    """Sysroots left by an interrupted run have a tmpfs on /boot; unmount before deleting."""
+    with open("/proc/self/mountinfo") as f:
+        targets = [line.split()[4] for line in f]
+    for target in sorted((t for t in targets if t.startswith(f"{root}/")), key=len, reverse=True):
+        exampleos.run(["umount", target])
 
 
 # -- RPMs ------------------------------------------------------------------------------------------
@@ -165,14 +174,16 @@ def _build_rpms(data: BenchData, rng: random.Random) -> list[Path]:
         for j in range(size.big_files)
     }
     add("bench-big", "1.0", big, [], [])
+    # Layering targets depend on libraries every base size has, so each base layers the same packages.
+    in_every_base = max(1, int(size.base_packages * min(size.base_fractions)))
     for i, name in enumerate(data.layer_names):
         files = {f"usr/share/bench-layer/{i:03d}/f{j}": f"layer {i} {j}\n".encode() for j in range(10)}
-        add(name, "1.0", files, [f"libbench{rng.randrange(size.base_packages):03d}.so.1()(64bit)"], [])
+        add(name, "1.0", files, [f"libbench{rng.randrange(in_every_base):03d}.so.1()(64bit)"], [])
     for i in range(5):
         for version in ("1.0", "2.0"):
             add(f"bench-applib-{i}", version, {f"usr/share/bench-applib/{i}/{version}": b"lib\n"}, [], [])
     for i, name in enumerate(data.app_names):
-        requires = [f"bench-applib-{i % 5} >= 1.0", f"libbench{rng.randrange(size.base_packages):03d}.so.1()(64bit)"]
+        requires = [f"bench-applib-{i % 5} >= 1.0", f"libbench{rng.randrange(in_every_base):03d}.so.1()(64bit)"]
         add(name, "1.0", {f"usr/share/bench-app/{i}/app": b"app\n"}, requires, [])
 
     def build(job: tuple[Path, str]) -> list[Path]:
