@@ -8,7 +8,7 @@ APT_PACKAGES := python3 python3-venv python3-dev gcc pkg-config libgirepository1
 	gir1.2-ostree-1.0 ostree libarchive13 rpm createrepo-c bubblewrap busybox-static e2fsprogs mount \
 	libcap2-bin selinux-policy-default selinux-utils cpio dnf
 
-.PHONY: demo test lint unit deps clean
+.PHONY: demo test lint unit bench deps clean
 
 deps: $(VENV)/.installed
 
@@ -30,10 +30,14 @@ $(VENV)/.installed: .apt-installed pyproject.toml
 demo: deps
 	@$(VENV)/bin/python examples/demo.py
 
+bench: deps
+	@$(PY) -m benchmarks
+
 lint: deps
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy benchmarks --ignore-missing-imports
 
 unit: deps
 	$(VENV)/bin/pytest -q

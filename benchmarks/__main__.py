@@ -22,9 +22,11 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes, one repetition (the smoke test)")
     parser.add_argument("--seed", type=int, default=20261125)
     parser.add_argument("--out", type=Path, help="markdown report (default: docs/benchmarks.md for full runs)")
+    parser.add_argument("--only", help="comma-separated cases to run, e.g. P2,P6 (the report is not written)")
     args = parser.parse_args()
     size = "quick" if args.quick else "full"
-    out = args.out or (None if args.quick else ROOT / "docs" / "benchmarks.md")
+    only = set(args.only.upper().split(",")) if args.only else None
+    out = args.out or (None if args.quick or only else ROOT / "docs" / "benchmarks.md")
     started = time.monotonic()
     data = prepare(size, args.seed, log)
     bench = Bench(data, log)
@@ -39,8 +41,9 @@ def main() -> int:
             ("P5", lambda: [bench.p5_memory(sysroot)]),
             ("P6", lambda: [bench.p6_growth(sysroot)]),
         ):
-            log(f"{name}…")
-            rows += step()
+            if only is None or name in only:
+                log(f"{name}…")
+                rows += step()
     finally:
         bench.teardown()
     report = render(rows, data, size, args.seed, time.monotonic() - started)
@@ -83,7 +86,8 @@ def render(rows: list[Row], data: object, size: str, seed: int, elapsed: float) 
         )
     notes = [(r.id, n) for r in rows for n in (r.notes[1:] if not r.ours else r.notes)]
     if notes:
-        lines += ["", "Notes:", ""] + [f"- {i}: {n}" for i, n in notes]
+        lines += ["", "Details:", ""] + [f"- {i}: {n}" for i, n in notes]
+    lines += ["", (Path(__file__).parent / "NOTES.md").read_text().rstrip()]
     return "\n".join(lines) + "\n"
 
 

@@ -7,6 +7,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from benchmarks.data import RECONCILE, BenchData, exampleos, unmount_below
@@ -222,7 +223,7 @@ class Bench:
             names = self.data.layer_names[:n]
             self.to_base(sysroot)()
             self.apply(sysroot, names)  # import once; measure the warm rebuild
-            times[n] = repeat(self.reps, lambda names=names: self.up_to_commit(sysroot, names), self.to_base(sysroot))
+            times[n] = repeat(self.reps, partial(self.up_to_commit, sysroot, names), self.to_base(sysroot))
         per_package = [(times[n].median - times[counts[0]].median) / max(1, n - counts[0]) for n in counts[1:]]
         row.notes.append("layered " + ", ".join(f"{n}: {times[n].median:.2f} s" for n in counts))
         by_base = {}
@@ -230,9 +231,8 @@ class Bench:
         for fraction in self.data.size.base_fractions:
             other = self.sysroot(fraction)
             self.apply(other, layer, fraction)
-            by_base[fraction] = repeat(
-                self.reps, lambda o=other, f=fraction: self.up_to_commit(o, layer, f), self.to_base(other, fraction)
-            )
+            measure = partial(self.up_to_commit, other, layer, fraction)
+            by_base[fraction] = repeat(self.reps, measure, self.to_base(other, fraction))
             exampleos.teardown_sysroot(other)
         smallest = by_base[self.data.size.base_fractions[0]].median
         spread = max(abs(s.median / smallest - 1) for s in by_base.values())

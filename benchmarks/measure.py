@@ -43,11 +43,13 @@ def timed(argv: list[str], cwd: Path | None = None) -> tuple[float, subprocess.C
 
 
 def repeat(reps: int, measure: Callable[[], float], reset: Callable[[], None] | None = None) -> Series:
-    """`measure` returns one sample in seconds; `reset` puts the system back between samples."""
+    """`measure` returns one sample in seconds; `reset` puts the system back between samples. Dirty pages
+    are flushed before each sample: otherwise a sample's syncfs pays for what the reset wrote."""
     series = Series()
     for _ in range(reps):
         if reset is not None:
             reset()
+        os.sync()
         series.seconds.append(measure())
     return series
 

@@ -100,7 +100,7 @@ def write_rpmdb(
         mode = stat.S_IFREG | 0o644
         xattrs = _label(labeler, f"/{directory}/{RPMDB_FILE}", mode)
         with open(db, "rb") as f:
-            csum = repo.write_file_stream(0, 0, mode, size, iter(lambda: f.read(1 << 20), b""), xattrs)
+            csum = repo.write_file_stream(0, 0, mode, size, iter(lambda: f.read(8 << 20), b""), xattrs)
     parent = tree
     parts = directory.split("/")
     for i, name in enumerate(parts):
