@@ -247,9 +247,8 @@ class Bench:
         linear = all(p >= 0 for p in per_package)
         row.target = "linear in layered content; flat (±20%) in base size"
         row.ratio, row.met = spread, linear and spread <= 0.2
-        row.notes.append(
-            f"per added package: {', '.join(f'{p * 1000:.0f} ms' for p in per_package)}; base spread ±{spread:.0%} (of the minima)"
-        )
+        increments = ", ".join(f"{p * 1000:.0f} ms" for p in per_package)
+        row.notes.append(f"per added package: {increments}; base spread ±{spread:.0%} (of the minima)")
         return row
 
 
