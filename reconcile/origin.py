@@ -40,6 +40,12 @@ def _check_name(value: str) -> str:
     return value
 
 
+def _check_script(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9._+-]+\.%?(pre|post|posttrans|transfiletriggerin)", value):
+        raise ValueError(f"{value!r} is not NAME.%KIND with KIND one of pre, post, posttrans, transfiletriggerin")
+    return value
+
+
 def _check_refspec(value: str) -> str:
     if not value:
         raise ValueError("empty refspec")
@@ -73,6 +79,9 @@ class OverridesSection(_Model):
 
 class OptionsSection(_Model):
     recommends: bool = Field(default=True, description="Install weak dependencies (Recommends).")
+    ignore_scripts: list[Annotated[str, AfterValidator(_check_script)]] = Field(
+        default_factory=list, description="Scriptlets not to run, as NAME.%KIND (e.g. foo.%post)."
+    )
 
 
 class DesiredOrigin(_Model):
@@ -91,6 +100,7 @@ class DesiredOrigin(_Model):
             "local": sorted(self.packages.local),
             "override_remove": sorted(self.overrides.remove),
             "recommends": self.options.recommends,
+            "ignore_scripts": sorted(self.options.ignore_scripts),
         }
 
     def digest(self) -> str:

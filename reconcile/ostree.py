@@ -32,6 +32,7 @@ KeyFile = GLib.KeyFile
 MutableTree = OSTree.MutableTree
 Deployment = OSTree.Deployment
 NOT_FOUND = Gio.IOErrorEnum.NOT_FOUND
+AT_FDCWD = -100
 
 
 def _call(what: str, fn: Callable[..., T], *args: Any) -> T:
@@ -334,6 +335,31 @@ class Repo:
             )
         )
 
+    def checkout(self, commit: str, dest: Path) -> None:
+        """A hardlink checkout (bare repo, as root): files ARE repo objects; never write into one.
+        Objects still in the open transaction's staging area cannot be hardlinked and are copied."""
+        opts = OSTree.RepoCheckoutAtOptions()
+        opts.mode = int(OSTree.RepoCheckoutMode.NONE)
+        opts.overwrite_mode = int(OSTree.RepoCheckoutOverwriteMode.NONE)
+        what = f"checkout {commit} {dest}"
+        # checkout_at wants a checksum and reports some failures only through its return value.
+        _ok(what, _call(what, self.gi.checkout_at, opts, AT_FDCWD, str(dest), commit, None))
+
+    def write_directory(self, tree: OSTree.MutableTree, path: Path, xattrs: Callable[[str], Any], policy: Any) -> None:
+        """Add a directory on disk to `tree`: `xattrs(commit path)` gives each entry's xattrs; with a policy,
+        libostree labels every entry (and fails on one it cannot label)."""
+
+        def callback(_repo: Any, relpath: str, _info: Any, _data: Any) -> Any:
+            return xattrs(relpath)
+
+        flags = OSTree.RepoCommitModifierFlags.ERROR_ON_UNLABELED if policy is not None else 0
+        modifier = OSTree.RepoCommitModifier.new(flags, None, None)
+        modifier.set_xattr_callback(callback, None)
+        if policy is not None:
+            modifier.set_sepolicy(policy)
+        what = f"write_dfd_to_mtree {path}"
+        _ok(what, _call(what, self.gi.write_dfd_to_mtree, AT_FDCWD, str(path), tree, modifier, None))
+
     def tree_from_commit(self, csum: str) -> OSTree.MutableTree:
         """A lazily loaded mutable tree of a commit: cost grows with what is touched, not its size."""
         return _call(f"MutableTree.new_from_commit {csum}", OSTree.MutableTree.new_from_commit, self.gi, csum)
@@ -364,6 +390,16 @@ def tree_fill(mt: OSTree.MutableTree, repo: Repo, contents: str, meta: str) -> N
 
 def tree_replace_file(mt: OSTree.MutableTree, name: str, csum: str) -> None:
     _call(f"replace_file {name}", mt.replace_file, name, csum)
+
+
+def tree_walk(mt: OSTree.MutableTree, parts: list[str]) -> OSTree.MutableTree | None:
+    """The directory at `parts` below `mt`, or None."""
+    for name in parts:
+        found = tree_lookup(mt, name)
+        if found is None or found[1] is None:
+            return None
+        mt = found[1]
+    return mt
 
 
 def tree_remove(mt: OSTree.MutableTree, name: str) -> None:

@@ -65,6 +65,7 @@ class Package:
     epoch: int | None = None
     arch: str = "noarch"
     requires: tuple[str, ...] = ()
+    requires_pre: tuple[str, ...] = ()
     provides: tuple[str, ...] = ()
     conflicts: tuple[str, ...] = ()
     obsoletes: tuple[str, ...] = ()
@@ -96,6 +97,7 @@ class Package:
             lines.append("BuildArch: noarch")
         for tag, values in (
             ("Requires", self.requires),
+            ("Requires(pre)", self.requires_pre),
             ("Provides", self.provides),
             ("Conflicts", self.conflicts),
             ("Obsoletes", self.obsoletes),

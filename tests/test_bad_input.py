@@ -9,7 +9,8 @@ import pytest
 from conftest import Host
 from support import File, Package, exampleos, http_server
 
-SCRIPTED = Package("scripted", files=(File("/usr/share/scripted/a", "a"),), scripts={"post": "echo hi > /tmp/x"})
+LUA = Package("luascript", files=(File("/usr/share/luascript/a", "a"),), scripts={"post -p <lua>": 'print("hi")'})
+TRIGGERED = Package("oldtrigger", files=(File("/usr/share/oldtrigger/a", "a"),), scripts={"triggerin -- hello": "true"})
 NEEDS_MISSING = Package("needs-missing", requires=("libnothere.so.9()(64bit)",), files=(File("/usr/share/nm/x", "x"),))
 NEEDS_NEWER_BASE = Package("needs-newer-libs", requires=("example-libs >= 3",), files=(File("/usr/share/nn/x", "x"),))
 CLASH_A = Package("clash-a", files=(File("/usr/share/clash/same.txt", "from a\n"),))
@@ -39,7 +40,8 @@ REFUSED = {
         ["nothing provides libnothere.so.9()(64bit)", "needs-missing-1.0-1"],
     ),
     "needs-newer-base": ([NEEDS_NEWER_BASE], ["needs-newer-libs"], "plan", ["needs-newer-libs", "example-libs >= 3"]),
-    "scriptlets": ([SCRIPTED], ["scripted"], "apply", ["scripted-1.0-1.noarch", "%post"]),
+    "lua-scriptlet": ([LUA], ["luascript"], "plan", ["luascript-1.0-1.noarch %post", "Lua scriptlets cannot run"]),
+    "trigger-scriptlet": ([TRIGGERED], ["oldtrigger"], "plan", ["oldtrigger-1.0-1.noarch %trigger", "not supported"]),
     "conflict-between-packages": (
         [CLASH_A, CLASH_B],
         ["clash-a", "clash-b"],

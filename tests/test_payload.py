@@ -133,19 +133,6 @@ def test_unknown_owner_fails_the_plan(host: Host) -> None:
     assert host.state() == before
 
 
-def test_a_package_creating_its_own_user_is_not_supported_yet(host: Host) -> None:
-    pkg = Package(
-        "svc",
-        files=(File("/usr/share/svc/data", "x", user="svcuser"),),
-        scripts={"pre": "getent passwd svcuser >/dev/null || useradd -r svcuser"},
-    )
-    host.publish([pkg])
-    host.write_origin(["svc"])
-    plan = host.run("plan")
-    assert plan.code == 1
-    assert "creates the user 'svcuser' itself (%pre)" in plan.stderr and "not supported yet" in plan.stderr
-
-
 def test_base_directories_keep_their_metadata_even_if_a_package_owns_them(host: Host) -> None:
     pkg = Package("greedy", files=(Dir("/usr", mode=0o700), Dir("/usr/share", mode=0o777, user="daemon")))
     host.publish([pkg])

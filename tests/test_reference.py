@@ -78,7 +78,7 @@ def tmpfiles(tree: Path) -> dict[str, list[str]]:
     return lines
 
 
-def reference_root(base: ComposedBase, rpms: list[Path], dest: Path) -> Path:
+def reference_root(base: ComposedBase, rpms: list[Path], dest: Path, scripts: bool = False) -> Path:
     ostree(f"--repo={base.repo}", "checkout", "--force-copy", base.commit, dest)
     for path, lines in tmpfiles(dest).items():  # what systemd-tmpfiles would have made at boot (/var/opt, ...)
         if any(line.startswith("d ") for line in lines):
@@ -86,9 +86,9 @@ def reference_root(base: ComposedBase, rpms: list[Path], dest: Path) -> Path:
     (dest / "etc").mkdir(exist_ok=True)
     for name in ("passwd", "group"):  # rpm resolves owners through the root's /etc
         (dest / "etc" / name).write_bytes((dest / "usr/etc" / name).read_bytes())
+    quiet = [] if scripts else ["--noscripts", "--notriggers"]
     subprocess.run(
-        ["rpm", "--root", str(dest), "--dbpath", "/usr/share/rpm", "-i", "--nodeps", "--noscripts", "--notriggers"]
-        + [str(r) for r in rpms],
+        ["rpm", "--root", str(dest), "--dbpath", "/usr/share/rpm", "-i", "--nodeps", *quiet] + [str(r) for r in rpms],
         check=True,
         capture_output=True,
     )

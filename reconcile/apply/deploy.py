@@ -18,6 +18,7 @@ _OWNED_KEYS = (
     ("packages", "requested-local"),
     ("overrides", "remove"),
     ("reconcile", "recommends"),
+    ("reconcile", "ignore-scripts"),
 )
 
 
@@ -43,6 +44,8 @@ def build_origin(
         kf.set_string_list("overrides", "remove", removals)
     if not desired.options.recommends:
         kf.set_string("reconcile", "recommends", "false")
+    if desired.options.ignore_scripts:
+        kf.set_string_list("reconcile", "ignore-scripts", sorted(desired.options.ignore_scripts))
     for group in ("packages", "overrides", "reconcile"):
         if kf.has_group(group) and not kf.get_keys(group)[0]:
             ostree.keyfile_remove(kf, group)

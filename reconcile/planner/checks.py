@@ -10,23 +10,25 @@ from reconcile.planner.model import Check
 from reconcile.rpm import header as h
 from reconcile.rpm.header import FileEntry
 from reconcile.rpm.payload import Owners, relocate
+from reconcile.rpm.scriptlets import classify
 
 PREIN = 1023
 
-# Scriptlet kinds reconcile cannot run at all, as opposed to those it does not run yet.
-_UNSUPPORTED_KINDS = {"%trigger", "%filetrigger", "%verifyscript", "%preun", "%postun", "%pretrans"}
 
-
-def scriptlet_checks(package: str, hdr: h.Header) -> list[Check]:
-    checks = []
-    for kind, prog in h.scripts(hdr):
-        if prog.startswith("<lua>"):
-            message = f"{package} has a Lua {kind} scriptlet; Lua scriptlets cannot be run on a layered tree."
-        elif kind in _UNSUPPORTED_KINDS:
-            message = f"{package} has a {kind} scriptlet, a type reconcile does not support."
-        else:
-            message = f"{package} has a {kind} scriptlet ({prog}); reconcile does not run scriptlets yet."
-        checks.append(Check(kind="scriptlet", severity="error", package=package, message=message))
+def scriptlet_checks(package: str, hdr: h.Header, ignore: list[str]) -> list[Check]:
+    """What will run (info), what is ignored and why (info), and what cannot run at all (error)."""
+    found = classify([hdr], ignore)
+    checks = [
+        Check(kind="scriptlet", severity="error", package=package, message=f"{what}: {why}.")
+        for what, why in found.refused
+    ]
+    for s in found.run:
+        what = f"%{s.kind} ({' '.join(s.prog)})" + (f" on {', '.join(s.prefixes)}" if s.prefixes else "")
+        checks.append(Check(kind="scriptlet", severity="info", package=package, message=f"{package}: will run {what}."))
+    for s, why in found.ignored:
+        checks.append(
+            Check(kind="scriptlet", severity="info", package=package, message=f"{package}: ignores %{s.kind} ({why}).")
+        )
     return checks
 
 
@@ -68,8 +70,8 @@ def path_checks(package: str, paths: list[str]) -> list[Check]:
 
 
 def owner_checks(package: str, hdr: h.Header, files: list[FileEntry], owners: Owners) -> list[Check]:
-    """File owners the base's passwd/group do not define; a package that creates them itself (in %pre or
-    with a sysusers.d file) is told that this is not supported yet."""
+    """File owners the base's passwd/group do not define are an error, unless the package declares them
+    (useradd/groupadd in %pre, or a sysusers.d file): then apply creates them first."""
     pre = hdr.string(PREIN)
     sysusers = any(f.path.startswith(("/usr/lib/sysusers.d/", "/etc/sysusers.d/")) for f in files)
     missing: dict[tuple[str, str], str] = {}
@@ -80,15 +82,14 @@ def owner_checks(package: str, hdr: h.Header, files: list[FileEntry], owners: Ow
             missing.setdefault(("group", f.group), f.path)
     checks = []
     for (kind, name), path in sorted(missing.items()):
-        created = sysusers or re.search(rf"\b(user|group)add\b[^\n]*\b{re.escape(name)}\b", pre)
-        if created:
-            message = (
-                f"{package} creates the {kind} {name!r} itself ({'sysusers.d' if sysusers else '%pre'}) and owns "
-                f"{path} by it; creating users and groups is not supported yet."
-            )
-        else:
-            table = "passwd" if kind == "user" else "group file"
-            message = f"{package}: {path} is owned by the {kind} {name!r}, which the base's {table} does not define."
+        in_pre = re.search(rf"\b(user|group)add\b[^\n]*\b{re.escape(name)}\b", pre)
+        if in_pre or sysusers:
+            where = "%pre" if in_pre else "sysusers.d"
+            message = f"{package}: will create the {kind} {name!r} ({where}) before import; it owns {path}."
+            checks.append(Check(kind="account", severity="info", package=package, message=message))
+            continue
+        table = "passwd" if kind == "user" else "group file"
+        message = f"{package}: {path} is owned by the {kind} {name!r}, which the base's {table} does not define."
         checks.append(Check(kind="unknown-owner", severity="error", package=package, message=message))
     return checks
 

@@ -181,6 +181,7 @@ def state_digest(
     packages: list[tuple[str, str]],
     removed: list[str],
     policy: str,
+    ignored_scripts: list[str],
 ) -> str:
     """Equal digest, equal layered commit: the idempotency key (DESIGN §3)."""
     material = {
@@ -190,6 +191,7 @@ def state_digest(
         "packages": sorted(packages),
         "removed": sorted(removed),
         "policy": policy,
+        "ignored_scripts": sorted(ignored_scripts),
         "format": ASSEMBLY_FORMAT_VERSION,
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()

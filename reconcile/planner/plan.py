@@ -76,6 +76,7 @@ def make_plan(
             [(str(c.nevra), c.checksum) for c in solved.packages],
             removed,
             policy_id(ctx.repo, base),
+            desired.options.ignore_scripts,
         )
     prior_key = ("layered", current.state_digest) if current.is_layered else ("base", current.checksum)
     needs_deployment = prior_key != (("layered", digest) if digest else ("base", base))
@@ -178,7 +179,8 @@ def _resolve(
         )
     removed = {str(n) for n in solved.removed_base}
     with reporter.step("Checking the packages to add"):
-        checks = _preflight(ctx, current, base, removed, layered_headers, solved, local)
+        ignore = desired.options.ignore_scripts
+        checks = _preflight(ctx, current, base, removed, layered_headers, solved, local, ignore)
     for pkg, kind, other in solved.clashes:
         # The solver only succeeds when the clashing base package goes; say so, it is easy to miss.
         severity = "info" if other in removed else "error"
@@ -201,6 +203,7 @@ def _preflight(
     layered_headers: dict[str, Header],
     solved: SolveResult,
     local: list[LocalPackage],
+    ignore: list[str],
 ) -> list[m.Check]:
     """Scriptlets, paths, owners and file conflicts of every package the plan adds (all of them when the
     base changes), from headers only: nothing is downloaded in full or built yet."""
@@ -222,7 +225,7 @@ def _preflight(
         else:
             headers[n] = package_header(c, cache, header_cache)
     owners = owners_in_commit(ctx.repo, base)
-    checks = [check for n in sorted(new) for check in package_checks(n, headers[n], owners)]
+    checks = [check for n in sorted(new) for check in package_checks(n, headers[n], owners, ignore)]
     return checks + conflict_checks(ctx.repo, base, headers, new, removed)
 
 

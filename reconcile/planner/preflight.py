@@ -51,10 +51,10 @@ def package_header(c: Candidate, cache: PackageCache, header_cache: Path) -> Hea
     return headers.header
 
 
-def package_checks(nevra: str, hdr: Header, owners: Owners) -> list[Check]:
+def package_checks(nevra: str, hdr: Header, owners: Owners, ignore: list[str]) -> list[Check]:
     files = [f for f in h.file_entries(hdr) if not f.is_ghost]
     return (
-        scriptlet_checks(nevra, hdr)
+        scriptlet_checks(nevra, hdr, ignore)
         + type_checks(nevra, files)
         + path_checks(nevra, [f.path for f in files])
         + owner_checks(nevra, hdr, files, owners)

@@ -24,6 +24,7 @@ class DeploymentState:
     local: list[str]
     override_remove: list[str]
     recommends: bool
+    ignore_scripts: list[str]
     base_checksum: str
     layered: list[LayeredPackage]
     active_requests: list[str]
@@ -54,6 +55,7 @@ class DeploymentState:
             "local": sorted(self.local),
             "override_remove": sorted(self.override_remove),
             "recommends": self.recommends,
+            "ignore_scripts": sorted(self.ignore_scripts),
         }
 
 
@@ -64,12 +66,14 @@ def read_deployment(sysroot: Sysroot, repo: Repo, dep: Deployment, index: int) -
     local: list[str] = []
     removals: list[str] = []
     recommends = True
+    ignore_scripts: list[str] = []
     if origin is not None:
         refspec = ostree.keyfile_get(origin, "origin", "refspec") or ostree.keyfile_get(origin, "origin", "baserefspec")
         requested = ostree.keyfile_get_list(origin, "packages", "requested")
         local = ostree.keyfile_get_list(origin, "packages", "requested-local")
         removals = ostree.keyfile_get_list(origin, "overrides", "remove")
         recommends = ostree.keyfile_get(origin, "reconcile", "recommends") != "false"
+        ignore_scripts = ostree.keyfile_get_list(origin, "reconcile", "ignore-scripts")
     checksum = dep.get_csum()
     meta = repo.commit_metadata(checksum)
     booted = sysroot.booted()
@@ -84,6 +88,7 @@ def read_deployment(sysroot: Sysroot, repo: Repo, dep: Deployment, index: int) -
         local=local,
         override_remove=removals,
         recommends=recommends,
+        ignore_scripts=ignore_scripts,
         base_checksum=str(meta.get(commitmeta.BASE, checksum)),
         layered=commitmeta.layered_packages(meta),
         active_requests=list(meta.get(commitmeta.REQUESTED, [])),

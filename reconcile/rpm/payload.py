@@ -466,3 +466,22 @@ def _quote(path: str) -> str:
         c if c.isprintable() and c not in '\\"' else f"\\x{ord(c):02x}" if ord(c) < 256 else c for c in path
     )
     return f'"{escaped}"'
+
+
+def read_payload_files(f: BinaryIO, headers: RpmHeaders, wanted: set[str], limit: int = 1 << 20) -> dict[str, bytes]:
+    """The content of a few small files (e.g. sysusers.d) from a payload, streaming past everything else."""
+    import libarchive
+
+    found: dict[str, bytes] = {}
+    if not wanted:
+        return found
+    f.seek(headers.payload_offset)
+    with libarchive.stream_reader(f, format_name="cpio", block_size=READ_BLOCK) as archive:
+        for entry in archive:
+            name = entry.pathname
+            path = name[1:] if name.startswith("./") else name
+            if path in wanted and entry.isfile and entry.size <= limit:
+                found[path] = b"".join(entry.get_blocks(entry.size + 1))
+                if len(found) == len(wanted):
+                    break
+    return found

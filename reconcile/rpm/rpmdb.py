@@ -108,6 +108,13 @@ class TreeRpmdbReader:
             rows += self._query("SELECT hnum FROM Name WHERE key = ?", (name,))
         return [self._header(hnum) for (hnum,) in sorted(set(rows))]
 
+    def indexed(self, table: str) -> list[Header]:
+        """Packages with an entry in one of rpm's index tables (e.g. Transfiletriggername)."""
+        if table not in {row[0] for row in self._query("SELECT name FROM sqlite_master WHERE type = 'table'")}:
+            return []
+        rows = self._query(f'SELECT DISTINCT hnum FROM "{table}"')
+        return [self._header(hnum) for (hnum,) in sorted(rows)]
+
     def owners(self, path: str) -> list[Header]:
         """The packages whose file list holds `path`."""
         base = path.rsplit("/", 1)[-1]

@@ -1,0 +1,207 @@
+"""Building the layered commit: headers, accounts, import, assembly, then scriptlets when there are any.
+
+Everything is written in one OSTree transaction, so a failure anywhere (a bad download, a refused or failing
+scriptlet) moves no ref. Without scriptlets there is no checkout at all: the tree is assembled from commit
+metadata alone.
+"""
+
+from __future__ import annotations
+
+import shutil
+import stat
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reconcile import commitmeta as cm
+from reconcile.apply.assemble import TreeMerger, boot_metadata, remove_base_packages, write_rpmdb
+from reconcile.apply.fetch import fetch_packages
+from reconcile.apply.pkgcache import CachedPackage, PackageCache, read_rpm
+from reconcile.apply.scripts import plan_scripts, run_scripts
+from reconcile.apply.users import AccountDb, AccountRequest, from_pre_script, from_sysusers
+from reconcile.commitmeta import LayeredPackage
+from reconcile.context import Context
+from reconcile.errors import ReconcileError, StalePlanError
+from reconcile.ostree import MutableTree, Repo, Variant
+from reconcile.planner import model as m
+from reconcile.rpm import header as h
+from reconcile.rpm.header import Header
+from reconcile.rpm.nevra import Nevra, pkgcache_ref
+from reconcile.rpm.payload import read_payload_files
+from reconcile.selinux import Labeler, labeler_for
+
+LAYER_MODE = "layer"
+SYSUSERS_DIRS = ("/usr/lib/sysusers.d/", "/etc/sysusers.d/")
+
+
+@dataclass(frozen=True)
+class BuildInputs:
+    plan: m.Plan
+    saved: bool
+    ignore_scripts: list[str]
+    previous_accounts: list[tuple[str, str]]
+
+
+def build_layered_commit(ctx: Context, inputs: BuildInputs) -> str:
+    repo, reporter, target = ctx.repo, ctx.reporter, inputs.plan.target
+    base = target.base_checksum
+    labeler = labeler_for(repo, base)
+    staging = Path(tempfile.mkdtemp(prefix="reconcile-fetch-", dir=_tmpdir(repo)))
+    try:
+        with repo.transaction():
+            with reporter.step("Reading the packages' headers"):
+                headers, files = _headers(repo, target.packages, labeler, staging, inputs.saved)
+            accounts = AccountDb.load(repo, base, inputs.previous_accounts)
+            requests = _account_requests(repo, headers, files, target.packages)
+            if requests:
+                with reporter.step("Creating the packages' users and groups"):
+                    accounts.create(requests)
+            cache = PackageCache(repo, accounts.owners(), labeler, mode=LAYER_MODE)
+            packages = _import(ctx, cache, target.packages, files, staging, inputs.saved)
+            scripts = plan_scripts(
+                repo, base, {str(p.nevra): headers[str(p.nevra)] for p in packages}, inputs.ignore_scripts
+            )
+            with reporter.step("Assembling the layered commit"):
+                tree = _assemble(repo, target, cache, packages, accounts, labeler)
+            if not scripts.empty:
+                draft = repo.write_commit(base, "reconcile: before scriptlets", {}, repo.write_mtree(tree), 0)
+                tree, _runs = run_scripts(repo, draft, scripts, reporter, labeler.policy if labeler else None)
+            return _commit(repo, target, tree, packages)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _headers(
+    repo: Repo, pinned: list[m.PinnedPackage], labeler: Labeler | None, staging: Path, saved: bool
+) -> tuple[dict[str, Header], dict[str, Path]]:
+    """Every package's header: from the package cache when it holds that build, else downloaded."""
+    probe = PackageCache(repo, None, labeler, mode=LAYER_MODE)
+    headers: dict[str, Header] = {}
+    missing = []
+    for p in pinned:
+        hdr = probe.cached_header(_nevra(p), p.checksum)
+        if hdr is None:
+            missing.append(p)
+        else:
+            headers[p.nevra] = hdr
+    files = _fetch(missing, staging, saved) if missing else {}
+    for p in missing:
+        headers[p.nevra] = read_rpm(files[p.nevra], p.nevra).header
+    return headers, files
+
+
+def _account_requests(
+    repo: Repo, headers: dict[str, Header], files: dict[str, Path], pinned: list[m.PinnedPackage]
+) -> list[AccountRequest]:
+    """Users and groups the packages declare: useradd/groupadd in %pre, and sysusers.d files."""
+    requests: list[AccountRequest] = []
+    for p in pinned:
+        hdr = headers[p.nevra]
+        requests += from_pre_script(hdr, p.nevra)
+        sysusers = {f.path for f in h.file_entries(hdr) if f.path.startswith(SYSUSERS_DIRS) and stat.S_ISREG(f.mode)}
+        for path, data in _sysusers_texts(repo, p, hdr, files.get(p.nevra), sysusers).items():
+            requests += from_sysusers(data.decode("utf-8", "replace"), f"{p.nevra} {path}")
+    return requests
+
+
+def _sysusers_texts(repo: Repo, p: m.PinnedPackage, hdr: Header, rpm: Path | None, paths: set[str]) -> dict[str, bytes]:
+    if not paths:
+        return {}
+    if rpm is not None:
+        with open(rpm, "rb") as f:
+            return read_payload_files(f, h.read_rpm_headers(f), paths)
+    commit = repo.resolve(_ref(p))
+    out = {}
+    for path in paths:
+        tree_path = ("usr" + path) if path.startswith("/etc/") else path.lstrip("/")
+        found = repo.lookup_path(commit, tree_path) if commit else None
+        if found and found[0] == "file":
+            out[path] = repo.read_bytes(found[1], limit=1 << 20)
+    return out
+
+
+def _import(
+    ctx: Context, cache: PackageCache, pinned: list[m.PinnedPackage], files: dict[str, Path], staging: Path, saved: bool
+) -> list[CachedPackage]:
+    """Cached package commits that still fit (same build, owners, policy), else a fresh import."""
+    out = []
+    with ctx.reporter.step(f"Importing or reusing {len(pinned)} package(s)"):
+        for p in sorted(pinned, key=lambda p: p.nevra):
+            hit = cache.find(_nevra(p), p.checksum, p.repo)
+            if hit is None:
+                if p.nevra not in files:
+                    files.update(_fetch([p], staging, saved))
+                hit = cache.import_rpm(files[p.nevra], _nevra(p), p.checksum, p.repo)
+            out.append(hit)
+    return out
+
+
+def _assemble(
+    repo: Repo,
+    target: m.Target,
+    cache: PackageCache,
+    packages: list[CachedPackage],
+    accounts: AccountDb,
+    labeler: Labeler | None,
+) -> MutableTree:
+    base = target.base_checksum
+    tree = repo.tree_from_commit(base)
+    if target.remove_base:
+        remove_base_packages(repo, tree, base, target.remove_base)
+    merger = TreeMerger(repo, tree)
+    for pkg in packages:
+        merger.merge(pkg)
+    accounts.write(repo, tree, labeler)
+    write_rpmdb(repo, tree, base, cache, packages, erase=target.remove_base, labeler=labeler)
+    return tree
+
+
+def _commit(repo: Repo, target: m.Target, tree: MutableTree, packages: list[CachedPackage]) -> str:
+    base = target.base_checksum
+    root = repo.write_mtree(tree)
+    base_meta = repo.commit_metadata(base)
+    gone = set(target.remove_base)
+    base_pkgs = [n for n in (Nevra.from_tuple(t) for t in base_meta.get(cm.PKGLIST, [])) if str(n) not in gone]
+    layered = [LayeredPackage(p.nevra, p.checksum, p.repo) for p in packages]
+    metadata: dict[str, Any] = {
+        **boot_metadata(repo, base),
+        cm.PKGLIST: cm.nevra_list(sorted(base_pkgs + [p.nevra for p in packages])),
+        cm.LAYERED: cm.nevra_list([p.nevra for p in packages]),
+        cm.LAYERED_SOURCES: cm.sources_variant(layered),
+        cm.REQUESTED: Variant("as", target.active_requests),
+        cm.REMOVED_BASE: cm.nevra_list([Nevra.parse(n) for n in target.remove_base]),
+        cm.BASE: Variant("s", base),
+        cm.STATE_DIGEST: Variant("s", target.state_digest or ""),
+        cm.FORMAT: Variant("u", m.ASSEMBLY_FORMAT_VERSION),
+    }
+    subject = f"reconcile: {target.base_refspec} + " + ", ".join(str(p.nevra) for p in packages)
+    if target.remove_base:
+        subject += " - " + ", ".join(target.remove_base)
+    return repo.write_commit(base, subject, metadata, root, repo.commit_timestamp(base))
+
+
+def _fetch(missing: list[m.PinnedPackage], staging: Path, saved: bool) -> dict[str, Path]:
+    try:
+        return fetch_packages(missing, staging)
+    except ReconcileError as e:
+        if not saved:
+            raise
+        raise StalePlanError(
+            f"The plan is stale: a pinned package can no longer be fetched as planned. {e.message}",
+            hint="Run `reconcile plan` again. Nothing was changed.",
+        ) from None
+
+
+def _nevra(p: m.PinnedPackage) -> Nevra:
+    return Nevra(p.name, p.epoch, p.version, p.release, p.arch)
+
+
+def _ref(p: m.PinnedPackage) -> str:
+    return pkgcache_ref(_nevra(p))
+
+
+def _tmpdir(repo: Repo) -> Path:
+    tmp = repo.path / "tmp"
+    tmp.mkdir(exist_ok=True)
+    return tmp

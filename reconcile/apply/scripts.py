@@ -1,0 +1,88 @@
+"""The scriptlet step of apply: run the layered packages' scripts in rpm's order on the new tree, in a
+sandbox, and fold their changes into the final commit. Every script runs again on each rebuild, against a
+tree rebuilt from the base, so the result does not depend on history."""
+
+from __future__ import annotations
+
+import stat
+from dataclasses import dataclass
+from typing import Any
+
+from reconcile.apply.sandbox import Sandbox, ScriptRun
+from reconcile.errors import PackageError
+from reconcile.ostree import Repo
+from reconcile.report import Reporter
+from reconcile.rpm import header as h
+from reconcile.rpm.header import Header
+from reconcile.rpm.rpmdb import TreeRpmdbReader
+from reconcile.rpm.scriptlets import Scriptlet, ScriptSet, classify, transaction_order
+
+TRANSFILETRIGGER_INDEX = "Transfiletriggername"
+
+
+@dataclass
+class ScriptPlan:
+    """The scripts of one transaction, in the order they run."""
+
+    pre: list[Scriptlet]
+    post: list[Scriptlet]
+    posttrans: list[Scriptlet]
+    triggers: list[tuple[Scriptlet, list[str]]]  # each with the files it is told about (on stdin)
+    ignored: list[tuple[Scriptlet, str]]
+    broken_cycles: list[str]
+
+    @property
+    def empty(self) -> bool:
+        return not (self.pre or self.post or self.posttrans or self.triggers)
+
+
+def plan_scripts(repo: Repo, base: str, headers: dict[str, Header], ignore: list[str]) -> ScriptPlan:
+    """Sort the scripts of the layered packages (and base file triggers they set off); refused ones raise."""
+    mine = classify(headers.values(), ignore)
+    if mine.refused:
+        what, why = mine.refused[0]
+        raise PackageError(f"{what}: {why}.", hint="Nothing was deployed. Remove the package from the origin.")
+    order, dropped = transaction_order(list(headers.values()))
+    position = {n.name: i for i, n in enumerate(order)}
+    by_kind = {kind: sorted((s for s in mine.run if s.kind == kind), key=lambda s: position[s.nevra.name])
+               for kind in ("pre", "post", "posttrans")}  # fmt: skip
+    triggers = [s for s in mine.run if s.kind == "transfiletriggerin"]
+    base_set = _base_triggers(repo, base, ignore)
+    triggers += base_set.run
+    # rpm tells file triggers about files, not directories.
+    files = sorted({f.path for hdr in headers.values() for f in h.file_entries(hdr) if not stat.S_ISDIR(f.mode)})
+    fired = []
+    for trigger in sorted(triggers, key=lambda s: (-s.priority, s.nevra.name)):
+        matched = [p for p in files if any(p.startswith(prefix) for prefix in trigger.prefixes)]
+        if matched:
+            fired.append((trigger, matched))
+    ignored = mine.ignored + base_set.ignored
+    return ScriptPlan(by_kind["pre"], by_kind["post"], by_kind["posttrans"], fired, ignored, dropped)
+
+
+def _base_triggers(repo: Repo, base: str, ignore: list[str]) -> ScriptSet:
+    """%transfiletriggerin scripts of base packages, found through the rpmdb's own trigger index."""
+    with TreeRpmdbReader(repo, base) as db:
+        headers = db.indexed(TRANSFILETRIGGER_INDEX)
+    found = classify(headers, ignore)
+    found.run = [s for s in found.run if s.kind == "transfiletriggerin"]
+    return found
+
+
+def run_scripts(
+    repo: Repo, commit: str, scripts: ScriptPlan, reporter: Reporter, policy: Any
+) -> tuple[Any, list[ScriptRun]]:
+    """Run every phase in a sandbox over `commit`; return the folded tree and each script's duration."""
+    runs: list[ScriptRun] = []
+    with Sandbox(repo, commit) as sandbox:
+        for items, arg in ((scripts.pre, "1"), (scripts.post, "1"), (scripts.posttrans, "0")):
+            for script in items:
+                with reporter.step(f"Running {script.label} ({script.nevra})"):
+                    runs.append(sandbox.run(script, arg))
+        for trigger, files in scripts.triggers:
+            with reporter.step(f"Running {trigger.label} ({len(files)} files)"):
+                runs.append(sandbox.run(trigger, "0", stdin="".join(f + "\n" for f in files)))
+        tree = repo.tree_from_commit(commit)
+        with reporter.step("Folding the scripts' changes into the tree"):
+            sandbox.fold(tree, policy)
+    return tree, runs
