@@ -406,6 +406,14 @@ def tree_remove(mt: OSTree.MutableTree, name: str) -> None:
     _call(f"remove {name}", mt.remove, name, True)
 
 
+def tree_remove_path(mt: OSTree.MutableTree, rel: str) -> None:
+    """Remove `rel` (a file or a whole directory) below `mt`, if it is there."""
+    parent_rel, _, name = rel.rpartition("/")
+    parent = tree_walk(mt, parent_rel.split("/")) if parent_rel else mt
+    if parent is not None:
+        tree_remove(parent, name)
+
+
 def sepolicy_from_commit(repo: Repo, commit: str) -> Any:
     """The SELinux policy inside a commit; an enabled but unloadable policy is an error, not silence."""
     policy = _call(f"SePolicy.new_from_commit {commit}", OSTree.SePolicy.new_from_commit, repo.gi, commit, None)

@@ -87,6 +87,18 @@ class Host:
         exampleos.write_repo_file(self.reposdir, "test", f"file://{self.rpm_repo}")
         return self.rpm_repo
 
+    def add_base(self, name: str, extra: list[Package]) -> ComposedBase:
+        """Compose example/NAME from the example packages plus `extra` (same names replace), into the sysroot."""
+        replaced = {p.name for p in extra}
+        rpms = [r for r in self.example_rpms if r.name.rsplit("-", 2)[0] not in replaced]
+        repo = exampleos.make_repo(rpms + [self.rpms.build(p) for p in extra], self.root / f"{name}-repo")
+        reposdir = self.root / f"{name}.repos.d"
+        exampleos.write_repo_file(reposdir, "exampleos", f"file://{repo}")
+        names = list(dict.fromkeys([*exampleos.BASE_PACKAGES, *(p.name for p in extra)]))
+        base = compose_base(self.root / f"compose-{name}", f"example/{name}", reposdir, names)
+        exampleos.pull_base(self.sysroot, base.repo, base.ref)
+        return base
+
     def write_origin(self, requested: list[str], base: str = exampleos.BASE_REF, extra: str = "") -> None:
         items = ", ".join(f'"{r}"' for r in requested)
         self.origin.write_text(f'[origin]\nbaserefspec = "{base}"\n\n[packages]\nrequested = [{items}]\n{extra}')

@@ -8,8 +8,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import Host, compose_base
-from support import Dir, File, Hardlink, Package, Symlink, exampleos
+from conftest import Host
+from support import Dir, File, Hardlink, Package, Symlink
 
 BIG = bytes(range(256)) * 8192  # 2 MiB: streamed, not inlined
 
@@ -37,6 +37,16 @@ FIDELITY = Package(
         Symlink("/var/lib/fid/current", "state"),
         File("/opt/fid/bin/fidctl", "#!/bin/sh\n", mode=0o755),
         File("/var/log/fid.log", ghost=True),
+    ),
+)
+
+
+# A base package keeping system accounts nss-altfiles style, in /usr/lib.
+ALTFILES = Package(
+    "example-altfiles",
+    files=(
+        File("/usr/lib/passwd", "altuser:x:777:777::/:/sbin/nologin\n"),
+        File("/usr/lib/group", "altgroup:x:778:\n"),
     ),
 )
 
@@ -145,21 +155,8 @@ def test_base_directories_keep_their_metadata_even_if_a_package_owns_them(host: 
 
 def test_owners_from_nss_altfiles(host: Host) -> None:
     """A base keeping system users in /usr/lib/passwd (nss-altfiles): layered files map through it."""
-    altfiles = Package(
-        "example-altfiles",
-        files=(
-            File("/usr/lib/passwd", "altuser:x:777:777::/:/sbin/nologin\n"),
-            File("/usr/lib/group", "altgroup:x:778:\n"),
-        ),
-    )
     owned = Package("altowned", files=(File("/usr/share/altowned", "x", user="altuser", group="altgroup"),))
-    repo = exampleos.make_repo([*host.example_rpms, host.rpms.build(altfiles)], host.root / "alt-repo")
-    reposdir = host.root / "alt.repos.d"
-    exampleos.write_repo_file(reposdir, "exampleos", f"file://{repo}")
-    alt = compose_base(
-        host.root / "compose-alt", "example/alt", reposdir, [*exampleos.BASE_PACKAGES, "example-altfiles"]
-    )
-    exampleos.pull_base(host.sysroot, alt.repo, alt.ref)
+    host.add_base("alt", [ALTFILES])
     host.publish([owned])
     host.write_origin(["altowned"], base="example/alt")
     host.apply_ok()

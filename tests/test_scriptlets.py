@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import Host
 from support import Dir, File, Package, ostree
+from test_payload import ALTFILES
 from test_reference import reference_root
 
 ORDER = "/usr/share/scripted/order.log"
@@ -234,27 +235,11 @@ def test_the_ignore_list(host: Host) -> None:
 
 def test_users_go_where_the_base_keeps_them(host: Host) -> None:
     """With nss-altfiles (/usr/lib/passwd), system users are added there."""
-    from conftest import compose_base
-    from support import exampleos
-
-    altfiles = Package(
-        "example-altfiles",
-        files=(
-            File("/usr/lib/passwd", "altuser:x:777:777::/:/sbin/nologin\n"),
-            File("/usr/lib/group", "altuser:x:777:\n"),
-        ),
-    )
-    repo = exampleos.make_repo([*host.example_rpms, host.rpms.build(altfiles)], host.root / "alt-repo")
-    reposdir = host.root / "alt.repos.d"
-    exampleos.write_repo_file(reposdir, "exampleos", f"file://{repo}")
-    alt = compose_base(
-        host.root / "compose-alt", "example/alt", reposdir, [*exampleos.BASE_PACKAGES, "example-altfiles"]
-    )
-    exampleos.pull_base(host.sysroot, alt.repo, alt.ref)
+    host.add_base("alt", [ALTFILES])
     host.publish([SYSUSERS])
     host.write_origin(["svc-sysusers"], base="example/alt")
     host.apply_ok()
     t = tree(host)
     assert "svcuser:x:" in (t / "usr/lib/passwd").read_text()
-    assert "altuser:x:777" in (t / "usr/lib/passwd").read_text()
+    assert "altuser:x:777" in (t / "usr/lib/passwd").read_text(), "the base's own accounts are kept"
     assert "svcuser" not in (t / "usr/etc/passwd").read_text()

@@ -138,10 +138,10 @@ def remove_base_packages(repo: Repo, tree: MutableTree, base: str, nevras: list[
     dirs = []
     for hdr in doomed:
         pkg = hdr.string(h.NAME)
-        _remove_path(tree, f"usr/lib/tmpfiles.d/reconcile-pkg-{pkg}.conf")
+        ostree.tree_remove_path(tree, f"usr/lib/tmpfiles.d/reconcile-pkg-{pkg}.conf")
         for fe in h.file_entries(hdr):
             if fe.path.split("/")[1:2] in (["var"], ["run"]):
-                _remove_path(tree, "usr/share/factory" + fe.path)
+                ostree.tree_remove_path(tree, "usr/share/factory" + fe.path)
                 continue
             rel = _tree_path(fe.path)
             if rel is None or rel in kept:
@@ -149,11 +149,11 @@ def remove_base_packages(repo: Repo, tree: MutableTree, base: str, nevras: list[
             if stat.S_ISDIR(fe.mode):
                 dirs.append(rel)
             else:
-                _remove_path(tree, rel)
+                ostree.tree_remove_path(tree, rel)
     for rel in sorted(dirs, key=lambda d: d.count("/"), reverse=True):
-        found = _lookup(tree, rel)
+        found = ostree.tree_walk(tree, rel.split("/"))
         if found is not None and not found.get_files() and not found.get_subdirs():
-            _remove_path(tree, rel)
+            ostree.tree_remove_path(tree, rel)
 
 
 def _tree_path(path: str) -> str | None:
@@ -162,21 +162,6 @@ def _tree_path(path: str) -> str | None:
     except ValueError:
         return None
     return rel if where in ("tree", "toplevel") else None
-
-
-def _lookup(tree: MutableTree, rel: str) -> MutableTree | None:
-    mt: MutableTree | None = tree
-    for name in rel.split("/"):
-        found = ostree.tree_lookup(mt, name) if mt is not None else None
-        mt = found[1] if found else None
-    return mt
-
-
-def _remove_path(tree: MutableTree, rel: str) -> None:
-    parent_rel, _, name = rel.rpartition("/")
-    parent = _lookup(tree, parent_rel) if parent_rel else tree
-    if parent is not None:
-        ostree.tree_remove(parent, name)
 
 
 def boot_metadata(repo: Repo, commit: str) -> dict[str, Any]:
@@ -193,10 +178,7 @@ def boot_metadata(repo: Repo, commit: str) -> dict[str, Any]:
 
 def kernel_metadata(tree: MutableTree) -> dict[str, Any]:
     """`ostree commit --bootable` style keys, from the kernel under /usr/lib/modules."""
-    modules: MutableTree | None = tree
-    for name in ("usr", "lib", "modules"):
-        found = ostree.tree_lookup(modules, name) if modules is not None else None
-        modules = found[1] if found else None
+    modules = ostree.tree_walk(tree, ["usr", "lib", "modules"])
     if modules is None:
         return {}
     for kver, sub in sorted(modules.get_subdirs().items()):

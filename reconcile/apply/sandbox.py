@@ -146,10 +146,10 @@ class Sandbox:
             full = self.upper / path
             st = os.lstat(full)
             if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:  # a whiteout: the name was deleted
-                _remove(tree, path)
+                ostree.tree_remove_path(tree, path)
                 full.unlink()
             elif is_dir and _xattr(full, OPAQUE) == b"y":  # an opaque directory replaces the lower one
-                _remove(tree, path)
+                ostree.tree_remove_path(tree, path)
 
         def xattrs(relpath: str) -> Any:
             on_disk = self.upper / relpath.lstrip("/")
@@ -178,10 +178,3 @@ def _xattr(path: Path, name: str) -> bytes | None:
         return os.getxattr(path, name, follow_symlinks=False)
     except OSError:
         return None
-
-
-def _remove(tree: MutableTree, path: str) -> None:
-    parent_path, _, name = path.rpartition("/")
-    parent = ostree.tree_walk(tree, parent_path.split("/")) if parent_path else tree
-    if parent is not None:
-        ostree.tree_remove(parent, name)
