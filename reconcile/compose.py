@@ -104,6 +104,21 @@ def _import_one(cache: PackageCache, p: m.PinnedPackage, files: dict[str, Path])
     return cache.find(nevra, p.checksum, p.repo) or cache.import_rpm(files[p.nevra], nevra, p.checksum, p.repo)
 
 
+def _link_sysimage_rpmdb(repo: Repo, tree: ostree.MutableTree, cache: PackageCache) -> None:
+    """rpm's own default database path (/usr/lib/sysimage/rpm) points at the tree's /usr/share/rpm, as in
+    rpm-ostree bases, so `rpm --root TREE -qa` finds it with a stock rpm configuration."""
+    lib = ostree.tree_walk(tree, ["usr", "lib"])
+    if lib is None or ostree.tree_lookup(lib, "sysimage") is not None:
+        return
+    sysimage = ostree.tree_ensure_dir(lib, "sysimage")
+    dir_mode, link_mode = stat.S_IFDIR | 0o755, stat.S_IFLNK | 0o777
+    label = cache.labeler.label if cache.labeler else None
+    dir_xattrs = ostree.xattrs([(SELINUX_XATTR, label("/usr/lib/sysimage", dir_mode))]) if label else None
+    sysimage.set_metadata_checksum(repo.write_dirmeta(0, 0, dir_mode, dir_xattrs))
+    link_xattrs = ostree.xattrs([(SELINUX_XATTR, label("/usr/lib/sysimage/rpm", link_mode))]) if label else None
+    ostree.tree_replace_file(sysimage, "rpm", repo.write_symlink(0, 0, "../../share/rpm", link_xattrs))
+
+
 def _commit(repo: Repo, cache: PackageCache, packages: list[CachedPackage], ref: str, version: str | None) -> str:
     tree = ostree.new_tree()
     mode = stat.S_IFDIR | 0o755
@@ -113,6 +128,7 @@ def _commit(repo: Repo, cache: PackageCache, packages: list[CachedPackage], ref:
     for pkg in packages:
         merger.merge(pkg)
     write_rpmdb(repo, tree, None, cache, packages, labeler=cache.labeler)
+    _link_sysimage_rpmdb(repo, tree, cache)
     metadata: dict[str, Any] = {
         **kernel_metadata(tree),
         cm.PKGLIST: cm.nevra_list([p.nevra for p in packages]),

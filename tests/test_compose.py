@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -28,6 +29,11 @@ def test_compose_writes_a_bootable_commit_with_an_rpmdb(
         check=True,
     ).stdout.split()
     assert sorted(qa) == sorted(exampleos.BASE_PACKAGES)
+    assert os.readlink(checkout / "usr/lib/sysimage/rpm") == "../../share/rpm", "rpm's default dbpath finds it"
+    fedora_default = subprocess.run(
+        ["rpm", "--root", str(checkout), "--dbpath", "/usr/lib/sysimage/rpm", "-qa"], capture_output=True, text=True
+    )
+    assert len(fedora_default.stdout.split()) == len(exampleos.BASE_PACKAGES)
     assert (checkout / "usr/lib/modules/6.1.0-example/vmlinuz").exists()
     assert (checkout / "usr/lib/os-release").exists()
     assert (checkout / "usr/etc/passwd").read_text().startswith("root:")

@@ -188,3 +188,21 @@ def test_a_path_the_policy_cannot_label_is_an_error(selinux_host: Host) -> None:
     assert result.code == 1, result.stderr
     assert "no label for /usr/share/nolabel" in result.stderr
     assert host.state() == before
+
+
+SCRIPTED = Package(
+    "labelled-scripted",
+    files=(File("/usr/share/labelled-scripted/seed", "x\n"),),
+    scripts={"post": "mkdir -p /usr/libexec/made-by-script && echo x > /usr/libexec/made-by-script/tool"},
+)
+
+
+def test_files_scripts_make_are_labelled_too(selinux_host: Host) -> None:
+    host = selinux_host
+    host.publish([SCRIPTED])
+    host.write_origin(["labelled-scripted"], base="example/selinux")
+    host.apply_ok()
+    tree = host.deployment_path(host.default())
+    contexts = file_contexts(tree)
+    for rel in ("usr/libexec/made-by-script", "usr/libexec/made-by-script/tool"):
+        assert label_of(tree / rel) == libselinux_label(contexts, "/" + rel, os.lstat(tree / rel).st_mode), rel
