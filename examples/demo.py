@@ -95,7 +95,7 @@ def main() -> int:
     newest = max((d for d in deployed.iterdir() if d.is_dir()), key=lambda d: d.stat().st_mtime)
     banner(f"Inside the new deployment ({newest.relative_to(ROOT)})")
     show(["ls", "-l", "usr/bin/hello", "usr/bin/frob", "usr/etc/hello.conf"], cwd=newest)
-    show(["cat", "usr/lib/tmpfiles.d/reconcile-pkg-frob.conf"], cwd=newest)
+    show(["cat", "usr/lib/tmpfiles.d/reconcile-pkg-frob.conf", "usr/share/hello/post-install"], cwd=newest)
     show(["rpm", "--dbpath", f"{newest}/usr/share/rpm", "-qa", "--qf", "%{NEVRA}\\n"], cwd=newest)
     show(["ostree", "admin", f"--sysroot={sysroot}", "status"])
     print("\nThe sysroot stays in build/demo/sysroot (its /boot is a tmpfs; `make clean` unmounts it).")

@@ -166,7 +166,7 @@ def test_scripts_rerun_on_a_tree_rebuilt_from_the_base(host: Host) -> None:
 
 def test_no_scripts_means_no_checkout(host: Host) -> None:
     host.publish([])
-    host.write_origin(["hello"])
+    host.write_origin(["frob"])
     steps = [t["step"] for t in host.apply_ok("--json").json()["result"]["timings"]]
     assert not any(s.startswith(("Running", "Folding")) for s in steps)
 

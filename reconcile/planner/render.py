@@ -31,6 +31,13 @@ def text_lines(plan: m.Plan) -> list[tuple[str, str]]:
         if entries:
             out += [("", ""), ("", f"{title}:")]
             out += [(mark, f"  {mark} {_describe(e)}") for e in entries]
+    notes = [c for c in plan.checks if c.severity == "info"]
+    if notes:
+        out += [
+            ("", ""),
+            ("", "Scriptlets and accounts:" if all(c.kind in ("scriptlet", "account") for c in notes) else "Notes:"),
+        ]
+        out += [("", f"  {c.message}") for c in notes]
     findings = [c for c in plan.checks if c.severity != "info"]
     if findings:
         out += [("", ""), ("", "Checks:")]
