@@ -8,11 +8,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import Host
+from conftest import Host, needs_sandbox
 from support import Dir, File, Package, ostree
 from test_payload import ALTFILES
 from test_reference import reference_root
 
+pytestmark = needs_sandbox
 ORDER = "/usr/share/scripted/order.log"
 SCRIPTS_A = Package(
     "scripts-a",

@@ -9,16 +9,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import ComposedBase, Host, compose_base
+from conftest import ComposedBase, Host, compose_base, needs_sandbox
 from support import Dir, File, Package, RpmFactory, Symlink, exampleos, ostree
 
 HOST_POLICY = Path("/etc/selinux/default")
-
-
-def _bwrap_works() -> bool:
-    """libostree runs semodule in the new deployment through bwrap; a plain chroot (/ not a mount) cannot."""
-    probe = subprocess.run(["bwrap", "--bind", "/", "/", "true"], capture_output=True, check=False)
-    return probe.returncode == 0
 
 
 pytestmark = [
@@ -26,7 +20,7 @@ pytestmark = [
         not (HOST_POLICY / "policy").is_dir() or not Path("/usr/sbin/selabel_lookup").exists(),
         reason="needs Debian's selinux-policy-default and selinux-utils (make test installs them)",
     ),
-    pytest.mark.skipif(not _bwrap_works(), reason="bwrap cannot run here (is / a mount point?)"),
+    needs_sandbox,  # libostree runs semodule in the new deployment through bwrap
 ]
 
 LABELLED = Package(
