@@ -225,6 +225,14 @@ def state_of(sysroot: Path, origin: Path | None = None) -> dict:
     }
 
 
+def rpm_query(tree: Path, *args: str) -> str:
+    """rpm run against a tree's own database (Debian's rpm would look in ~/.rpmdb)."""
+    proc = subprocess.run(
+        ["rpm", "--root", str(tree), "--dbpath", "/usr/share/rpm", *args], capture_output=True, text=True, check=False
+    )
+    return proc.stdout
+
+
 def deployment_dir(sysroot: Path, checksum_serial: str) -> Path:
     found = list((sysroot / "ostree" / "deploy").glob(f"*/deploy/{checksum_serial}"))
     assert len(found) == 1, checksum_serial

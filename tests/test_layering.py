@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 
 from conftest import ComposedBase, Host, compose_base
-from support import File, Package, Symlink, exampleos, http_server, ostree
+from support import File, Package, Symlink, exampleos, http_server, ostree, rpm_query
 
 
 def nevras(dep: dict) -> set[str]:
@@ -15,13 +14,7 @@ def nevras(dep: dict) -> set[str]:
 
 
 def rpm_qa(tree: Path) -> set[str]:
-    out = subprocess.run(
-        ["rpm", "--dbpath", str(tree / "usr/share/rpm"), "-qa", "--qf", "%{NEVRA}\\n"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return set(out.split())
+    return set(rpm_query(tree, "-qa", "--qf", "%{NEVRA}\\n").split())
 
 
 def test_add_layers_the_closure_and_deploys_it(host: Host) -> None:

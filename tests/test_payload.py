@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Host
-from support import Dir, File, Hardlink, Package, Symlink
+from support import Dir, File, Hardlink, Package, Symlink, rpm_query
 
 BIG = bytes(range(256)) * 8192  # 2 MiB: streamed, not inlined
 
@@ -122,9 +122,7 @@ def test_path_rules(tree: Path) -> None:
 
 
 def test_ghost_and_config_files_are_in_the_rpmdb(tree: Path) -> None:
-    out = subprocess.run(
-        ["rpm", "--dbpath", str(tree / "usr/share/rpm"), "-ql", "fidelity"], capture_output=True, text=True, check=True
-    ).stdout.split("\n")
+    out = rpm_query(tree, "-ql", "fidelity").split("\n")
     assert "/var/log/fid.log" in out and "/etc/fid.conf" in out
 
 

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from conftest import Host
-from support import File, Package, exampleos, reconcile
+from support import File, Package, exampleos, reconcile, rpm_query
 
 P1 = Package("p", version="1.0")
 P2 = Package("p", version="2.0")
@@ -241,9 +241,7 @@ def test_override_remove_drops_a_base_package(host: Host) -> None:
     tree = host.deployment_path(dep)
     assert not (tree / "usr/lib64/libexample.so.1").exists()
     assert (tree / "usr/lib64").is_dir(), "a directory other base packages own stays"
-    qa = subprocess.run(
-        ["rpm", "--dbpath", str(tree / "usr/share/rpm"), "-qa", "--qf", "%{NAME}\\n"], capture_output=True, text=True
-    ).stdout.split()
+    qa = rpm_query(tree, "-qa", "--qf", "%{NAME}\\n").split()
     assert "example-libs" not in qa and "example-shell" in qa
 
     host.write_origin([], extra='[overrides]\nremove = ["example-filesystem"]\n')

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ComposedBase, Host
-from support import Dir, File, Hardlink, Package, Symlink, ostree
+from support import Dir, File, Hardlink, Package, Symlink, ostree, rpm_query
 from test_payload import FIDELITY
 
 from reconcile.rpm import header as h
@@ -143,12 +143,7 @@ def _compare_var(path: str, want: tuple, lines: list[str], tree: Path) -> list[s
 
 
 def base_directories(tree: Path) -> set[str]:
-    out = subprocess.run(
-        ["rpm", "--dbpath", str(tree / "usr/share/rpm"), "-qa", "--qf", "[%{FILENAMES} %{FILEMODES:perms}\n]"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    out = rpm_query(tree, "-qa", "--qf", "[%{FILENAMES} %{FILEMODES:perms}\n]")
     return {line.split()[0] for line in out.splitlines() if line.split()[-1].startswith("d")}
 
 

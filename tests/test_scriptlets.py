@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Host, needs_sandbox
-from support import Dir, File, Package, ostree
+from support import Dir, File, Package, ostree, rpm_query
 from test_payload import ALTFILES
 from test_reference import reference_root
 
@@ -176,18 +176,18 @@ def test_the_rpmdb_answers_rpm_queries(host: Host) -> None:
     host.publish([])
     host.write_origin(["hello", "frob"])
     host.apply_ok()
-    t = str(tree(host))
-
-    def rpm(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["rpm", "--root", t, "--dbpath", "/usr/share/rpm", *args], capture_output=True, text=True)
-
-    assert {"hello-1.2-1.noarch", "example-shell-1.35-1." + os.uname().machine} <= set(rpm("-qa").stdout.split())
-    assert rpm("-q", "--whatprovides", "libfrob.so.2()(64bit)").stdout.startswith("libfrob-2.4-1")
-    assert rpm("-q", "--whatprovides", "/bin/sh").stdout.startswith("example-shell")
-    verify = rpm("-V", "--nomtime", "hello", "hello-data")
+    t = tree(host)
+    assert {"hello-1.2-1.noarch", "example-shell-1.35-1." + os.uname().machine} <= set(rpm_query(t, "-qa").split())
+    assert rpm_query(t, "-q", "--whatprovides", "libfrob.so.2()(64bit)").startswith("libfrob-2.4-1")
+    assert rpm_query(t, "-q", "--whatprovides", "/bin/sh").startswith("example-shell")
+    verify = subprocess.run(
+        ["rpm", "--root", str(t), "--dbpath", "/usr/share/rpm", "-V", "--nomtime", "hello", "hello-data"],
+        capture_output=True,
+        text=True,
+    )
     assert verify.returncode == 0 and verify.stdout == "", verify.stdout
-    frob = rpm("-V", "--nomtime", "frob")
-    assert frob.stdout.split() == ["missing", "/var/lib/frob"], "the documented /var relocation, nothing else"
+    frob = rpm_query(t, "-V", "--nomtime", "frob")
+    assert frob.split() == ["missing", "/var/lib/frob"], "the documented /var relocation, nothing else"
 
 
 @pytest.mark.parametrize("packages", [[SCRIPTS_A, SCRIPTS_B], [TRIGGER, WATCHED]], ids=["phases", "trigger"])
