@@ -125,17 +125,21 @@ class Bench:
         p2.met = p2.ratio >= 10
 
         whole = repeat(self.reps, lambda: self.apply(sysroot, layer)[0], self.to_base(sysroot))
-        # The default deployment is now the layered one: deploy the same commit with plain ostree.
-        layered = run(["ostree", "admin", f"--sysroot={sysroot}", "status"]).stdout.split()[1].rsplit(".", 1)[0]
-        deploy = ["ostree", "admin", f"--sysroot={sysroot}", "deploy", f"--os={OSNAME}", layered]
-        undeploy = ["ostree", "admin", f"--sysroot={sysroot}", "undeploy", "0"]
+        # Both sides start from the same state: the base deployed, a layered deployment as its rollback. ostree
+        # deploys that rollback's commit (removing the old deployment, as apply does); apply builds its own.
+        layered_commit: list[str] = []
+
+        def back_to_base() -> None:
+            self.to_base(sysroot)()
+            status = run(["ostree", "admin", f"--sysroot={sysroot}", "status"]).stdout.split()
+            deployments = [w for w in status if w.count(".") == 1 and len(w.split(".")[0]) == 64]
+            layered_commit[:] = [deployments[1].rsplit(".", 1)[0]]
 
         def plain_deploy() -> float:
-            seconds = timed(deploy)[0]
-            run(undeploy)
-            return seconds
+            return timed(["ostree", "admin", f"--sysroot={sysroot}", "deploy", f"--os={OSNAME}", *layered_commit])[0]
 
-        plain = repeat(self.reps, plain_deploy)
+        plain = repeat(self.reps, plain_deploy, back_to_base)
+        run(["ostree", "admin", f"--sysroot={sysroot}", "undeploy", "0"])  # its origin is not reconcile's
         p2b = Row("P2b", "whole `apply` of 1 package, deploy included", "`ostree admin deploy` of the same commit")
         p2b.ours, p2b.baseline, p2b.target = whole, plain, "≤ 1.3× baseline"
         p2b.ratio = whole.median / plain.median
@@ -226,13 +230,18 @@ class Bench:
             times[n] = repeat(self.reps, partial(self.up_to_commit, sysroot, names), self.to_base(sysroot))
         per_package = [(times[n].median - times[counts[0]].median) / max(1, n - counts[0]) for n in counts[1:]]
         row.notes.append("layered " + ", ".join(f"{n}: {times[n].median:.2f} s" for n in counts))
-        by_base = {}
         layer = self.data.layer_names[:1]
-        for fraction in self.data.size.base_fractions:
-            other = self.sysroot(fraction)
-            self.apply(other, layer, fraction)
-            measure = partial(self.up_to_commit, other, layer, fraction)
-            by_base[fraction] = repeat(self.reps + 2, measure, self.to_base(other, fraction))
+        fractions = self.data.size.base_fractions
+        others = {f: self.sysroot(f) for f in fractions}  # fresh sysroots alike (this replaces `sysroot`)
+        for f, other in others.items():
+            self.apply(other, layer, f)
+        by_base = {f: Series() for f in fractions}
+        # Round-robin over the bases: a slow phase of the disk then hits every base, not just one.
+        for _ in range(self.reps + 2):
+            for f, other in others.items():
+                sample = repeat(1, partial(self.up_to_commit, other, layer, f), self.to_base(other, f))
+                by_base[f].seconds += sample.seconds
+        for other in others.values():
             exampleos.teardown_sysroot(other)
         # The disk here is noisy (syncfs can take 0.1 s or 0.3 s); the minimum is the steadiest estimate of cost.
         smallest = by_base[self.data.size.base_fractions[0]].min

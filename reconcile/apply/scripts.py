@@ -14,6 +14,7 @@ from reconcile.ostree import Repo
 from reconcile.report import Reporter
 from reconcile.rpm import header as h
 from reconcile.rpm.header import Header
+from reconcile.rpm.nevra import Nevra
 from reconcile.rpm.rpmdb import TreeRpmdbReader
 from reconcile.rpm.scriptlets import Scriptlet, ScriptSet, classify, transaction_order
 
@@ -42,7 +43,12 @@ def plan_scripts(repo: Repo, base: str, headers: dict[str, Header], ignore: list
     if mine.refused:
         what, why = mine.refused[0]
         raise PackageError(f"{what}: {why}.", hint="Nothing was deployed. Remove the package from the origin.")
-    order, dropped = transaction_order(list(headers.values()))
+    ordered = [s for s in mine.run if s.kind in ("pre", "post", "posttrans")]
+    # Nothing to order (no scripts, or one package's): skip the graph and its networkx import.
+    if len({s.nevra.name for s in ordered}) > 1:
+        order, dropped = transaction_order(list(headers.values()))
+    else:
+        order, dropped = sorted((Nevra.from_header(hdr) for hdr in headers.values()), key=str), []
     position = {n.name: i for i, n in enumerate(order)}
     by_kind = {kind: sorted((s for s in mine.run if s.kind == kind), key=lambda s: position[s.nevra.name])
                for kind in ("pre", "post", "posttrans")}  # fmt: skip
