@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import tomlkit
 import tomlkit.exceptions
@@ -19,18 +21,8 @@ def edit_requested(path: Path, text: str, add: list[str], remove: list[str]) -> 
         doc = tomlkit.parse(text)
     except tomlkit.exceptions.ParseError as e:
         raise InvalidInputError(f"{path} is not valid TOML.", [f"{path}:{e.line} (column {e.col}): {e}"]) from None
-    packages = doc.get("packages")
-    if packages is None:
-        packages = tomlkit.table()
-        doc["packages"] = packages
-    if not isinstance(packages, Table):
-        raise InvalidInputError(f"{path}: [packages] is not a table.")
-    requested = packages.get("requested")
-    if requested is None:
-        requested = tomlkit.array()
-        packages["requested"] = requested
-    if not isinstance(requested, Array):
-        raise InvalidInputError(f"{path}: packages.requested is not a list.")
+    packages = _get_or_add(doc, "packages", tomlkit.table, Table, f"{path}: [packages] is not a table.")
+    requested = _get_or_add(packages, "requested", tomlkit.array, Array, f"{path}: packages.requested is not a list.")
     done = []
     present = [str(x) for x in requested]
     for spec in add:
@@ -53,3 +45,14 @@ def write_atomically(path: Path, text: str) -> None:
         f.write(text)
     os.chmod(tmp, mode)
     os.replace(tmp, path)
+
+
+def _get_or_add(parent: Any, key: str, make: Callable[[], Any], kind: type, wrong: str) -> Any:
+    """`parent[key]`, created empty when missing; anything of another type is an error."""
+    value = parent.get(key)
+    if value is None:
+        value = make()
+        parent[key] = value
+    if not isinstance(value, kind):
+        raise InvalidInputError(wrong)
+    return value

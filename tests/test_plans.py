@@ -31,6 +31,16 @@ def plan_to_file(host: Host, path: Path, *args: str) -> dict:
     return json.loads(path.read_text())
 
 
+def assert_refused_as_stale(host: Host, plan: Path, *phrases: str) -> None:
+    """Applying `plan` exits 3 with every phrase in its message, and changes nothing."""
+    before = host.state()
+    result = host.run("apply", plan)
+    assert result.code == 3, result.stderr
+    for phrase in phrases:
+        assert phrase in result.stderr, result.stderr
+    assert host.state() == before
+
+
 def test_saved_plan_applies_exactly_what_was_reviewed(host: Host, tmp_path: Path) -> None:
     host.publish([P1, Q, QLIB])
     host.write_origin(["p", "q"])
@@ -53,11 +63,7 @@ def test_stale_when_the_deployment_moved(host: Host, tmp_path: Path) -> None:
     other.write_text('[origin]\nbaserefspec = "example/base"\n[packages]\nrequested = ["q"]\n')
     moved = reconcile("apply", "--sysroot", host.sysroot, "--origin", other, "--reposdir", host.reposdir, "--yes")
     assert moved.code == 0, moved.stderr
-    before = host.state()
-    result = host.run("apply", tmp_path / "plan.json")
-    assert result.code == 3, result.stderr
-    assert "the deployment moved" in result.stderr
-    assert host.state() == before
+    assert_refused_as_stale(host, tmp_path / "plan.json", "the deployment moved")
 
 
 def test_stale_when_the_origin_changed(host: Host, tmp_path: Path) -> None:
@@ -65,11 +71,7 @@ def test_stale_when_the_origin_changed(host: Host, tmp_path: Path) -> None:
     host.write_origin(["p"])
     plan_to_file(host, tmp_path / "plan.json")
     host.origin.write_text(host.origin.read_text() + "# edited after review\n")
-    before = host.state()
-    result = host.run("apply", tmp_path / "plan.json")
-    assert result.code == 3, result.stderr
-    assert "origin file" in result.stderr and "changed" in result.stderr
-    assert host.state() == before
+    assert_refused_as_stale(host, tmp_path / "plan.json", "origin file", "changed")
 
 
 def test_stale_when_a_pinned_package_cannot_be_fetched_as_planned(host: Host, tmp_path: Path) -> None:
@@ -79,11 +81,7 @@ def test_stale_when_a_pinned_package_cannot_be_fetched_as_planned(host: Host, tm
     rebuilt = host.rpms.build(Package("p", version="1.0", files=(File("/usr/share/p/other", "rebuilt\n"),)))
     target = next(repo.glob("p-1.0-1.noarch.rpm"))
     target.write_bytes(rebuilt.read_bytes())  # same NEVRA, different bytes
-    before = host.state()
-    result = host.run("apply", tmp_path / "plan.json")
-    assert result.code == 3, result.stderr
-    assert "can no longer be fetched" in result.stderr and "p-1.0-1.noarch" in result.stderr
-    assert host.state() == before
+    assert_refused_as_stale(host, tmp_path / "plan.json", "can no longer be fetched", "p-1.0-1.noarch")
 
 
 def test_unknown_plan_format_is_refused(host: Host, tmp_path: Path) -> None:

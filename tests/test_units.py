@@ -91,3 +91,31 @@ def test_origin_errors_name_missing_tables(tmp_path: Path) -> None:
     text = "\n".join(e.value.problems)
     assert "origin: required key is missing" in text
     assert f"{f}:2 packages.requested: Input should be a valid list" in text
+
+
+def test_add_creates_the_packages_table_and_keeps_comments() -> None:
+    from reconcile.origin_edit import edit_requested
+
+    text = '# mine\n[origin]\nbaserefspec = "example/base"  # the base\n'
+    new, done = edit_requested(Path("o.toml"), text, ["hello"], [])
+    assert done == ["+ hello"]
+    assert new.startswith(text)
+    assert load_origin_text(new) == ["hello"]
+
+
+@pytest.mark.parametrize(
+    ("text", "complaint"),
+    [('packages = "hello"\n', "[packages] is not a table"), ('[packages]\nrequested = "hello"\n', "not a list")],
+)
+def test_add_refuses_a_wrongly_typed_origin(text: str, complaint: str) -> None:
+    from reconcile.origin_edit import edit_requested
+
+    with pytest.raises(InvalidInputError) as err:
+        edit_requested(Path("/etc/o.toml"), text, ["hello"], [])
+    assert "/etc/o.toml" in str(err.value) and complaint in str(err.value)
+
+
+def load_origin_text(text: str) -> list[str]:
+    import tomllib
+
+    return list(tomllib.loads(text)["packages"]["requested"])
