@@ -315,3 +315,14 @@ def test_apply_asks_on_a_terminal(host: Host) -> None:
     assert host.state() == before
     code, output = _in_terminal(argv, exampleos.sysroot_env(), answer="y")
     assert code == 0 and "Deployed" in output
+
+
+def test_a_request_the_base_has_stays_inactive_beside_a_removal(host: Host) -> None:
+    host.publish([])
+    host.write_origin(["example-release"], extra='[overrides]\nremove = ["example-libs"]\n')
+    result = host.run("plan", "--json")
+    assert result.code == 0, result.stderr
+    plan = result.json()
+    assert plan["resolution"]["inactive"] == [{"spec": "example-release", "provided_by": "example-release-1-1.noarch"}]
+    assert [e["nevra"] for e in plan["resolution"]["removed"]] == [f"example-libs-2.1-1.{_arch()}"]
+    assert plan["resolution"]["added"] == []

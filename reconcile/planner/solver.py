@@ -238,7 +238,7 @@ class Solver:
     ) -> SolveResult:
         self._finish_loading()
         result = SolveResult()
-        jobs = self._base_jobs(remove, result)
+        jobs, dropped = self._base_jobs(remove, result)
         selections = []
         unknown = []
         for spec in requests:
@@ -246,7 +246,7 @@ class Solver:
             if sel.isempty():
                 unknown.append(spec)
                 continue
-            installed = [s for s in sel.solvables() if s.repo == self.base and s not in result.removed_base]
+            installed = [s for s in sel.solvables() if s.repo == self.base and s not in dropped]
             if installed:
                 result.inactive.append((spec, str(installed[0])))
                 continue
@@ -317,8 +317,11 @@ class Solver:
                     return True
         return False
 
-    def _base_jobs(self, remove: tuple[str, ...] | list[str], result: SolveResult) -> list[solv.Job]:
-        """Lock every base package except the ones `overrides.remove` drops, which are erased."""
+    def _base_jobs(
+        self, remove: tuple[str, ...] | list[str], result: SolveResult
+    ) -> tuple[list[solv.Job], set[solv.XSolvable]]:
+        """Lock every base package except the ones `overrides.remove` drops, which are erased; returns the jobs
+        and the dropped packages."""
         jobs = []
         by_name: dict[str, list[solv.XSolvable]] = {}
         for s in self.base.solvables:
@@ -334,7 +337,7 @@ class Solver:
         for s in self.base.solvables:
             how = solv.Job.SOLVER_ERASE if s in dropped else solv.Job.SOLVER_LOCK
             jobs.append(self.pool.Job(solv.Job.SOLVER_SOLVABLE | how, s.id))
-        return jobs
+        return jobs, dropped
 
     def _select(self, spec: str) -> solv.Selection:
         return self.pool.select(spec, self._flags(spec))
