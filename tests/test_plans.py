@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from conftest import Host
-from support import File, Package, exampleos, reconcile, rpm_query
+from support import Dir, File, Package, exampleos, reconcile, rpm_query
 
 P1 = Package("p", version="1.0")
 P2 = Package("p", version="2.0")
@@ -326,3 +326,19 @@ def test_a_request_the_base_has_stays_inactive_beside_a_removal(host: Host) -> N
     assert plan["resolution"]["inactive"] == [{"spec": "example-release", "provided_by": "example-release-1-1.noarch"}]
     assert [e["nevra"] for e in plan["resolution"]["removed"]] == [f"example-libs-2.1-1.{_arch()}"]
     assert plan["resolution"]["added"] == []
+
+
+def test_removing_a_base_package_keeps_other_packages_var_content(host: Host) -> None:
+    shared = Dir("/var/lib/shared")
+    va = Package("va", files=(shared, File("/var/lib/shared/a", "a\n")))
+    vb = Package("vb", files=(shared, File("/var/lib/shared/b", "b\n")))
+    host.add_base("vardata", [va, vb])
+    host.publish([])
+    host.write_origin([], base="example/vardata", extra='[overrides]\nremove = ["va"]\n')
+    host.apply_ok()
+    tree = host.deployment_path(host.default())
+    factory = tree / "usr/share/factory/var/lib/shared"
+    assert (factory / "b").read_text() == "b\n"
+    assert not (factory / "a").exists()
+    assert not (tree / "usr/lib/tmpfiles.d/reconcile-pkg-va.conf").exists()
+    assert "/var/lib/shared/b" in (tree / "usr/lib/tmpfiles.d/reconcile-pkg-vb.conf").read_text()

@@ -20,7 +20,7 @@ from reconcile.errors import PackageError
 from reconcile.ostree import MutableTree, Repo, Variant
 from reconcile.rpm import header as h
 from reconcile.rpm.nevra import Nevra
-from reconcile.rpm.payload import relocate
+from reconcile.rpm.payload import tmpfiles_conf_name, tree_path
 from reconcile.rpm.rpmdb import DEFAULT_RPMDB_DIR, RPMDB_FILE, build_rpmdb, find_rpmdb, read_headers
 from reconcile.selinux import SELINUX_XATTR, Labeler
 
@@ -137,12 +137,8 @@ def remove_base_packages(repo: Repo, tree: MutableTree, base: str, nevras: list[
                 kept.update("/".join(parts[:i]) for i in range(1, len(parts) + 1))
     dirs = []
     for hdr in doomed:
-        pkg = hdr.string(h.NAME)
-        ostree.tree_remove_path(tree, f"usr/lib/tmpfiles.d/reconcile-pkg-{pkg}.conf")
+        ostree.tree_remove_path(tree, f"usr/lib/tmpfiles.d/{tmpfiles_conf_name(hdr.string(h.NAME))}")
         for fe in h.file_entries(hdr):
-            if fe.path.split("/")[1:2] in (["var"], ["run"]):
-                ostree.tree_remove_path(tree, "usr/share/factory" + fe.path)
-                continue
             rel = _tree_path(fe.path)
             if rel is None or rel in kept:
                 continue
@@ -158,10 +154,9 @@ def remove_base_packages(repo: Repo, tree: MutableTree, base: str, nevras: list[
 
 def _tree_path(path: str) -> str | None:
     try:
-        where, rel = relocate(path, allow_skeleton=True)
+        return tree_path(path, allow_skeleton=True)
     except ValueError:
         return None
-    return rel if where in ("tree", "toplevel") else None
 
 
 def boot_metadata(repo: Repo, commit: str) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from reconcile.repos.fetch import join_url, open_url
 from reconcile.rpm import header as h
 from reconcile.rpm.header import FileEntry, Header
 from reconcile.rpm.nevra import Nevra
-from reconcile.rpm.payload import Owners, relocate
+from reconcile.rpm.payload import Owners, tree_path
 from reconcile.rpm.rpmdb import TreeRpmdbReader
 
 
@@ -108,13 +108,12 @@ def _paths_in_tree(repo: Repo, commit: str, paths: Iterable[str]) -> list[str]:
     found = []
     for path in paths:
         try:
-            where, rel = relocate(path, allow_skeleton=False)
+            where = tree_path(path, allow_skeleton=False)
         except ValueError:
             continue  # refused by the path checks
-        tree_path = f"usr/share/factory{path}" if where == "tmpfiles" else rel
-        if not tree_path:
+        if not where:
             continue
-        parent, _, name = tree_path.rpartition("/")
+        parent, _, name = where.rpartition("/")
         if parent not in listings:
             entry = repo.lookup_path(commit, parent) if parent else ("dir", repo.commit_root(commit)[0])
             names: set[str] = set()
