@@ -31,7 +31,7 @@ from reconcile.repos.config import load_repo_configs
 from reconcile.repos.metadata import refresh
 from reconcile.rpm.nevra import Nevra
 from reconcile.rpm.payload import Owners
-from reconcile.selinux import SELINUX_XATTR, labeler_for
+from reconcile.selinux import label_xattrs, labeler_for
 
 COMPOSE_MODE = "compose"
 
@@ -112,17 +112,16 @@ def _link_sysimage_rpmdb(repo: Repo, tree: ostree.MutableTree, cache: PackageCac
         return
     sysimage = ostree.tree_ensure_dir(lib, "sysimage")
     dir_mode, link_mode = stat.S_IFDIR | 0o755, stat.S_IFLNK | 0o777
-    label = cache.labeler.label if cache.labeler else None
-    dir_xattrs = ostree.xattrs([(SELINUX_XATTR, label("/usr/lib/sysimage", dir_mode))]) if label else None
+    dir_xattrs = label_xattrs(cache.labeler, "/usr/lib/sysimage", dir_mode)
     sysimage.set_metadata_checksum(repo.write_dirmeta(0, 0, dir_mode, dir_xattrs))
-    link_xattrs = ostree.xattrs([(SELINUX_XATTR, label("/usr/lib/sysimage/rpm", link_mode))]) if label else None
+    link_xattrs = label_xattrs(cache.labeler, "/usr/lib/sysimage/rpm", link_mode)
     ostree.tree_replace_file(sysimage, "rpm", repo.write_symlink(0, 0, "../../share/rpm", link_xattrs))
 
 
 def _commit(repo: Repo, cache: PackageCache, packages: list[CachedPackage], ref: str, version: str | None) -> str:
     tree = ostree.new_tree()
     mode = stat.S_IFDIR | 0o755
-    root_xattrs = ostree.xattrs([(SELINUX_XATTR, cache.labeler.label("/", mode))]) if cache.labeler else None
+    root_xattrs = label_xattrs(cache.labeler, "/", mode)
     tree.set_metadata_checksum(repo.write_dirmeta(0, 0, mode, root_xattrs))
     merger = TreeMerger(repo, tree)
     for pkg in packages:

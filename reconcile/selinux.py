@@ -36,6 +36,11 @@ class Labeler:
         return label.encode() + b"\0"
 
 
+def label_xattrs(labeler: Labeler | None, path: str, mode: int) -> Any:
+    """The xattrs to write a final-tree path with: its label, or none when the base has no policy."""
+    return ostree.xattrs([(SELINUX_XATTR, labeler.label(path, mode))]) if labeler else None
+
+
 def policy_id(repo: Repo, commit: str) -> str:
     """NO_POLICY when the tree has no SELinux configuration, or it is disabled."""
     for directory in _CONFIG_DIRS:

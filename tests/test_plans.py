@@ -342,3 +342,17 @@ def test_removing_a_base_package_keeps_other_packages_var_content(host: Host) ->
     assert not (factory / "a").exists()
     assert not (tree / "usr/lib/tmpfiles.d/reconcile-pkg-va.conf").exists()
     assert "/var/lib/shared/b" in (tree / "usr/lib/tmpfiles.d/reconcile-pkg-vb.conf").read_text()
+
+
+def test_corrupt_solv_caches_are_rebuilt(host: Host) -> None:
+    host.publish([P1, Q, QLIB])
+    host.write_origin(["q"])
+    first = host.run("plan", "--json").json()["resolution"]
+    caches = sorted((host.sysroot / "ostree/deploy/example/var/cache/reconcile").rglob("*.solv"))
+    assert len(caches) >= 2, "the base and the repo are cached"
+    for cache in caches:
+        cache.write_bytes(b"not a solv file")
+    again = host.run("plan", "--json")
+    assert again.code == 0, again.stderr
+    assert again.json()["resolution"] == first
+    assert all(c.read_bytes()[:4] == b"SOLV" for c in caches), "rewritten"

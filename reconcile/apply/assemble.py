@@ -22,7 +22,7 @@ from reconcile.rpm import header as h
 from reconcile.rpm.nevra import Nevra
 from reconcile.rpm.payload import tmpfiles_conf_name, tree_path
 from reconcile.rpm.rpmdb import DEFAULT_RPMDB_DIR, RPMDB_FILE, build_rpmdb, find_rpmdb, read_headers
-from reconcile.selinux import SELINUX_XATTR, Labeler
+from reconcile.selinux import Labeler, label_xattrs
 
 BASE_OWNER = "the base"
 
@@ -98,7 +98,7 @@ def write_rpmdb(
         db = build_rpmdb(base_db, headers, erase or [], Path(work))
         size = db.stat().st_size
         mode = stat.S_IFREG | 0o644
-        xattrs = _label(labeler, f"/{directory}/{RPMDB_FILE}", mode)
+        xattrs = label_xattrs(labeler, f"/{directory}/{RPMDB_FILE}", mode)
         with open(db, "rb") as f:
             csum = repo.write_file_stream(0, 0, mode, size, iter(lambda: f.read(8 << 20), b""), xattrs)
     parent = tree
@@ -108,17 +108,13 @@ def write_rpmdb(
         if found_dir is None:
             parent = ostree.tree_ensure_dir(parent, name)
             dir_mode = stat.S_IFDIR | 0o755
-            xattrs = _label(labeler, "/" + "/".join(parts[: i + 1]), dir_mode)
+            xattrs = label_xattrs(labeler, "/" + "/".join(parts[: i + 1]), dir_mode)
             parent.set_metadata_checksum(repo.write_dirmeta(0, 0, dir_mode, xattrs))
         elif found_dir[1] is None:
             raise PackageError(f"/{directory} is not a directory in the tree; cannot write the rpmdb.")
         else:
             parent = found_dir[1]
     ostree.tree_replace_file(parent, RPMDB_FILE, csum)
-
-
-def _label(labeler: Labeler | None, path: str, mode: int) -> Any:
-    return ostree.xattrs([(SELINUX_XATTR, labeler.label(path, mode))]) if labeler else None
 
 
 def remove_base_packages(repo: Repo, tree: MutableTree, base: str, nevras: list[str]) -> None:

@@ -12,13 +12,13 @@ import re
 import shlex
 import stat
 from dataclasses import dataclass, field
-from typing import Any
 
 from reconcile import ostree
 from reconcile.ostree import MutableTree, Repo
 from reconcile.rpm.header import Header
 from reconcile.rpm.payload import Owners
 from reconcile.rpm.scriptlets import RUN
+from reconcile.selinux import Labeler, label_xattrs
 
 SYSTEM_MAX = 999
 SYSTEM_MIN = 201
@@ -178,12 +178,13 @@ class AccountDb:
         for candidate in (wanted, previous.get(name), prefer):
             if candidate is not None and candidate not in used:
                 return candidate
+        reserved = used | set(previous.values())  # another account's earlier id stays theirs
         for candidate in range(SYSTEM_MAX, SYSTEM_MIN - 1, -1):
-            if candidate not in used and candidate not in previous.values():
+            if candidate not in reserved:
                 return candidate
         raise ValueError(f"no free system id left for {name}")
 
-    def write(self, repo: Repo, tree: MutableTree, labeler: Any) -> None:
+    def write(self, repo: Repo, tree: MutableTree, labeler: Labeler | None) -> None:
         """Replace the tree's account files with the extended ones (only when something was added)."""
         if not self.added:
             return
@@ -193,7 +194,7 @@ class AccountDb:
             if parent is None:
                 raise ValueError(f"the base has no /{'/'.join(parts[:-1])} for its account files")
             mode = stat.S_IFREG | 0o644
-            xattrs = ostree.xattrs([(b"security.selinux\0", labeler.label("/" + path, mode))]) if labeler else None
+            xattrs = label_xattrs(labeler, "/" + path, mode)
             csum = repo.write_file(0, 0, mode, self.texts[path].encode(), xattrs)
             ostree.tree_replace_file(parent, parts[-1], csum)
 

@@ -12,6 +12,7 @@ from reconcile.apply.pkgcache import PackageCache, owners_in_commit
 from reconcile.context import Context
 from reconcile.errors import ReconcileError
 from reconcile.origin import LoadedOrigin
+from reconcile.ostree import Deployment
 from reconcile.planner import model as m
 from reconcile.planner.changes import request_changes, resolution_diff
 from reconcile.planner.local import LocalPackage, read_local
@@ -34,20 +35,17 @@ class Resolved:
     checks: list[m.Check] = field(default_factory=list)
 
 
-def default_reposdir(ctx: Context, current: DeploymentState) -> Path:
+def default_reposdir(ctx: Context, dep: Deployment) -> Path:
     """Like rpm-ostree: the repos configured in the deployment's own /etc."""
     if str(ctx.sysroot.path) == "/":
         return Path("/etc/yum.repos.d")
-    for dep in ctx.sysroot.deployments():
-        if dep.get_csum() == current.checksum and dep.get_deployserial() == current.serial:
-            return ctx.sysroot.deployment_dir(dep) / "etc" / "yum.repos.d"
-    return Path("/etc/yum.repos.d")
+    return ctx.sysroot.deployment_dir(dep) / "etc" / "yum.repos.d"
 
 
 def make_plan(
     ctx: Context, loaded: LoadedOrigin, reposdir: Path | None, stateroot: str | None, *, update: bool = False
 ) -> m.Plan:
-    current, _dep = current_deployment(ctx.sysroot, ctx.repo, stateroot)
+    current, dep = current_deployment(ctx.sysroot, ctx.repo, stateroot)
     desired = loaded.desired
     refspec = desired.origin.baserefspec
     base = ctx.repo.resolve(refspec)
@@ -57,11 +55,15 @@ def make_plan(
             hint="Pull or create the base ref first (ostree pull / pull-local), or fix baserefspec.",
         )
     local = [read_local(p, loaded.path) for p in desired.packages.local]
+    pins = sorted(p.pin for p in local)
+    normalized = {**desired.normalized(), "local": pins}
+    needs_origin_update = normalized != current.normalized_origin()
     resolved = Resolved()
-    if _converged(current, base, {**desired.normalized(), "local": sorted(p.pin for p in local)}, update):
+    if _converged(current, base, needs_origin_update, update):
         resolved = Resolved(_as_deployed(current))
     elif desired.packages.requested or local or desired.overrides.remove:
-        resolved = _resolve(ctx, current, base, loaded, local, reposdir, update)
+        repos = reposdir or default_reposdir(ctx, dep)
+        resolved = _resolve(ctx, current, base, loaded, local, repos, update)
     solved = resolved.solved
 
     inactive = {spec for spec, _by in solved.inactive}
@@ -80,9 +82,6 @@ def make_plan(
         )
     prior_key = ("layered", current.state_digest) if current.is_layered else ("base", current.checksum)
     needs_deployment = prior_key != (("layered", digest) if digest else ("base", base))
-    pins = sorted(p.pin for p in local)
-    normalized = {**desired.normalized(), "local": pins}
-    needs_origin_update = normalized != current.normalized_origin()
 
     resolution = resolution_diff(current, solved)
     errors = [c.message for c in resolved.checks if c.severity == "error"]
@@ -114,11 +113,11 @@ def make_plan(
     )
 
 
-def _converged(current: DeploymentState, base: str, normalized: dict[str, Any], update: bool) -> bool:
+def _converged(current: DeploymentState, base: str, origin_changed: bool, update: bool) -> bool:
     """Nothing asked for changed since the deployment was built: same base commit, same origin, same assembly.
     Layered versions are kept unless asked to update, so resolving again would give the deployed set; the
     repos need not even be read. (A deployment with inactive requests is resolved again, to report them.)"""
-    if update or base != current.base_checksum or normalized != current.normalized_origin():
+    if update or base != current.base_checksum or origin_changed:
         return False
     if current.inactive_requests:
         return False
@@ -141,7 +140,7 @@ def _resolve(
     base: str,
     loaded: LoadedOrigin,
     local: list[LocalPackage],
-    reposdir: Path | None,
+    reposdir: Path,
     update: bool,
 ) -> Resolved:
     desired, reporter = loaded.desired, ctx.reporter
@@ -160,9 +159,7 @@ def _resolve(
             )
     locals_ = [solver.add_local(p.headers.header, _local_source(p)) for p in local]
     if desired.packages.requested or local:
-        configs = load_repo_configs(
-            reposdir or default_reposdir(ctx, current), {"basearch": ctx.arch, "arch": ctx.arch}
-        )
+        configs = load_repo_configs(reposdir, {"basearch": ctx.arch, "arch": ctx.arch})
         with reporter.step("Refreshing repo metadata"):
             for cfg in configs:
                 solver.add_repo(refresh(cfg, ctx.cachedir(current.stateroot)))

@@ -107,18 +107,25 @@ class Solver:
         self.repos[meta.id] = meta
         cache = Path(str(meta.primary) + ".solv")
         self._caches[meta.id] = cache
-        if cache.exists():
-            f = solv.xfopen(str(cache))
-            ok = repo.add_solv(f)
-            f.close()
-            if ok:
-                return
-            repo.empty()
+        if self._load_cache(repo, cache):
+            return
         f = solv.xfopen(str(meta.primary))
         if f is None or not repo.add_rpmmd(f, None):
             raise ResolutionError(f"The primary metadata of [{meta.id}] cannot be read by libsolv.", [])
         f.close()
         self._write_cache(repo, cache)
+
+    @staticmethod
+    def _load_cache(repo: solv.Repo, cache: Path) -> bool:
+        """Load a .solv cache into an empty repo; an unreadable one leaves the repo empty, to be rebuilt."""
+        if not cache.exists():
+            return False
+        f = solv.xfopen(str(cache))
+        ok = bool(repo.add_solv(f))
+        f.close()
+        if not ok:
+            repo.empty()
+        return ok
 
     @staticmethod
     def _write_cache(repo: solv.Repo, cache: Path) -> None:
@@ -160,13 +167,8 @@ class Solver:
     def add_base(self, headers: Callable[[], list[Header]], cache: Path | None = None) -> None:
         """The base's packages, with their file lists; cached as .solv by base commit (so a big base costs
         its header parsing once, not on every plan)."""
-        if cache is not None and cache.exists():
-            f = solv.xfopen(str(cache))
-            ok = self.base.add_solv(f)
-            f.close()
-            if ok:
-                return
-            self.base.empty()
+        if cache is not None and self._load_cache(self.base, cache):
+            return
         for hdr in headers():
             self._add_header(self.base, hdr)
         self.base.internalize()
