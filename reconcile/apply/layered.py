@@ -28,7 +28,7 @@ from reconcile.planner import model as m
 from reconcile.rpm import header as h
 from reconcile.rpm.header import Header
 from reconcile.rpm.nevra import Nevra, pkgcache_ref
-from reconcile.rpm.payload import read_payload_files
+from reconcile.rpm.payload import read_payload_files, tree_path
 from reconcile.selinux import Labeler, labeler_for
 
 LAYER_MODE = "layer"
@@ -114,8 +114,8 @@ def _sysusers_texts(repo: Repo, p: m.PinnedPackage, hdr: Header, rpm: Path | Non
     commit = repo.resolve(_ref(p))
     out = {}
     for path in paths:
-        tree_path = ("usr" + path) if path.startswith("/etc/") else path.lstrip("/")
-        found = repo.lookup_path(commit, tree_path) if commit else None
+        where = tree_path(path, allow_skeleton=False)
+        found = repo.lookup_path(commit, where) if commit and where else None
         if found and found[0] == "file":
             out[path] = repo.read_bytes(found[1], limit=1 << 20)
     return out

@@ -73,6 +73,7 @@ def conflict_checks(repo: Repo, base: str, layered: dict[str, Header], new: set[
             if not fe.is_ghost and not stat.S_ISDIR(fe.mode):
                 files.setdefault(fe.path, []).append((nevra, fe))
     in_base = _paths_in_tree(repo, base, files)
+    base_entries: dict[str, dict[str, FileEntry]] = {}  # owner -> its file list by path, parsed once
     if in_base:
         with TreeRpmdbReader(repo, base) as db:
             for path in in_base:
@@ -80,7 +81,11 @@ def conflict_checks(repo: Repo, base: str, layered: dict[str, Header], new: set[
                     owner = str(Nevra.from_header(hdr))
                     if owner in removed:
                         continue
-                    fe = next(f for f in h.file_entries(hdr) if f.path == path)
+                    if owner not in base_entries:
+                        base_entries[owner] = {}
+                        for f in h.file_entries(hdr):
+                            base_entries[owner].setdefault(f.path, f)
+                    fe = base_entries[owner][path]
                     if not fe.is_ghost and not stat.S_ISDIR(fe.mode):
                         files[path].insert(0, (f"base package {owner}", fe))
     checks = []
