@@ -8,7 +8,6 @@ import hashlib
 import http.server
 import json
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -231,13 +230,3 @@ def rpm_query(tree: Path, *args: str) -> str:
         ["rpm", "--root", str(tree), "--dbpath", "/usr/share/rpm", *args], capture_output=True, text=True, check=False
     )
     return proc.stdout
-
-
-def deployment_dir(sysroot: Path, checksum_serial: str) -> Path:
-    found = list((sysroot / "ostree" / "deploy").glob(f"*/deploy/{checksum_serial}"))
-    assert len(found) == 1, checksum_serial
-    return found[0]
-
-
-def copy_tree(src: Path, dest: Path) -> None:
-    shutil.copytree(src, dest, symlinks=True)

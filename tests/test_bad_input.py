@@ -166,3 +166,16 @@ def test_debug_shows_tracebacks_only_when_asked(host: Host) -> None:
     host.publish([])
     host.write_origin(["no-such-package"])
     assert "Traceback" in host.run("plan", "--debug").stderr
+
+
+@pytest.mark.parametrize("content", [None, b"not an rpm at all"], ids=["missing", "not-an-rpm"])
+def test_bad_local_package(host: Host, content: bytes | None) -> None:
+    host.publish([])
+    local = host.root / "local.rpm"
+    if content is not None:
+        local.write_bytes(content)
+    host.write_origin([], extra=f'local = ["{local}"]\n')
+    before = host.state()
+    result = host.run("plan")
+    why = "cannot be read" if content is None else "is not a valid RPM"
+    assert_failed_cleanly(host, before, result, 1, f"{host.origin}: the local package {local}", why)

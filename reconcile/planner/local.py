@@ -6,6 +6,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from reconcile.apply.pkgcache import read_rpm
 from reconcile.errors import PackageError
 from reconcile.rpm import header as h
 from reconcile.rpm.nevra import Nevra
@@ -29,14 +30,9 @@ def read_local(path: str, origin: Path) -> LocalPackage:
     if not file.is_absolute():
         file = origin.parent / file
     try:
-        data = file.read_bytes()
+        with open(file, "rb") as f:
+            sha256 = hashlib.file_digest(f, "sha256").hexdigest()  # streamed: a local RPM can be big
+        headers = read_rpm(file, f"{origin}: the local package {path}")
     except OSError as e:
         raise PackageError(f"{origin}: the local package {path} cannot be read ({e.strerror}).") from None
-    try:
-        import io
-
-        headers = h.read_rpm_headers(io.BytesIO(data))
-        headers.verify_header_digest()
-    except h.HeaderError as e:
-        raise PackageError(f"{origin}: the local package {path} is not a valid RPM: {e}.") from None
-    return LocalPackage(file, hashlib.sha256(data).hexdigest(), headers, Nevra.from_header(headers.header))
+    return LocalPackage(file, sha256, headers, Nevra.from_header(headers.header))
