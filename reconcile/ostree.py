@@ -159,6 +159,13 @@ class Repo:
         kind = "symlink" if ftype == Gio.FileType.SYMBOLIC_LINK else "file"
         return kind, f.get_checksum()
 
+    def read_text(self, commit: str, relpath: str, limit: int = 64 * 1024 * 1024) -> str | None:
+        """A regular file of a commit as text (undecodable bytes replaced), or None if it is not one."""
+        found = self.lookup_path(commit, relpath)
+        if found is None or found[0] != "file":
+            return None
+        return self.read_bytes(found[1], limit).decode("utf-8", "replace")
+
     def read_bytes(self, file_csum: str, limit: int = 64 * 1024 * 1024) -> bytes:
         stream, _info, _xattrs = _ok("load file", _call(f"load_file {file_csum}", self.gi.load_file, file_csum, None))
         chunks = []

@@ -46,10 +46,9 @@ def policy_id(repo: Repo, commit: str) -> str:
     for directory in _CONFIG_DIRS:
         found = repo.lookup_path(commit, directory)
         if found and found[0] == "dir":
-            config = repo.lookup_path(commit, f"{directory}/config")
-            if config is None or config[0] != "file":
+            text = repo.read_text(commit, f"{directory}/config", limit=1 << 20)
+            if text is None:
                 return NO_POLICY
-            text = repo.read_bytes(config[1], limit=1 << 20).decode("utf-8", "replace")
             mode = next(
                 (line.split("=", 1)[1].strip() for line in text.splitlines() if line.startswith("SELINUX=")), ""
             )

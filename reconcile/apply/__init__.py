@@ -68,12 +68,7 @@ def _previous_accounts(ctx: Context, current: DeploymentState, dep: Any) -> list
     """Accounts the deployed tree and the running system's /etc already have: their ids must not move."""
     out = []
     for passwd, group in (("usr/etc/passwd", "usr/etc/group"), ("usr/lib/passwd", "usr/lib/group")):
-        texts = []
-        for path in (passwd, group):
-            found = ctx.repo.lookup_path(current.checksum, path)
-            texts.append(
-                ctx.repo.read_bytes(found[1]).decode("utf-8", "replace") if found and found[0] == "file" else ""
-            )
+        texts = [ctx.repo.read_text(current.checksum, path) or "" for path in (passwd, group)]
         out.append((texts[0], texts[1]))
     etc = ctx.sysroot.deployment_dir(dep) / "etc"
     with contextlib.suppress(OSError):

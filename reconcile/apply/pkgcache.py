@@ -42,12 +42,8 @@ def owners_in_commit(repo: Repo, commit: str) -> Owners:
     """Users and groups of a tree, from /usr/etc and nss-altfiles style /usr/lib files."""
 
     def read(paths: tuple[str, ...]) -> str:
-        texts = []
-        for p in paths:
-            found = repo.lookup_path(commit, p)
-            if found and found[0] == "file":
-                texts.append(repo.read_bytes(found[1], limit=16 << 20).decode("utf-8", "replace"))
-        return "\n".join(texts)
+        texts = [repo.read_text(commit, p, limit=16 << 20) for p in paths]
+        return "\n".join(t for t in texts if t is not None)
 
     users, groups = Owners.parse(read(_PASSWD_PATHS), read(_GROUP_PATHS))
     return Owners(users, groups)

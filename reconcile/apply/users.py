@@ -131,11 +131,8 @@ class AccountDb:
     @classmethod
     def load(cls, repo: Repo, base: str, previous: list[tuple[str, str]]) -> AccountDb:
         """`previous`: (passwd, group) texts of the deployed tree and the running /etc, for stable ids."""
-        texts = {}
-        for path in (*_ALTFILES, *_ETC):
-            found = repo.lookup_path(base, path)
-            if found and found[0] == "file":
-                texts[path] = repo.read_bytes(found[1], limit=16 << 20).decode("utf-8", "replace")
+        found = {path: repo.read_text(base, path, limit=16 << 20) for path in (*_ALTFILES, *_ETC)}
+        texts = {path: text for path, text in found.items() if text is not None}
         layout = _ALTFILES if _ALTFILES[0] in texts else _ETC
         users, groups = Owners.parse(
             "\n".join(texts.get(p, "") for p in (_ETC[0], _ALTFILES[0])),
