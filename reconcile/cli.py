@@ -163,13 +163,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def cmd_edit(args: argparse.Namespace) -> int:
     """Edit in memory, plan with the result, and write the file only when that plan could be made."""
-    from reconcile.origin import parse_origin
+    from reconcile.origin import decode_origin, parse_origin, read_origin
     from reconcile.origin_edit import edit_requested, write_atomically
 
-    try:
-        text = args.origin.read_text(encoding="utf-8")
-    except OSError as e:
-        raise ReconcileError(f"Cannot read the origin file {args.origin}: {e.strerror}.") from None
+    text = decode_origin(args.origin, read_origin(args.origin))
     add = args.specs if args.command == "add" else []
     remove = args.specs if args.command == "remove" else []
     new_text, done = edit_requested(args.origin, text, add, remove)

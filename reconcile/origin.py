@@ -116,21 +116,37 @@ class LoadedOrigin(BaseModel):
 
 def load_origin(path: Path) -> LoadedOrigin:
     """Read and validate an origin file; raise InvalidInputError listing every problem with its line."""
+    return parse_origin(path, read_origin(path))
+
+
+def read_origin(path: Path) -> bytes:
     try:
-        raw = path.read_bytes()
+        return path.read_bytes()
     except FileNotFoundError:
         raise InvalidInputError(f"The origin file {path} does not exist.") from None
     except OSError as e:
         raise InvalidInputError(f"Cannot read the origin file {path}: {e.strerror}.") from None
-    return parse_origin(path, raw)
+
+
+def decode_origin(path: Path, raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InvalidInputError(f"{path} is not UTF-8 text (byte {e.start}).") from None
+
+
+def parse_toml_document(path: Path, text: str) -> tomlkit.TOMLDocument:
+    """The origin as a tomlkit document (comments and layout kept), or an error naming the line."""
+    try:
+        return tomlkit.parse(text)
+    except tomlkit.exceptions.ParseError as e:
+        reason = str(e).split(" at line ")[0]
+        raise InvalidInputError(f"{path} is not valid TOML.", [f"{path}:{e.line} (column {e.col}): {reason}"]) from None
 
 
 def parse_origin(path: Path, raw: bytes) -> LoadedOrigin:
     """Validate origin file content (read from `path`, or about to be written there)."""
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise InvalidInputError(f"{path} is not UTF-8 text (byte {e.start}).") from None
+    text = decode_origin(path, raw)
     data = _parse_keyfile(path, text) if path.suffix == ".origin" else _parse_toml(path, text)
     problems = _duplicates(path, text, data)
     desired = None
@@ -173,12 +189,7 @@ def _duplicates(path: Path, text: str, data: dict[str, Any]) -> list[str]:
 
 
 def _parse_toml(path: Path, text: str) -> dict[str, Any]:
-    try:
-        doc = tomlkit.parse(text)
-    except tomlkit.exceptions.ParseError as e:
-        reason = str(e).split(" at line ")[0]
-        raise InvalidInputError(f"{path} is not valid TOML.", [f"{path}:{e.line} (column {e.col}): {reason}"]) from None
-    return doc.unwrap()
+    return parse_toml_document(path, text).unwrap()
 
 
 def _parse_keyfile(path: Path, text: str) -> dict[str, Any]:

@@ -9,18 +9,15 @@ from pathlib import Path
 from typing import Any
 
 import tomlkit
-import tomlkit.exceptions
 from tomlkit.items import Array, Table
 
 from reconcile.errors import InvalidInputError
+from reconcile.origin import parse_toml_document
 
 
 def edit_requested(path: Path, text: str, add: list[str], remove: list[str]) -> tuple[str, list[str]]:
     """The new file text, and what changed in words (nothing when every edit was already true)."""
-    try:
-        doc = tomlkit.parse(text)
-    except tomlkit.exceptions.ParseError as e:
-        raise InvalidInputError(f"{path} is not valid TOML.", [f"{path}:{e.line} (column {e.col}): {e}"]) from None
+    doc = parse_toml_document(path, text)
     packages = _get_or_add(doc, "packages", tomlkit.table, Table, f"{path}: [packages] is not a table.")
     requested = _get_or_add(packages, "requested", tomlkit.array, Array, f"{path}: packages.requested is not a list.")
     done = []

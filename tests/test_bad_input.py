@@ -7,7 +7,7 @@ import re
 
 import pytest
 from conftest import Host
-from support import File, Package, exampleos, http_server
+from support import File, Package, exampleos, http_server, reconcile
 
 LUA = Package("luascript", files=(File("/usr/share/luascript/a", "a"),), scripts={"post -p <lua>": 'print("hi")'})
 TRIGGERED = Package("oldtrigger", files=(File("/usr/share/oldtrigger/a", "a"),), scripts={"triggerin -- hello": "true"})
@@ -179,3 +179,15 @@ def test_bad_local_package(host: Host, content: bytes | None) -> None:
     result = host.run("plan")
     why = "cannot be read" if content is None else "is not a valid RPM"
     assert_failed_cleanly(host, before, result, 1, f"{host.origin}: the local package {local}", why)
+
+
+def test_add_to_a_missing_or_broken_origin(host: Host) -> None:
+    host.publish([])
+    argv = ("add", "hello", "--sysroot", host.sysroot, "--origin", host.origin, "--reposdir", host.reposdir)
+    before = host.state()
+    missing = reconcile(*argv)
+    assert_failed_cleanly(host, before, missing, 65, f"The origin file {host.origin} does not exist")
+    host.origin.write_text('[origin]\nbaserefspec = "example/base"\n[packages\n')
+    before = host.state()
+    broken = reconcile(*argv)
+    assert_failed_cleanly(host, before, broken, 65, f"{host.origin} is not valid TOML", f"{host.origin}:3")
