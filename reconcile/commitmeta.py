@@ -12,6 +12,7 @@ PKGLIST = "reconcile.rpmdb.pkglist"
 LAYERED = "reconcile.layered.packages"
 LAYERED_SOURCES = "reconcile.layered.sources"
 REQUESTED = "reconcile.layered.requested"
+REQUESTED_NAMES = "reconcile.layered.requested-names"  # layered packages a request chose
 REMOVED_BASE = "reconcile.removed-base-packages"
 BASE = "reconcile.base-checksum"
 STATE_DIGEST = "reconcile.state-digest"

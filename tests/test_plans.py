@@ -356,3 +356,15 @@ def test_corrupt_solv_caches_are_rebuilt(host: Host) -> None:
     assert again.code == 0, again.stderr
     assert again.json()["resolution"] == first
     assert all(c.read_bytes()[:4] == b"SOLV" for c in caches), "rewritten"
+
+
+def test_a_no_op_plan_marks_requested_packages_like_a_resolved_one(host: Host) -> None:
+    dotted = Package("tool-2.0-compat", requires=("q-lib",), files=(File("/usr/share/tool2/a", "a\n"),))
+    host.publish([dotted, QLIB])
+    host.write_origin(["tool-2.0-compat"])
+    resolved = host.run("plan", "--json").json()["target"]["packages"]
+    host.apply_ok()
+    no_op = host.run("plan", "--json").json()
+    assert not no_op["has_changes"]
+    flags = {p["name"]: p["requested"] for p in no_op["target"]["packages"]}
+    assert flags == {p["name"]: p["requested"] for p in resolved} == {"tool-2.0-compat": True, "q-lib": False}

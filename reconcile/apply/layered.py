@@ -170,6 +170,7 @@ def _commit(repo: Repo, target: m.Target, tree: MutableTree, packages: list[Cach
         cm.LAYERED: cm.nevra_list([p.nevra for p in packages]),
         cm.LAYERED_SOURCES: cm.sources_variant(layered),
         cm.REQUESTED: Variant("as", target.active_requests),
+        cm.REQUESTED_NAMES: Variant("as", sorted(p.name for p in target.packages if p.requested)),
         cm.REMOVED_BASE: cm.nevra_list([Nevra.parse(n) for n in target.remove_base]),
         cm.BASE: Variant("s", base),
         cm.STATE_DIGEST: Variant("s", target.state_digest or ""),

@@ -126,7 +126,10 @@ def _converged(current: DeploymentState, base: str, origin_changed: bool, update
 
 def _as_deployed(current: DeploymentState) -> SolveResult:
     packages = [Candidate(p.nevra, p.repo, p.checksum, "", "") for p in current.layered]
-    named = {spec.split()[0].split(".")[0] for spec in current.active_requests}
+    if current.requested_names is not None:
+        named = set(current.requested_names)
+    else:  # an older commit: names guessed from the request specs
+        named = {spec.split()[0].split(".")[0] for spec in current.active_requests}
     return SolveResult(
         packages=packages,
         requested={p.nevra.name for p in current.layered if p.nevra.name in named},

@@ -28,6 +28,7 @@ class DeploymentState:
     base_checksum: str
     layered: list[LayeredPackage]
     active_requests: list[str]
+    requested_names: list[str] | None  # None for commits built before it was recorded
     removed_base: list[str]
     state_digest: str | None
     format_version: int
@@ -92,6 +93,7 @@ def read_deployment(sysroot: Sysroot, repo: Repo, dep: Deployment, index: int) -
         base_checksum=str(meta.get(commitmeta.BASE, checksum)),
         layered=commitmeta.layered_packages(meta),
         active_requests=list(meta.get(commitmeta.REQUESTED, [])),
+        requested_names=list(meta[commitmeta.REQUESTED_NAMES]) if commitmeta.REQUESTED_NAMES in meta else None,
         removed_base=[str(Nevra.from_tuple(t)) for t in meta.get(commitmeta.REMOVED_BASE, [])],
         state_digest=meta.get(commitmeta.STATE_DIGEST),
         format_version=int(meta.get(commitmeta.FORMAT, 0)),
