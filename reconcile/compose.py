@@ -100,7 +100,7 @@ def _import_all(
 
 
 def _import_one(cache: PackageCache, p: m.PinnedPackage, files: dict[str, Path]) -> CachedPackage:
-    nevra = Nevra(p.name, p.epoch, p.version, p.release, p.arch)
+    nevra = p.parsed()
     return cache.find(nevra, p.checksum, p.repo) or cache.import_rpm(files[p.nevra], nevra, p.checksum, p.repo)
 
 

@@ -80,7 +80,7 @@ def _headers(
     headers: dict[str, Header] = {}
     missing = []
     for p in pinned:
-        hdr = probe.cached_header(_nevra(p), p.checksum)
+        hdr = probe.cached_header(p.parsed(), p.checksum)
         if hdr is None:
             missing.append(p)
         else:
@@ -128,11 +128,11 @@ def _import(
     out = []
     with ctx.reporter.step(f"Importing or reusing {len(pinned)} package(s)"):
         for p in sorted(pinned, key=lambda p: p.nevra):
-            hit = cache.find(_nevra(p), p.checksum, p.repo)
+            hit = cache.find(p.parsed(), p.checksum, p.repo)
             if hit is None:
                 if p.nevra not in files:
                     files.update(_fetch([p], staging, saved))
-                hit = cache.import_rpm(files[p.nevra], _nevra(p), p.checksum, p.repo)
+                hit = cache.import_rpm(files[p.nevra], p.parsed(), p.checksum, p.repo)
             out.append(hit)
     return out
 
@@ -194,12 +194,8 @@ def _fetch(missing: list[m.PinnedPackage], staging: Path, saved: bool) -> dict[s
         ) from None
 
 
-def _nevra(p: m.PinnedPackage) -> Nevra:
-    return Nevra(p.name, p.epoch, p.version, p.release, p.arch)
-
-
 def _ref(p: m.PinnedPackage) -> str:
-    return pkgcache_ref(_nevra(p))
+    return pkgcache_ref(p.parsed())
 
 
 def _tmpdir(repo: Repo) -> Path:

@@ -9,6 +9,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from reconcile.rpm.nevra import Nevra
+
 PLAN_FORMAT_VERSION = "1.0"
 # Bump when assembly changes what a layered commit holds for the same inputs: it changes the state digest.
 ASSEMBLY_FORMAT_VERSION = 1
@@ -109,6 +111,9 @@ class PinnedPackage(_Frozen):
     location: str = Field(description="Path of the RPM relative to the repo's baseurl.")
     baseurl: str
     requested: bool
+
+    def parsed(self) -> Nevra:
+        return Nevra(self.name, self.epoch, self.version, self.release, self.arch)
 
 
 class OriginRef(_Frozen):
