@@ -14,12 +14,14 @@ from reconcile.rpm import header as h
 from reconcile.rpm.header import Header
 from reconcile.rpm.nevra import Nevra
 
-# (body tag, interpreter tag, name) of the per-package scripts reconcile runs.
-RUN = {"pre": (1023, 1085), "post": (1024, 1086), "posttrans": (1152, 1154)}
+# kind -> (body tag, interpreter tag), from the header module's one table of script tags.
+_BY_KIND = {name.lstrip("%"): (body, prog) for body, (prog, name) in h.SCRIPT_TAGS.items()}
+# The per-package scripts reconcile runs.
+RUN = {kind: _BY_KIND[kind] for kind in ("pre", "post", "posttrans")}
 # Scripts of removal or verification: a layered tree is always rebuilt from the base, never uninstalled.
-NEVER_NEEDED = {"preun": (1025, 1087), "postun": (1026, 1088), "pretrans": (1151, 1153), "verifyscript": (1079, 1091)}
+NEVER_NEEDED = {kind: _BY_KIND[kind] for kind in ("preun", "postun", "pretrans", "verifyscript")}
 TRANSFILETRIGGER = (5076, 5077, 5079, 5080, 5082, 5085)  # scripts, progs, names, index, flags, priorities
-FILETRIGGER_SCRIPTS, TRIGGER_SCRIPTS = 5066, 1065
+FILETRIGGER_SCRIPTS, TRIGGER_SCRIPTS = _BY_KIND["filetrigger"][0], _BY_KIND["trigger"][0]
 SENSE_TRIGGERIN = 1 << 16
 SENSE_SCRIPT_PRE, SENSE_SCRIPT_POST, SENSE_PREREQ = 1 << 9, 1 << 10, 1 << 6
 # Scripts that are harmless to skip on a layered tree, as rpm-ostree also skips them.
