@@ -198,16 +198,14 @@ def _parse_keyfile(path: Path, text: str) -> dict[str, Any]:
         kf = ostree.keyfile_from_text(text)
     except Exception as e:
         raise InvalidInputError(f"{path} is not a valid keyfile: {e}") from None
-    refspec = ostree.keyfile_get(kf, "origin", "refspec") or ostree.keyfile_get(kf, "origin", "baserefspec")
-    if refspec is None:
+    fields = ostree.keyfile_fields(kf)
+    if fields.refspec is None:
         raise InvalidInputError(f"{path} has no [origin] refspec or baserefspec.")
-    data: dict[str, Any] = {"origin": {"baserefspec": refspec}}
-    requested = ostree.keyfile_get_list(kf, "packages", "requested")
-    local = ostree.keyfile_get_list(kf, "packages", "requested-local")
-    removals = ostree.keyfile_get_list(kf, "overrides", "remove")
-    data["packages"] = {"requested": requested, "local": local}
-    data["overrides"] = {"remove": removals}
-    return data
+    return {
+        "origin": {"baserefspec": fields.refspec},
+        "packages": {"requested": fields.requested, "local": fields.local},
+        "overrides": {"remove": fields.removals},
+    }
 
 
 def _describe(path: Path, text: str, err: Any) -> str:

@@ -62,17 +62,11 @@ class DeploymentState:
 
 def read_deployment(sysroot: Sysroot, repo: Repo, dep: Deployment, index: int) -> DeploymentState:
     origin = dep.get_origin()
-    refspec = None
-    requested: list[str] = []
-    local: list[str] = []
-    removals: list[str] = []
+    fields = ostree.KeyfileFields(None, [], [], [])
     recommends = True
     ignore_scripts: list[str] = []
     if origin is not None:
-        refspec = ostree.keyfile_get(origin, "origin", "refspec") or ostree.keyfile_get(origin, "origin", "baserefspec")
-        requested = ostree.keyfile_get_list(origin, "packages", "requested")
-        local = ostree.keyfile_get_list(origin, "packages", "requested-local")
-        removals = ostree.keyfile_get_list(origin, "overrides", "remove")
+        fields = ostree.keyfile_fields(origin)
         recommends = ostree.keyfile_get(origin, "reconcile", "recommends") != "false"
         ignore_scripts = ostree.keyfile_get_list(origin, "reconcile", "ignore-scripts")
     checksum = dep.get_csum()
@@ -84,10 +78,10 @@ def read_deployment(sysroot: Sysroot, repo: Repo, dep: Deployment, index: int) -
         checksum=checksum,
         serial=dep.get_deployserial(),
         booted=booted is not None and booted.equal(dep),
-        refspec=refspec,
-        requested=requested,
-        local=local,
-        override_remove=removals,
+        refspec=fields.refspec,
+        requested=fields.requested,
+        local=fields.local,
+        override_remove=fields.removals,
         recommends=recommends,
         ignore_scripts=ignore_scripts,
         base_checksum=str(meta.get(commitmeta.BASE, checksum)),
