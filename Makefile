@@ -6,7 +6,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := python3 python3-venv python3-dev gcc pkg-config libgirepository1.0-dev libcairo2-dev \
 	gir1.2-ostree-1.0 ostree libarchive13 rpm createrepo-c bubblewrap busybox-static e2fsprogs mount \
-	libcap2-bin selinux-policy-default selinux-utils cpio dnf
+	libcap2-bin selinux-policy-default selinux-utils cpio dnf dnf-plugins-core \
+	python3-librepo python3-rpm python3-solv gpg gpg-agent gpgconf openssl zstd xz-utils bzip2
+# The distribution's own bindings, as a Fedora host has them: librepo, rpm and libsolv (which reads every
+# metadata compression; the PyPI solv wheel reads only gzip). Linked into the venv, nothing else of dist-packages.
+DISTRO_BINDINGS := librepo rpm solv.py _solv.cpython-*.so
 
 .PHONY: demo test lint unit bench deps clean
 
@@ -21,10 +25,15 @@ deps: $(VENV)/.installed
 	fi
 	@touch $@
 
-$(VENV)/.installed: .apt-installed pyproject.toml
+$(VENV)/.installed: .apt-installed pyproject.toml Makefile
 	@test -x $(PY) || /usr/bin/python3 -m venv $(VENV)
 	@echo "Installing Python dependencies into $(VENV)"
 	@$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@$(PY) -m pip uninstall -q -y solv 2>/dev/null || true  # an older venv's wheel would shadow the distribution's
+	@mkdir -p $(VENV)/distro-bindings
+	@cd /usr/lib/python3/dist-packages && for b in $(DISTRO_BINDINGS); do ln -sfn "$$PWD/$$b" $(CURDIR)/$(VENV)/distro-bindings/; done
+	@echo "$(CURDIR)/$(VENV)/distro-bindings" > "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/distro-bindings.pth"
+	@$(PY) -c 'import librepo, rpm, solv' || { echo "the distribution bindings are not importable"; exit 1; }
 	@touch $@
 
 demo: deps

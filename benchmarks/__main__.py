@@ -1,4 +1,4 @@
-"""`python -m benchmarks [--quick] [--seed N] [--out FILE]`: generate data (once), run P1-P6, write the table."""
+"""`python -m benchmarks [--quick] [--seed N] [--out FILE]`: generate data (once), run P1-P7, write the table."""
 
 from __future__ import annotations
 
@@ -40,6 +40,7 @@ def main() -> int:
             ("P4", lambda: [bench.p4_resolve(sysroot)]),
             ("P5", lambda: [bench.p5_memory(sysroot)]),
             ("P6", lambda: [bench.p6_growth(sysroot)]),
+            ("P7", lambda: [bench.p7_fetch()]),
         ):
             if only is None or name in only:
                 log(f"{name}…")

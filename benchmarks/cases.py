@@ -11,6 +11,7 @@ from functools import partial
 from pathlib import Path
 
 from benchmarks.data import RECONCILE, BenchData, exampleos, unmount_below
+from benchmarks.fetch import COUNT, DELAY, fetch_comparison
 from benchmarks.measure import Series, apply_timings, peak_rss_kib, repeat, run, timed
 
 OSNAME = "bench"
@@ -39,8 +40,8 @@ class Bench:
         self.sysroots: list[Path] = []
 
     # -- fixtures -------------------------------------------------------------------------------------
-    def sysroot(self, fraction: float) -> Path:
-        path = self.work / f"sysroot-{int(fraction * 100)}"
+    def sysroot(self, fraction: float, name: str = "") -> Path:
+        path = self.work / f"sysroot-{name or int(fraction * 100)}"
         exampleos.teardown_sysroot(path)
         exampleos.init_sysroot(path, self.data.compose_repo, self.data.base_ref(fraction), OSNAME)
         self.sysroots.append(path)
@@ -263,6 +264,27 @@ class Bench:
         row.notes.append(
             f"per added package: {slope * 1000:.1f} ms; layered counts off that line by at most {off_line:.0%}; "
             f"base spread ±{spread:.0%} (of the minima)"
+        )
+        return row
+
+    def p7_fetch(self) -> Row:
+        fraction = min(self.data.size.base_fractions)
+        sysroot = self.sysroot(fraction, "p7")
+        origin = self.origin(self.data.layer_names[:COUNT], fraction)
+        t = fetch_comparison(self.data, self.work, sysroot, origin, self.reps)
+        exampleos.teardown_sysroot(sysroot)
+        row = Row("P7", f"fetch {t.count} packages, +{DELAY * 1000:.0f} ms per response, cold", "`dnf download`")
+        row.ours, row.baseline, row.target = t.ours, t.dnf, "≤ 1.0× baseline"
+        row.ratio = t.ours.median / t.dnf.median
+        row.met = row.ratio <= 1.0
+        row.notes.append(
+            "`reconcile apply --download-only` (plan: metadata, resolution, signature and pre-flight checks, then "
+            "the downloads) against `dnf download` of the same names; both with 3 parallel downloads, cache emptied "
+            "before every sample, samples alternating"
+        )
+        row.notes.append(
+            f"fetching 1 package: {t.ours_one.median:.3f} s against dnf's {t.dnf_one.median:.3f} s; so the part that "
+            f"grows with the packages ({t.count} minus 1) is {t.marginal_ratio:.2f}× dnf's (medians)"
         )
         return row
 

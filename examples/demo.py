@@ -44,12 +44,19 @@ def main() -> int:
     shutil.rmtree(BUILD, ignore_errors=True)
     BUILD.mkdir(parents=True)
 
-    banner("Building the ExampleOS RPMs with rpmbuild and publishing them with createrepo_c")
+    banner("Building the ExampleOS RPMs with rpmbuild, signing them, publishing them with createrepo_c")
     rpms = exampleos.build_rpms(sorted(exampleos.SPECS.glob("*.spec")), BUILD / "rpmbuild")
+    key = exampleos.make_signing_key(BUILD / "keys", "exampleos", "ExampleOS release key")
+    try:
+        exampleos.sign_rpms(key, rpms)
+    finally:
+        exampleos.stop_agent(key)
     repo = exampleos.make_repo(rpms, BUILD / "rpm-repo")
     reposdir = BUILD / "yum.repos.d"
-    exampleos.write_repo_file(reposdir, "exampleos", f"file://{repo}")
+    # As a distribution's repo file: packages must be signed by the release key.
+    exampleos.write_repo_file(reposdir, "exampleos", f"file://{repo}", gpgcheck=1, gpgkey=f"file://{key.public}")
     print("\n".join(f"  {r.name}" for r in rpms))
+    print(f"  signed with {key.fingerprint} (ExampleOS release key), listed as the repo's gpgkey")
 
     banner("Composing the base commit from RPMs (reconcile compose)")
     compose_repo = BUILD / "compose-repo"

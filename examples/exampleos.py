@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 EXAMPLES = Path(__file__).resolve().parent
@@ -54,11 +55,61 @@ def make_repo(rpms: Iterable[Path], repo_dir: Path) -> Path:
     return repo_dir
 
 
-def write_repo_file(reposdir: Path, repo_id: str, baseurl: str) -> Path:
+def write_repo_file(reposdir: Path, repo_id: str, baseurl: str | None, **options: object) -> Path:
+    """A .repo file with one repo; `options` are further `key=value` lines (they override the defaults)."""
     reposdir.mkdir(parents=True, exist_ok=True)
     path = reposdir / f"{repo_id}.repo"
-    path.write_text(f"[{repo_id}]\nname={repo_id}\nbaseurl={baseurl}\nenabled=1\ngpgcheck=0\n")
+    values: dict[str, object] = {"name": repo_id, "baseurl": baseurl, "enabled": 1, "gpgcheck": 0, **options}
+    lines = [f"[{repo_id}]"] + [f"{k}={v}" for k, v in values.items() if v is not None]
+    path.write_text("\n".join(lines) + "\n")
     return path
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    """A throwaway OpenPGP key in its own GnuPG home, for signing RPMs and repo metadata."""
+
+    home: Path
+    email: str
+    public: Path  # the armored public key, as a repo's gpgkey= points at it
+    fingerprint: str
+
+    @property
+    def key_id(self) -> str:
+        return self.fingerprint[-16:].lower()
+
+
+def _gpg(home: Path, *args: str, stdin: str | None = None) -> str:
+    argv = ["gpg", "--homedir", str(home), "--batch", *args]
+    proc = subprocess.run(argv, input=stdin, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed: {proc.stderr}")
+    return proc.stdout
+
+
+def make_signing_key(directory: Path, name: str, real_name: str | None = None) -> SigningKey:
+    home = directory / f"gnupg-{name}"
+    home.mkdir(parents=True, mode=0o700)
+    email = f"{name}@example.test"
+    params = f"%no-protection\nKey-Type: RSA\nKey-Length: 2048\nName-Real: {real_name or name + ' signer'}\n"
+    _gpg(home, "--gen-key", stdin=params + f"Name-Email: {email}\nExpire-Date: 0\n%commit\n")
+    public = directory / f"{name}.asc"
+    public.write_text(_gpg(home, "--armor", "--export", email))
+    listing = _gpg(home, "--with-colons", "--list-keys", email)
+    fingerprint = next(line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:"))
+    return SigningKey(home, email, public, fingerprint)
+
+
+def stop_agent(key: SigningKey) -> None:
+    """The gpg-agent that key generation started for this home (only that one)."""
+    subprocess.run(["gpgconf", "--homedir", str(key.home), "--kill", "gpg-agent"], capture_output=True, check=False)
+
+
+def sign_rpms(key: SigningKey, rpms: Iterable[Path]) -> None:
+    """rpmsign in place (Debian's rpm looks for gpg2; its gpg is gpg)."""
+    argv = ["rpmsign", "--define", "__gpg /usr/bin/gpg", "--define", f"_gpg_name {key.email}", "--addsign"]
+    env = {"GNUPGHOME": str(key.home), "PATH": "/usr/bin:/bin"}
+    run([*argv, *map(str, rpms)], env=env)
 
 
 def init_sysroot(sysroot: Path, source_repo: Path, ref: str, osname: str = OSNAME) -> None:

@@ -55,6 +55,10 @@ def _plan_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stateroot", help="stateroot (OS name) to act on, when the sysroot has several")
     p.add_argument("--cachedir", type=Path, help="metadata cache (default: the stateroot's /var/cache/reconcile)")
     p.add_argument("--update", action="store_true", help="move layered packages to the newest versions the repos offer")
+    p.add_argument(
+        "-C", "--cache-only", action="store_true", help="no network: metadata, keys and packages from the cache only"
+    )
+    p.add_argument("--refresh", action="store_true", help="fetch repo metadata even when it has not expired")
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     p.add_argument(
         "--detailed-exitcode", action="store_true", help="exit 2 when there are changes (plan) or were changes (apply)"
@@ -77,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     _plan_options(p)
     p.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
     p.add_argument("--lock-timeout", type=float, default=60.0, help="seconds to wait for the sysroot lock (default 60)")
+    p.add_argument(
+        "--download-only", action="store_true", help="fetch and verify every package the plan needs; deploy nothing"
+    )
     p.set_defaults(func=cmd_apply)
 
     for name, verb in (("add", "add packages to"), ("remove", "remove packages from")):
@@ -106,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ref", required=True, help="ref to point at the new commit")
     p.add_argument("--reposdir", type=Path, required=True, help="directory of yum .repo files")
     p.add_argument("--version", dest="commit_version", help="value of the commit's `version` metadata")
+    p.add_argument("--releasever", help="the $releasever of the repo files")
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     _debug(p)
     p.add_argument("packages", nargs="+", metavar="PKG", help="packages to compose (with their dependencies)")
@@ -116,8 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _context(args: argparse.Namespace) -> Context:
     from reconcile.context import Context
     from reconcile.report import Reporter
+    from reconcile.repos.config import FetchMode
 
-    return Context.open(args.sysroot, Reporter(), getattr(args, "cachedir", None))
+    mode = FetchMode(cache_only=getattr(args, "cache_only", False), refresh=getattr(args, "refresh", False))
+    return Context.open(args.sysroot, Reporter(), getattr(args, "cachedir", None), mode)
 
 
 def _out(text: str) -> None:
@@ -143,10 +153,10 @@ def _plan_exit(args: argparse.Namespace, plan: Plan) -> int:
     return EXIT_CHANGES if (args.detailed_exitcode and plan.has_changes) else 0
 
 
-def _make_plan(args: argparse.Namespace, ctx: Context, loaded: LoadedOrigin) -> Plan:
+def _make_plan(args: argparse.Namespace, ctx: Context, loaded: LoadedOrigin, *, for_apply: bool = False) -> Plan:
     from reconcile.planner.plan import make_plan
 
-    return make_plan(ctx, loaded, args.reposdir, args.stateroot, update=args.update)
+    return make_plan(ctx, loaded, args.reposdir, args.stateroot, update=args.update, whole_packages=for_apply)
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -197,13 +207,16 @@ def cmd_apply(args: argparse.Namespace) -> int:
             loaded = _origin_of_saved(plan)
         else:
             loaded = load_origin(args.origin)
-            plan = _make_plan(args, ctx, loaded)
+            plan = _make_plan(args, ctx, loaded, for_apply=True)
         if not args.json and plan.has_changes:
             _show(plan, "text")
-        if plan.has_changes and plan.applyable and not args.yes and sys.stdin.isatty() and not _confirm():
+        confirm = plan.has_changes and plan.applyable and not args.download_only
+        if confirm and not args.yes and sys.stdin.isatty() and not _confirm():
             ctx.reporter.info("Aborted; nothing was changed.")
             return 1
-        result = apply_plan(ctx, plan, loaded, saved=saved is not None)
+        result = apply_plan(
+            ctx, plan, loaded, saved=saved is not None, reposdir=args.reposdir, download_only=args.download_only
+        )
     finally:
         ctx.sysroot.unlock()
     if args.json:
@@ -273,7 +286,9 @@ def cmd_compose(args: argparse.Namespace) -> int:
     from reconcile.compose import compose
     from reconcile.report import Reporter
 
-    result = compose(args.repo, args.ref, args.reposdir, args.packages, Reporter(), args.commit_version)
+    result = compose(
+        args.repo, args.ref, args.reposdir, args.packages, Reporter(), args.commit_version, args.releasever
+    )
     if args.json:
         doc = {"commit": result.commit, "ref": args.ref, "packages": [str(n) for n in result.packages]}
         _out(json.dumps(doc, indent=2))

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import shutil
 import stat
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,7 +11,6 @@ from typing import Any
 from reconcile import commitmeta as cm
 from reconcile import ostree
 from reconcile.apply.assemble import TreeMerger, kernel_metadata, write_rpmdb
-from reconcile.apply.fetch import fetch_packages
 from reconcile.apply.pkgcache import (
     CachedPackage,
     PackageCache,
@@ -28,7 +25,8 @@ from reconcile.planner.plan import pin_candidate
 from reconcile.planner.solver import Solver
 from reconcile.report import Reporter
 from reconcile.repos.config import load_repo_configs
-from reconcile.repos.metadata import refresh
+from reconcile.repos.source import RepoSet, WantedPackage
+from reconcile.repos.variables import Variables
 from reconcile.rpm.nevra import Nevra
 from reconcile.rpm.payload import Owners
 from reconcile.selinux import label_xattrs, labeler_for
@@ -49,31 +47,32 @@ def compose(
     specs: list[str],
     reporter: Reporter,
     version: str | None = None,
+    releasever: str | None = None,
 ) -> ComposeResult:
     repo = Repo.open_or_create(repo_path)
     arch = os.uname().machine
     solver = Solver(arch)
-    configs = load_repo_configs(reposdir, {"basearch": arch, "arch": arch})
-    if not configs:
+    variables = Variables.for_host(arch, releasever, None)
+    configs = load_repo_configs([reposdir], variables)
+    if not configs.repos:
         raise ReconcileError(f"{reposdir} has no enabled repos to compose from.")
-    cachedir = repo.path / "tmp" / "reconcile-cache"
+    repos = RepoSet(configs, repo.path / "tmp" / "reconcile-cache", reporter)
     with reporter.step("Refreshing repo metadata"):
-        for cfg in configs:
-            solver.add_repo(refresh(cfg, cachedir))
+        for meta in repos.load_metadata():
+            solver.add_repo(meta)
+    if repos.unavailable:
+        raise next(iter(repos.unavailable.values()))
     with reporter.step("Resolving dependencies"):
         solved = solver.resolve(specs, recommends=True)
     pinned = [pin_candidate(c, c.nevra.name in solved.requested) for c in solved.packages]
-    staging = Path(tempfile.mkdtemp(prefix="reconcile-compose-", dir=cachedir.parent))
-    try:
-        with reporter.step(f"Downloading {len(pinned)} package(s)"):
-            files = fetch_packages(pinned, staging)
-        with repo.transaction():
-            with reporter.step(f"Importing {len(pinned)} package(s)"):
-                cache, packages = _import_all(repo, pinned, files)
-            with reporter.step("Assembling and committing the base"):
-                commit = _commit(repo, cache, packages, ref, version)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    wanted = [WantedPackage(p.nevra, p.repo, p.checksum, p.location, p.baseurl, p.size) for p in pinned]
+    files = repos.download(wanted)
+    with repo.transaction():
+        with reporter.step(f"Importing {len(pinned)} package(s)"):
+            cache, packages = _import_all(repo, pinned, files)
+        with reporter.step("Assembling and committing the base"):
+            commit = _commit(repo, cache, packages, ref, version)
+    repos.discard(wanted)
     return ComposeResult(commit, [p.nevra for p in packages])
 
 

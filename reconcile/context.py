@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from reconcile.errors import ReconcileError
 from reconcile.ostree import Repo, Sysroot
 from reconcile.report import Reporter
+from reconcile.repos.config import FetchMode
 
 
 @dataclass
@@ -18,14 +19,17 @@ class Context:
     reporter: Reporter
     arch: str
     cachedir_override: Path | None = None
+    fetch: FetchMode = field(default_factory=FetchMode)
 
     @classmethod
-    def open(cls, sysroot_path: Path, reporter: Reporter, cachedir: Path | None = None) -> Context:
+    def open(
+        cls, sysroot_path: Path, reporter: Reporter, cachedir: Path | None = None, fetch: FetchMode | None = None
+    ) -> Context:
         if not (sysroot_path / "ostree" / "repo").is_dir():
             raise ReconcileError(f"{sysroot_path} is not an OSTree sysroot (it has no ostree/repo).")
         sysroot = Sysroot(sysroot_path)
         sysroot.load()
-        return cls(sysroot, sysroot.repo(), reporter, os.uname().machine, cachedir)
+        return cls(sysroot, sysroot.repo(), reporter, os.uname().machine, cachedir, fetch or FetchMode())
 
     def cachedir(self, stateroot: str) -> Path:
         """The stateroot's own /var/cache/reconcile (the real /var/cache/reconcile on a booted host)."""

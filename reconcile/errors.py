@@ -51,5 +51,13 @@ class PackageError(ReconcileError):
     """A package that cannot be fetched, read or imported."""
 
 
+class DownloadError(PackageError):
+    """A package no URL of its repo could give intact."""
+
+
+class SignatureError(PackageError):
+    """A package that fails rpm's signature check against its repo's keys."""
+
+
 class OstreeError(ReconcileError):
     """A libostree call failed; the message names the operation."""

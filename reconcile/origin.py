@@ -46,6 +46,12 @@ def _check_script(value: str) -> str:
     return value
 
 
+def _check_releasever(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9._+~-]+", value):
+        raise ValueError(f"{value!r} is not a release version (letters, digits and . _ + ~ - only)")
+    return value
+
+
 def _check_refspec(value: str) -> str:
     if not value:
         raise ValueError("empty refspec")
@@ -82,6 +88,13 @@ class OptionsSection(_Model):
     ignore_scripts: list[Annotated[str, AfterValidator(_check_script)]] = Field(
         default_factory=list, description="Scriptlets not to run, as NAME.%KIND (e.g. foo.%post)."
     )
+    releasever: Annotated[str, AfterValidator(_check_releasever)] | None = Field(
+        default=None, description="The $releasever of the repo files (default: from the base, as dnf detects it)."
+    )
+    localpkg_gpgcheck: bool | None = Field(
+        default=None,
+        description="Check packages.local signatures against the enabled repos' keys (default: dnf.conf, else false).",
+    )
 
 
 class DesiredOrigin(_Model):
@@ -101,6 +114,8 @@ class DesiredOrigin(_Model):
             "override_remove": sorted(self.overrides.remove),
             "recommends": self.options.recommends,
             "ignore_scripts": sorted(self.options.ignore_scripts),
+            "releasever": self.options.releasever,
+            "localpkg_gpgcheck": self.options.localpkg_gpgcheck,
         }
 
     def digest(self) -> str:

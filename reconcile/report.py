@@ -64,3 +64,62 @@ class Reporter:
         self.timings.append(StepTiming(name, elapsed))
         if not self.quiet:
             self._line(f"{name}: done in {elapsed:.2f} s", "dim")
+
+    @contextlib.contextmanager
+    def transfer(self, name: str, files: int, total_bytes: int) -> Iterator[TransferProgress]:
+        """A timed step with a progress bar on a TTY (bytes, rate, files done of total)."""
+        progress = TransferProgress(files, total_bytes)
+        with self.step(name) if not (self.interactive and not self.quiet) else _timed(self, name):
+            if self.interactive and not self.quiet:
+                from rich.progress import (
+                    BarColumn,
+                    DownloadColumn,
+                    Progress,
+                    TextColumn,
+                    TimeRemainingColumn,
+                    TransferSpeedColumn,
+                )
+
+                columns = (
+                    TextColumn(name),
+                    BarColumn(),
+                    DownloadColumn(),
+                    TransferSpeedColumn(),
+                    TextColumn("{task.fields[done]}/{task.fields[files]} files"),
+                    TimeRemainingColumn(),
+                )
+                with Progress(*columns, console=self.console, transient=True) as bar:
+                    task = bar.add_task(name, total=total_bytes or None, done=0, files=files)
+                    progress.on_change = lambda p: bar.update(task, completed=p.bytes_done, done=p.files_done)
+                    yield progress
+            else:
+                yield progress
+
+
+@dataclass
+class TransferProgress:
+    files: int
+    total_bytes: int
+    bytes_done: int = 0
+    files_done: int = 0
+    on_change: Any = None
+
+    def set_bytes(self, done: int) -> None:
+        self.bytes_done = done
+        if self.on_change is not None:
+            self.on_change(self)
+
+    def file_done(self) -> None:
+        self.files_done += 1
+        if self.on_change is not None:
+            self.on_change(self)
+
+
+@contextlib.contextmanager
+def _timed(reporter: Reporter, name: str) -> Iterator[None]:
+    """Like Reporter.step, without its spinner (a progress bar replaces it)."""
+    start = time.monotonic()
+    yield
+    elapsed = time.monotonic() - start
+    reporter.timings.append(StepTiming(name, elapsed))
+    reporter._line(f"{name}: done in {elapsed:.2f} s", "dim")

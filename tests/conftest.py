@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from signing import SigningKey, make_signing_key, stop_agent
 from support import Package, Result, RpmFactory, exampleos, ostree, reconcile, state_of
 
 
@@ -29,6 +30,15 @@ if os.geteuid() != 0:
 @pytest.fixture(scope="session")
 def session_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("session")
+
+
+@pytest.fixture(scope="session")
+def keys(session_dir: Path) -> Iterator[dict[str, SigningKey]]:
+    """Two throwaway signing keys: `trusted` (listed in the test repos' gpgkey) and `other`."""
+    made = {name: make_signing_key(session_dir / "keys", name) for name in ("trusted", "other")}
+    yield made
+    for key in made.values():
+        stop_agent(key)
 
 
 @pytest.fixture(scope="session")
@@ -87,6 +97,15 @@ class Host:
     @property
     def rpm_repo(self) -> Path:
         return self.root / "rpm-repo"
+
+    @property
+    def cachedir(self) -> Path:
+        """The stateroot's /var/cache/reconcile: repo metadata, keys, headers and downloaded packages."""
+        return self.sysroot / "ostree" / "deploy" / exampleos.OSNAME / "var" / "cache" / "reconcile"
+
+    def downloaded(self) -> list[Path]:
+        """Package files in the download cache (kept only until a deployment has used them)."""
+        return sorted(p for p in (self.cachedir / "packages").rglob("*") if p.is_file())
 
     def publish(self, packages: list[Package], examples: bool = True) -> Path:
         """An rpm-md repo with the example RPMs plus `packages`, configured as [test]."""

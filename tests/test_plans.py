@@ -46,7 +46,7 @@ def test_saved_plan_applies_exactly_what_was_reviewed(host: Host, tmp_path: Path
     host.write_origin(["p", "q"])
     saved = plan_to_file(host, tmp_path / "plan.json")
     assert len(saved["prior"]["fingerprint"]) == 64
-    assert saved["format_version"] == "1.0"
+    assert saved["format_version"] == "1.1"
     host.publish([P1, P2, Q, QLIB])  # the repo moves on after review
     result = host.run("apply", tmp_path / "plan.json", "--detailed-exitcode")
     assert result.code == 2, result.stderr
@@ -94,6 +94,22 @@ def test_unknown_plan_format_is_refused(host: Host, tmp_path: Path) -> None:
     assert reconcile("show", tmp_path / "plan.json").code == 65
     (tmp_path / "plan.json").write_text("{not json")
     assert host.run("apply", tmp_path / "plan.json").code == 65
+
+
+def test_a_1_0_plan_is_still_applied(host: Host, tmp_path: Path) -> None:
+    """Format 1.1 only added fields: a plan written by the previous version (without them) still applies."""
+    host.publish([P1])
+    host.write_origin(["p"])
+    saved = plan_to_file(host, tmp_path / "plan.json")
+    saved["format_version"] = "1.0"
+    for key in ("repos", "keys"):
+        del saved[key]
+    del saved["target"]["releasever"]
+    for pinned in saved["target"]["packages"]:
+        del pinned["size"]
+    (tmp_path / "plan.json").write_text(json.dumps(saved))
+    host.apply_ok(str(tmp_path / "plan.json"))
+    assert host.default()["layered_packages"] == ["p-1.0-1.noarch"]
 
 
 def test_show_renders_text_json_and_markdown(host: Host, tmp_path: Path) -> None:

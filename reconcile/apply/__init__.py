@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from reconcile.apply.deploy import build_origin, collect_garbage, deploy
-from reconcile.apply.layered import BuildInputs, build_layered_commit
+from reconcile.apply.packages import PackageFetcher
 from reconcile.context import Context
 from reconcile.errors import ReconcileError, StalePlanError
 from reconcile.origin import LoadedOrigin
@@ -23,8 +24,17 @@ class ApplyResult:
     message: str
 
 
-def apply_plan(ctx: Context, plan: m.Plan, loaded: LoadedOrigin, *, saved: bool = False) -> ApplyResult:
-    """Apply exactly `plan`. With `saved`, anything that no longer matches it is a stale plan (exit 3)."""
+def apply_plan(
+    ctx: Context,
+    plan: m.Plan,
+    loaded: LoadedOrigin,
+    *,
+    saved: bool = False,
+    reposdir: Path | None = None,
+    download_only: bool = False,
+) -> ApplyResult:
+    """Apply exactly `plan`. With `saved`, anything that no longer matches it is a stale plan (exit 3).
+    With `download_only`, fetch and verify what the plan needs and stop there."""
     current, dep = _verify_fresh(ctx, plan, loaded)
     if not plan.applyable:
         raise ReconcileError("The plan cannot be applied: " + " ".join(plan.errors), hint="Nothing was changed.")
@@ -33,20 +43,40 @@ def apply_plan(ctx: Context, plan: m.Plan, loaded: LoadedOrigin, *, saved: bool 
     target = plan.target
     if ctx.repo.resolve(target.base_checksum) is None:
         raise StalePlanError(f"The plan's base commit {target.base_checksum[:12]} is no longer in the repo.")
+    fetcher = PackageFetcher(ctx, plan, dep, reposdir, loaded.desired.options.localpkg_gpgcheck, saved=saved)
+    if download_only:
+        return _download_only(ctx, fetcher)
     if not target.needs_deployment:
         origin = build_origin(loaded.desired, target.local, dep.get_origin(), new_deployment=False)
         ctx.sysroot.write_origin(dep, origin)
         return ApplyResult(True, None, f"Updated the origin of deployment {current.id}; no new deployment was needed.")
     commit = target.base_checksum
     if target.state_digest:
-        inputs = BuildInputs(plan, saved, loaded.desired.options.ignore_scripts, _previous_accounts(ctx, current, dep))
+        from reconcile.apply.layered import BuildInputs, build_layered_commit  # only builds pay for its imports
+
+        accounts = _previous_accounts(ctx, current, dep)
+        inputs = BuildInputs(plan, loaded.desired.options.ignore_scripts, accounts, fetcher)
         commit = build_layered_commit(ctx, inputs)
     origin = build_origin(loaded.desired, target.local, dep.get_origin(), new_deployment=True)
     with ctx.reporter.step("Deploying"):
         new = deploy(ctx, current.stateroot, commit, origin, dep)
     with ctx.reporter.step("Cleaning up"):
         collect_garbage(ctx)
+        fetcher.finish()
     return ApplyResult(True, f"{new.get_csum()}.{new.get_deployserial()}", f"Deployed {commit[:12]} for the next boot.")
+
+
+def _download_only(ctx: Context, fetcher: PackageFetcher) -> ApplyResult:
+    missing = fetcher.not_cached()
+    files = fetcher.fetch(missing)
+    size = sum(path.stat().st_size for path in files.values())
+    where = fetcher.cache_root / "packages"
+    return ApplyResult(
+        False,
+        None,
+        f"Downloaded and verified {len(files)} package(s) ({size / 1048576:.1f} MiB) into {where}; "
+        "nothing was deployed. `reconcile apply` (also with --cache-only) will use them.",
+    )
 
 
 def _verify_fresh(ctx: Context, plan: m.Plan, loaded: LoadedOrigin) -> tuple[DeploymentState, Any]:

@@ -19,6 +19,8 @@ _OWNED_KEYS = (
     ("overrides", "remove"),
     ("reconcile", "recommends"),
     ("reconcile", "ignore-scripts"),
+    ("reconcile", "releasever"),
+    ("reconcile", "localpkg-gpgcheck"),
 )
 
 
@@ -46,6 +48,10 @@ def build_origin(
         kf.set_string("reconcile", "recommends", "false")
     if desired.options.ignore_scripts:
         kf.set_string_list("reconcile", "ignore-scripts", sorted(desired.options.ignore_scripts))
+    if desired.options.releasever is not None:
+        kf.set_string("reconcile", "releasever", desired.options.releasever)
+    if desired.options.localpkg_gpgcheck is not None:
+        kf.set_string("reconcile", "localpkg-gpgcheck", "true" if desired.options.localpkg_gpgcheck else "false")
     for group in ("packages", "overrides", "reconcile"):
         if kf.has_group(group) and not kf.get_keys(group)[0]:
             ostree.keyfile_remove(kf, group)

@@ -7,22 +7,20 @@ metadata alone.
 
 from __future__ import annotations
 
-import shutil
 import stat
-import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from reconcile import commitmeta as cm
 from reconcile.apply.assemble import TreeMerger, boot_metadata, remove_base_packages, write_rpmdb
-from reconcile.apply.fetch import fetch_packages
+from reconcile.apply.packages import PackageFetcher
 from reconcile.apply.pkgcache import CachedPackage, PackageCache, read_rpm
 from reconcile.apply.scripts import plan_scripts, run_scripts
 from reconcile.apply.users import AccountDb, AccountRequest, from_pre_script, from_sysusers
 from reconcile.commitmeta import LayeredPackage
 from reconcile.context import Context
-from reconcile.errors import ReconcileError, StalePlanError
 from reconcile.ostree import MutableTree, Repo, Variant
 from reconcile.planner import model as m
 from reconcile.rpm import header as h
@@ -32,48 +30,46 @@ from reconcile.rpm.payload import read_payload_files, tree_path
 from reconcile.selinux import Labeler, labeler_for
 
 LAYER_MODE = "layer"
+Fetch = Callable[[list[m.PinnedPackage]], dict[str, Path]]
 SYSUSERS_DIRS = ("/usr/lib/sysusers.d/", "/etc/sysusers.d/")
 
 
 @dataclass(frozen=True)
 class BuildInputs:
     plan: m.Plan
-    saved: bool
     ignore_scripts: list[str]
     previous_accounts: list[tuple[str, str]]
+    fetcher: PackageFetcher
 
 
 def build_layered_commit(ctx: Context, inputs: BuildInputs) -> str:
     repo, reporter, target = ctx.repo, ctx.reporter, inputs.plan.target
     base = target.base_checksum
     labeler = labeler_for(repo, base)
-    staging = Path(tempfile.mkdtemp(prefix="reconcile-fetch-", dir=_tmpdir(repo)))
-    try:
-        with repo.transaction():
-            with reporter.step("Reading the packages' headers"):
-                headers, files = _headers(repo, target.packages, labeler, staging, inputs.saved)
-            accounts = AccountDb.load(repo, base, inputs.previous_accounts)
-            requests = _account_requests(repo, headers, files, target.packages)
-            if requests:
-                with reporter.step("Creating the packages' users and groups"):
-                    accounts.create(requests)
-            cache = PackageCache(repo, accounts.owners(), labeler, mode=LAYER_MODE)
-            packages = _import(ctx, cache, target.packages, files, staging, inputs.saved)
-            scripts = plan_scripts(
-                repo, base, {str(p.nevra): headers[str(p.nevra)] for p in packages}, inputs.ignore_scripts
-            )
-            with reporter.step("Assembling the layered commit"):
-                tree = _assemble(repo, target, cache, packages, accounts, labeler)
-            if not scripts.empty:
-                draft = repo.write_commit(base, "reconcile: before scriptlets", {}, repo.write_mtree(tree), 0)
-                tree, _runs = run_scripts(repo, draft, scripts, reporter, labeler.policy if labeler else None)
-            return _commit(repo, target, tree, packages)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    fetch = inputs.fetcher.fetch
+    with repo.transaction():
+        with reporter.step("Reading the packages' headers"):
+            headers, files = _headers(repo, target.packages, labeler, fetch)
+        accounts = AccountDb.load(repo, base, inputs.previous_accounts)
+        requests = _account_requests(repo, headers, files, target.packages)
+        if requests:
+            with reporter.step("Creating the packages' users and groups"):
+                accounts.create(requests)
+        cache = PackageCache(repo, accounts.owners(), labeler, mode=LAYER_MODE)
+        packages = _import(ctx, cache, target.packages, files, fetch)
+        scripts = plan_scripts(
+            repo, base, {str(p.nevra): headers[str(p.nevra)] for p in packages}, inputs.ignore_scripts
+        )
+        with reporter.step("Assembling the layered commit"):
+            tree = _assemble(repo, target, cache, packages, accounts, labeler)
+        if not scripts.empty:
+            draft = repo.write_commit(base, "reconcile: before scriptlets", {}, repo.write_mtree(tree), 0)
+            tree, _runs = run_scripts(repo, draft, scripts, reporter, labeler.policy if labeler else None)
+        return _commit(repo, target, tree, packages)
 
 
 def _headers(
-    repo: Repo, pinned: list[m.PinnedPackage], labeler: Labeler | None, staging: Path, saved: bool
+    repo: Repo, pinned: list[m.PinnedPackage], labeler: Labeler | None, fetch: Fetch
 ) -> tuple[dict[str, Header], dict[str, Path]]:
     """Every package's header: from the package cache when it holds that build, else downloaded."""
     probe = PackageCache(repo, None, labeler, mode=LAYER_MODE)
@@ -85,7 +81,7 @@ def _headers(
             missing.append(p)
         else:
             headers[p.nevra] = hdr
-    files = _fetch(missing, staging, saved) if missing else {}
+    files = fetch(missing) if missing else {}
     for p in missing:
         headers[p.nevra] = read_rpm(files[p.nevra], p.nevra).header
     return headers, files
@@ -122,7 +118,7 @@ def _sysusers_texts(repo: Repo, p: m.PinnedPackage, hdr: Header, rpm: Path | Non
 
 
 def _import(
-    ctx: Context, cache: PackageCache, pinned: list[m.PinnedPackage], files: dict[str, Path], staging: Path, saved: bool
+    ctx: Context, cache: PackageCache, pinned: list[m.PinnedPackage], files: dict[str, Path], fetch: Fetch
 ) -> list[CachedPackage]:
     """Cached package commits that still fit (same build, owners, policy), else a fresh import."""
     out = []
@@ -131,7 +127,7 @@ def _import(
             hit = cache.find(p.parsed(), p.checksum, p.repo)
             if hit is None:
                 if p.nevra not in files:
-                    files.update(_fetch([p], staging, saved))
+                    files.update(fetch([p]))
                 hit = cache.import_rpm(files[p.nevra], p.parsed(), p.checksum, p.repo)
             out.append(hit)
     return out
@@ -182,23 +178,5 @@ def _commit(repo: Repo, target: m.Target, tree: MutableTree, packages: list[Cach
     return repo.write_commit(base, subject, metadata, root, repo.commit_timestamp(base))
 
 
-def _fetch(missing: list[m.PinnedPackage], staging: Path, saved: bool) -> dict[str, Path]:
-    try:
-        return fetch_packages(missing, staging)
-    except ReconcileError as e:
-        if not saved:
-            raise
-        raise StalePlanError(
-            f"The plan is stale: a pinned package can no longer be fetched as planned. {e.message}",
-            hint="Run `reconcile plan` again. Nothing was changed.",
-        ) from None
-
-
 def _ref(p: m.PinnedPackage) -> str:
     return pkgcache_ref(p.parsed())
-
-
-def _tmpdir(repo: Repo) -> Path:
-    tmp = repo.path / "tmp"
-    tmp.mkdir(exist_ok=True)
-    return tmp

@@ -6,6 +6,7 @@ the RPM, the ids its owners map to in the target tree, the SELinux policy and th
 
 from __future__ import annotations
 
+import io
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,18 +131,23 @@ class PackageCache:
             pairs.insert(0, (SELINUX_XATTR, self.labeler.label(path, mode)))
         return ostree.xattrs(pairs)
 
-    def cached_header(self, nevra: Nevra, checksum: str) -> h.Header | None:
-        """The header of a package the cache holds (any import), to check it before downloading."""
+    def cached_raw(self, nevra: Nevra, checksum: str) -> bytes | None:
+        """Lead, signature header and header of a package the cache holds (any import), as the RPM had them."""
         commit = self.repo.resolve(pkgcache_ref(nevra))
         if commit is None:
             return None
         meta = self.repo.commit_metadata(commit)
         if meta.get(cm.PKG_CHECKSUM) != checksum or not meta.get(cm.PKG_HEADER):
             return None
-        import io
+        return bytes(meta[cm.PKG_HEADER])
 
+    def cached_header(self, nevra: Nevra, checksum: str) -> h.Header | None:
+        """The header of a package the cache holds (any import), to check it before downloading."""
+        raw = self.cached_raw(nevra, checksum)
+        if raw is None:
+            return None
         try:
-            return h.read_rpm_headers(io.BytesIO(bytes(meta[cm.PKG_HEADER]))).header
+            return h.read_rpm_headers(io.BytesIO(raw)).header
         except h.HeaderError:
             return None
 

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from reconcile.rpm.nevra import Nevra
 
-PLAN_FORMAT_VERSION = "1.0"
+PLAN_FORMAT_VERSION = "1.1"
 # Bump when assembly changes what a layered commit holds for the same inputs: it changes the state digest.
 ASSEMBLY_FORMAT_VERSION = 1
 
@@ -111,9 +111,32 @@ class PinnedPackage(_Frozen):
     location: str = Field(description="Path of the RPM relative to the repo's baseurl.")
     baseurl: str
     requested: bool
+    size: int = Field(default=0, description="Download size in bytes, from the repodata (0 when unknown).")
 
     def parsed(self) -> Nevra:
         return Nevra(self.name, self.epoch, self.version, self.release, self.arch)
+
+
+class SigningKey(_Frozen):
+    """A key that signs packages this plan adds; `new` when no apply has used it yet (dnf would ask)."""
+
+    fingerprint: str
+    user_ids: list[str]
+    repos: list[str] = Field(description="Repo ids whose gpgkey lists it (or `@local`).")
+    packages: list[str] = Field(description="NEVRAs of the added packages it signs.")
+    new: bool
+
+
+class RepoUsed(_Frozen):
+    """A repo whose metadata the plan was resolved against."""
+
+    id: str
+    file: str = Field(description="The `.repo` file that defines it.")
+    url: str = Field(description="The URL its repomd.xml came from.")
+    revision: str
+    repomd_sha256: str
+    gpgcheck: bool
+    repo_gpgcheck: bool
 
 
 class OriginRef(_Frozen):
@@ -143,6 +166,7 @@ class Target(_Frozen):
     remove_base: list[str] = Field(default_factory=list, description="Base packages dropped (NEVRAs).")
     local: list[str] = Field(default_factory=list, description="Local packages as `<sha256>:<nevra>`.")
     active_requests: list[str]
+    releasever: str | None = Field(default=None, description="The `$releasever` the repo files were read with.")
     state_digest: str | None = Field(description="None when nothing is layered: the base is deployed as is.")
     needs_deployment: bool
     needs_origin_update: bool
@@ -166,6 +190,8 @@ class Plan(_Frozen):
     resolution: Resolution
     target: Target
     checks: list[Check] = Field(default_factory=list)
+    repos: list[RepoUsed] = Field(default_factory=list)
+    keys: list[SigningKey] = Field(default_factory=list)
     summary: Summary
     has_changes: bool
     applyable: bool

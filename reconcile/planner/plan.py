@@ -14,13 +14,15 @@ from reconcile.errors import ReconcileError
 from reconcile.origin import LoadedOrigin
 from reconcile.ostree import Deployment
 from reconcile.planner import model as m
+from reconcile.planner import sources
 from reconcile.planner.changes import request_changes, resolution_diff
 from reconcile.planner.local import LocalPackage, read_local
-from reconcile.planner.preflight import conflict_checks, package_checks, package_header
+from reconcile.planner.preflight import conflict_checks, package_checks
+from reconcile.planner.signing import signature_checks
 from reconcile.planner.solver import Candidate, Solver, SolveResult, Source
 from reconcile.planner.state import DeploymentState, current_deployment
-from reconcile.repos.config import load_repo_configs
-from reconcile.repos.metadata import fetch_filelists, refresh
+from reconcile.repos.metadata import RepoMetadata
+from reconcile.repos.source import RepoSet
 from reconcile.rpm.header import Header
 from reconcile.rpm.nevra import Nevra
 from reconcile.rpm.rpmdb import TreeRpmdbReader, read_headers
@@ -33,18 +35,21 @@ class Resolved:
 
     solved: SolveResult = field(default_factory=SolveResult)
     checks: list[m.Check] = field(default_factory=list)
-
-
-def default_reposdir(ctx: Context, dep: Deployment) -> Path:
-    """Like rpm-ostree: the repos configured in the deployment's own /etc."""
-    if str(ctx.sysroot.path) == "/":
-        return Path("/etc/yum.repos.d")
-    return ctx.sysroot.deployment_dir(dep) / "etc" / "yum.repos.d"
+    keys: list[m.SigningKey] = field(default_factory=list)
+    repos: list[m.RepoUsed] = field(default_factory=list)
+    releasever: str | None = None
 
 
 def make_plan(
-    ctx: Context, loaded: LoadedOrigin, reposdir: Path | None, stateroot: str | None, *, update: bool = False
+    ctx: Context,
+    loaded: LoadedOrigin,
+    reposdir: Path | None,
+    stateroot: str | None,
+    *,
+    update: bool = False,
+    whole_packages: bool = False,
 ) -> m.Plan:
+    """`whole_packages`: download the packages to add now (apply needs them next) instead of their headers."""
     current, dep = current_deployment(ctx.sysroot, ctx.repo, stateroot)
     desired = loaded.desired
     refspec = desired.origin.baserefspec
@@ -62,8 +67,7 @@ def make_plan(
     if _converged(current, base, needs_origin_update, update):
         resolved = Resolved(_as_deployed(current))
     elif desired.packages.requested or local or desired.overrides.remove:
-        repos = reposdir or default_reposdir(ctx, dep)
-        resolved = _resolve(ctx, current, base, loaded, local, repos, update)
+        resolved = _resolve(ctx, current, dep, base, loaded, local, reposdir, update, whole_packages)
     solved = resolved.solved
 
     inactive = {spec for spec, _by in solved.inactive}
@@ -100,11 +104,14 @@ def make_plan(
             remove_base=removed,
             local=pins,
             active_requests=active if digest else [],
+            releasever=resolved.releasever,
             state_digest=digest,
             needs_deployment=needs_deployment,
             needs_origin_update=needs_origin_update,
         ),
         checks=resolved.checks,
+        repos=resolved.repos,
+        keys=resolved.keys,
         summary=_summary(resolution, has_changes, needs_deployment),
         has_changes=has_changes,
         applyable=not errors,
@@ -140,16 +147,19 @@ def _as_deployed(current: DeploymentState) -> SolveResult:
 def _resolve(
     ctx: Context,
     current: DeploymentState,
+    dep: Deployment,
     base: str,
     loaded: LoadedOrigin,
     local: list[LocalPackage],
-    reposdir: Path,
+    reposdir: Path | None,
     update: bool,
+    whole_packages: bool,
 ) -> Resolved:
     desired, reporter = loaded.desired, ctx.reporter
+    cache_root = ctx.cachedir(current.stateroot)
     solver = Solver(ctx.arch)
     with reporter.step("Reading the rpmdb"):
-        solver.add_base(lambda: read_headers(ctx.repo, base), ctx.cachedir(current.stateroot) / f"base-{base}.solv")
+        solver.add_base(lambda: read_headers(ctx.repo, base), cache_root / f"base-{base}.solv")
         layered_headers: dict[str, Header] = {}
         if current.layered:
             layered = {str(p.nevra): p for p in current.layered}
@@ -161,38 +171,78 @@ def _resolve(
                 list(layered_headers.values()), {n: Source(p.checksum, p.repo) for n, p in layered.items()}
             )
     locals_ = [solver.add_local(p.headers.header, _local_source(p)) for p in local]
+    resolved = Resolved()
+    repos = None
     if desired.packages.requested or local:
-        configs = load_repo_configs(reposdir, {"basearch": ctx.arch, "arch": ctx.arch})
+        detected = sources.releasever(ctx, solver, base)
+        local_check, override = desired.options.localpkg_gpgcheck, desired.options.releasever
+        repos = sources.open_host_repos(ctx, dep, reposdir, cache_root, detected, local_check, override=override)
+        resolved.releasever = repos.releasever
         with reporter.step("Refreshing repo metadata"):
-            for cfg in configs:
-                solver.add_repo(refresh(cfg, ctx.cachedir(current.stateroot)))
-    if any(spec.startswith("/") for spec in desired.packages.requested):
+            for meta in repos.load_metadata(force=update):
+                solver.add_repo(meta)
+                resolved.repos.append(_repo_used(meta))
+    if repos is not None and any(spec.startswith("/") for spec in desired.packages.requested):
         with reporter.step("Loading file lists"):
-            solver.add_filelists(fetch_filelists)
+            solver.add_filelists(repos.filelists)
     with reporter.step("Resolving dependencies"):
-        solved = solver.resolve(
-            desired.packages.requested,
-            desired.options.recommends,
-            remove=desired.overrides.remove,
-            update=update,
-            local=locals_,
-        )
+        try:
+            solved = solver.resolve(
+                desired.packages.requested,
+                desired.options.recommends,
+                remove=desired.overrides.remove,
+                update=update,
+                local=locals_,
+            )
+        except ReconcileError as e:
+            if repos is not None and repos.unavailable:
+                raise sources.unavailable_error(repos, e) from None
+            raise
     removed = {str(n) for n in solved.removed_base}
+    resolved.solved = solved
+    cache = PackageCache(ctx.repo, owners=None, labeler=None, mode="layer")
+    new = _new_packages(current, base, solved)
+    warnings = sources.require_unavailable_repos(repos, new, cache, update) if repos is not None else []
     with reporter.step("Checking the packages to add"):
         ignore = desired.options.ignore_scripts
-        checks = _preflight(ctx, current, base, removed, layered_headers, solved, local, ignore)
+        preflight = _preflight(
+            ctx, current, base, removed, layered_headers, solved, new, local, ignore, repos, cache, whole_packages
+        )
+        resolved.checks, resolved.keys = preflight
     for pkg, kind, other in solved.clashes:
         # The solver only succeeds when the clashing base package goes; say so, it is easy to miss.
         severity = "info" if other in removed else "error"
         message = f"{pkg} {kind} the base package {other}" + (
             ", which overrides.remove drops." if other in removed else "."
         )
-        checks.append(m.Check(kind=f"base-{kind}", severity=severity, package=pkg, message=message))
-    return Resolved(solved, checks)
+        resolved.checks.append(m.Check(kind=f"base-{kind}", severity=severity, package=pkg, message=message))
+    for text in [*(repos.warnings if repos is not None else []), *warnings]:
+        resolved.checks.append(m.Check(kind="repo", severity="warning", message=text))
+    return resolved
+
+
+def _repo_used(meta: RepoMetadata) -> m.RepoUsed:
+    cfg = meta.config
+    return m.RepoUsed(
+        id=cfg.id,
+        file=str(cfg.source),
+        url=meta.baseurl,
+        revision=meta.revision,
+        repomd_sha256=meta.repomd_sha256,
+        gpgcheck=cfg.gpgcheck,
+        repo_gpgcheck=cfg.repo_gpgcheck,
+    )
 
 
 def _local_source(p: LocalPackage) -> Source:
     return Source(f"sha256:{p.sha256}", "@local", p.path.name, f"file://{p.path.parent}")
+
+
+def _new_packages(current: DeploymentState, base: str, solved: SolveResult) -> list[Candidate]:
+    """What the plan adds (everything, when the base changes: it is all checked against the new base)."""
+    kept = {(str(p.nevra), p.checksum) for p in current.layered}
+    base_changed = base != current.base_checksum
+    return [c for c in solved.packages if base_changed or (str(c.nevra), c.checksum) not in kept]
 
 
 def _preflight(
@@ -202,31 +252,46 @@ def _preflight(
     removed: set[str],
     layered_headers: dict[str, Header],
     solved: SolveResult,
+    new_packages: list[Candidate],
     local: list[LocalPackage],
     ignore: list[str],
-) -> list[m.Check]:
-    """Scriptlets, paths, owners and file conflicts of every package the plan adds (all of them when the
-    base changes), from headers only: nothing is downloaded in full or built yet."""
-    kept = {(str(p.nevra), p.checksum) for p in current.layered}
-    base_changed = base != current.base_checksum
-    new = {str(c.nevra) for c in solved.packages if base_changed or (str(c.nevra), c.checksum) not in kept}
+    repos: RepoSet | None,
+    cache: PackageCache,
+    whole: bool,
+) -> tuple[list[m.Check], list[m.SigningKey]]:
+    """Signatures, scriptlets, paths, owners and file conflicts of every package the plan adds, from headers
+    only: nothing is downloaded in full or built yet."""
+    new = {str(c.nevra) for c in new_packages}
     if not new:
-        return []
-    cache = PackageCache(ctx.repo, owners=None, labeler=None, mode="layer")
-    header_cache = ctx.cachedir(current.stateroot) / "headers"
+        return [], []
+    kept = {(str(p.nevra), p.checksum) for p in current.layered}
     locals_by_nevra = {str(p.nevra): p for p in local}
     headers: dict[str, Header] = {}
+    raws: dict[str, tuple[str, bytes]] = {}
+    to_read = []
     for c in solved.packages:
         n = str(c.nevra)
         if n in locals_by_nevra:
             headers[n] = locals_by_nevra[n].headers.header
-        elif (n, c.checksum) in kept and n in layered_headers:
+            raws[n] = (c.repo, locals_by_nevra[n].headers.raw)
+        elif (n, c.checksum) in kept and n in layered_headers and n not in new:
             headers[n] = layered_headers[n]
+        elif (n, c.checksum) in kept and n in layered_headers and cache.cached_raw(c.nevra, c.checksum) is None:
+            headers[n] = layered_headers[n]  # a kept package whose cache entry is gone: its rpmdb header
         else:
-            headers[n] = package_header(c, cache, header_cache)
+            to_read.append(c)
+    header_cache = ctx.cachedir(current.stateroot) / "headers"
+    for n, read in sources.read_headers(to_read, cache, header_cache, repos, whole=whole).items():
+        headers[n] = read.header
+        raws[n] = (next(c.repo for c in to_read if str(c.nevra) == n), read.raw)
+    signed = {n: raws[n] for n in sorted(new) if n in raws}
+    checks, keys = signature_checks(signed, repos)
+    refused = {c.package for c in checks}
+    if repos is not None and refused:  # a package downloaded whole for the check must not stay behind
+        repos.discard([sources.wanted(c) for c in to_read if str(c.nevra) in refused])
     owners = owners_in_commit(ctx.repo, base)
-    checks = [check for n in sorted(new) for check in package_checks(n, headers[n], owners, ignore)]
-    return checks + conflict_checks(ctx.repo, base, headers, new, removed)
+    checks += [check for n in sorted(new) for check in package_checks(n, headers[n], owners, ignore)]
+    return checks + conflict_checks(ctx.repo, base, headers, new, removed), keys
 
 
 def pin_candidate(c: Candidate, requested: bool) -> m.PinnedPackage:
@@ -243,6 +308,7 @@ def pin_candidate(c: Candidate, requested: bool) -> m.PinnedPackage:
         location=c.location,
         baseurl=c.baseurl,
         requested=requested,
+        size=c.size,
     )
 
 

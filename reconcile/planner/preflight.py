@@ -1,54 +1,20 @@
-"""Pre-flight checks, before any package is downloaded or built: every added package's header is at hand
-(a local file, the package cache, or a header-only read of the remote RPM, cached by checksum), so the
-plan can refuse scriptlets, forbidden paths, unknown owners and file conflicts up front."""
+"""Pre-flight checks, before any package is downloaded or built: with every added package's header at hand
+(planner/sources.py reads them), the plan refuses scriptlets, forbidden paths, unknown owners and file
+conflicts up front."""
 
 from __future__ import annotations
 
-import io
-import os
 import stat
-import tempfile
 from collections.abc import Iterable
-from pathlib import Path
 
-from reconcile.apply.pkgcache import PackageCache
-from reconcile.errors import PackageError
 from reconcile.ostree import Repo
 from reconcile.planner.checks import owner_checks, path_checks, scriptlet_checks, type_checks, var_checks
 from reconcile.planner.model import Check
-from reconcile.planner.solver import Candidate
-from reconcile.repos.fetch import join_url, open_url
 from reconcile.rpm import header as h
 from reconcile.rpm.header import FileEntry, Header
 from reconcile.rpm.nevra import Nevra
 from reconcile.rpm.payload import Owners, tree_path
 from reconcile.rpm.rpmdb import TreeRpmdbReader
-
-
-def package_header(c: Candidate, cache: PackageCache, header_cache: Path) -> Header:
-    """The header of a package to add, reading as little as possible: cache first, then only the first
-    kilobytes of the RPM (the download stops after the header)."""
-    cached = cache.cached_header(c.nevra, c.checksum)
-    if cached is not None:
-        return cached
-    stored = header_cache / f"{c.checksum.replace(':', '-')}.hdr"
-    if stored.exists():
-        return h.read_rpm_headers(io.BytesIO(stored.read_bytes())).header
-    url = join_url(c.baseurl, c.location)
-    try:
-        with open_url(url) as stream:
-            headers = h.read_rpm_headers(stream)
-        headers.verify_header_digest()
-    except h.HeaderError as e:
-        raise PackageError(f"{c.nevra} from [{c.repo}] ({url}) is not a valid RPM: {e}.") from None
-    if Nevra.from_header(headers.header) != c.nevra:
-        raise PackageError(f"The repo [{c.repo}] promises {c.nevra} at {url}, but the file is another package.")
-    header_cache.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=header_cache)
-    with os.fdopen(fd, "wb") as f:
-        f.write(headers.raw)
-    os.replace(tmp, stored)
-    return headers.header
 
 
 def package_checks(nevra: str, hdr: Header, owners: Owners, ignore: list[str]) -> list[Check]:

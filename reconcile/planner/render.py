@@ -31,6 +31,19 @@ def text_lines(plan: m.Plan) -> list[tuple[str, str]]:
         if entries:
             out += [("", ""), ("", f"{title}:")]
             out += [(mark, f"  {mark} {_describe(e)}") for e in entries]
+    if plan.keys:
+        out += [("", ""), ("", "Signing keys:")]
+        for k in plan.keys:
+            mark = "!" if k.new else ""
+            state = "NEW, used for the first time" if k.new else "known"
+            who = ", ".join(k.user_ids) or "no user id"
+            repos = ", ".join(f"[{r}]" for r in k.repos)
+            out.append(
+                (mark, f"  {_spaced(k.fingerprint)} {who} ({repos}; {state}; signs {len(k.packages)} package(s))")
+            )
+    unchecked = [r.id for r in plan.repos if not r.gpgcheck and any(e.repo == r.id for e in _changed(plan))]
+    if unchecked:
+        out += [("", ""), ("", "Not signature-checked (gpgcheck off): " + ", ".join(f"[{r}]" for r in unchecked))]
     notes = [c for c in plan.checks if c.severity == "info"]
     if notes:
         out += [
@@ -45,6 +58,16 @@ def text_lines(plan: m.Plan) -> list[tuple[str, str]]:
     last = plan.summary.text if plan.applyable else "The plan cannot be applied: see the errors above."
     out += [("", ""), ("", last)]
     return out
+
+
+def _changed(plan: m.Plan) -> list[m.PackageEntry]:
+    r = plan.resolution
+    return [*r.added, *r.upgraded, *r.downgraded]
+
+
+def _spaced(fingerprint: str) -> str:
+    """As gpg prints a fingerprint: groups of four."""
+    return " ".join(fingerprint[i : i + 4] for i in range(0, len(fingerprint), 4))
 
 
 def render_text(plan: m.Plan) -> str:
@@ -104,6 +127,12 @@ def render_markdown(plan: m.Plan) -> str:
         lines += ["", "</details>"]
     if r.inactive:
         lines += ["", "Inactive (the base provides them): " + ", ".join(f"`{i.spec}`" for i in r.inactive)]
+    for key in plan.keys:
+        state = "**new key**" if key.new else "known key"
+        who = _md(", ".join(key.user_ids))
+        lines.append(
+            f"- {state} `{key.fingerprint}` {who} signs {len(key.packages)} package(s) from {', '.join(key.repos)}"
+        )
     for c in plan.checks:
         lines.append(f"- **{c.severity}**: {_md(c.message)}")
     return "\n".join(lines) + "\n"

@@ -7,6 +7,7 @@ for. Every pulled-in dependency carries the shortest chain of Requires/Recommend
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -57,6 +58,8 @@ class Candidate:
     checksum: str
     location: str
     baseurl: str
+    size: int = 0
+    header_end: int = 0  # where the header ends in the file (rpm:header-range), for a header-only read
 
 
 @dataclass
@@ -89,6 +92,8 @@ class Solver:
     def __init__(self, arch: str) -> None:
         self.arch = arch
         self.pool = solv.Pool()
+        # Distribution builds of libsolv may default to another package semantics (Debian's is deb).
+        self.pool.setdisttype(solv.Pool.DISTTYPE_RPM)
         self.pool.setarch(arch)
         self.base = self.pool.add_repo(BASE_REPO)
         self.layered = self.pool.add_repo(LAYERED_REPO)
@@ -98,12 +103,16 @@ class Solver:
         self._sources: dict[int, Source] = {}
         self._caches: dict[str, Path] = {}
         self._extended: set[str] = set()
+        self._excluded: dict[int, str] = {}  # solvable id -> which option of which repo hides it
 
     # -- loading ------------------------------------------------------------------------------------
     def add_repo(self, meta: RepoMetadata) -> None:
         """Load a repo's primary metadata, through a .solv cache keyed by the primary's checksum."""
         repo = self.pool.add_repo(meta.id)
         repo.appdata = meta
+        # dnf's rule: a lower priority value wins, then a lower cost (libsolv prefers higher numbers).
+        repo.priority = -meta.config.priority
+        repo.subpriority = -meta.config.cost
         self.repos[meta.id] = meta
         cache = Path(str(meta.primary) + ".solv")
         self._caches[meta.id] = cache
@@ -224,9 +233,47 @@ class Solver:
     def _finish_loading(self) -> None:
         for repo in (self.base, self.layered, self.local):
             repo.internalize()
+            # Layered and local packages compete with the best repos, not below them (FAVOR keeps them).
+            repo.priority = max((-m.config.priority for m in self.repos.values()), default=0)
         self.pool.installed = self.base
+        self._apply_filters()
         self._remember_file_provides(self.pool.addfileprovides_queue())
         self.pool.createwhatprovides()
+
+    def _apply_filters(self) -> None:
+        """excludepkgs / includepkgs, as libdnf applies them: the packages stay loaded but are not considered."""
+        for repo in self.pool.repos:
+            meta = self.repos.get(repo.name)
+            if meta is None or not (meta.config.excludepkgs or meta.config.includepkgs):
+                continue
+            cfg = meta.config
+            for s in repo.solvables:
+                forms = _nevra_forms(s)
+                if cfg.includepkgs and not any(fnmatch.fnmatchcase(f, p) for f in forms for p in cfg.includepkgs):
+                    self._excluded[s.id] = f"not in includepkgs of [{cfg.id}] ({cfg.where})"
+                elif any(fnmatch.fnmatchcase(f, p) for f in forms for p in cfg.excludepkgs):
+                    self._excluded[s.id] = f"excluded by excludepkgs of [{cfg.id}] ({cfg.where})"
+        if self._excluded:
+            considered = [s.id for repo in self.pool.repos for s in repo.solvables if s.id not in self._excluded]
+            self.pool.set_considered_list(considered)
+
+    def base_release(self) -> str | None:
+        """dnf's $releasever from the base: the version a `system-release(releasever)` provide carries, else the
+        version of the package providing it (or `system-release`)."""
+        self.base.internalize()
+        self.pool.createwhatprovides()
+        for capability in ("system-release(releasever)", "system-release"):
+            providers = sorted(
+                (s for s in self.pool.whatprovides(self.pool.Dep(capability)) if s.repo == self.base),
+                key=lambda s: s.name,
+            )
+            for s in providers:
+                for dep in s.lookup_deparray(solv.SOLVABLE_PROVIDES):
+                    name, _, version = str(dep).partition(" = ")
+                    if name == capability and version and s.name != capability:
+                        return version.split(":")[-1].split("-")[0]
+                return s.evr.split(":")[-1].rsplit("-", 1)[0]
+        return None
 
     # -- solving ------------------------------------------------------------------------------------
     def resolve(
@@ -245,7 +292,7 @@ class Solver:
         unknown = []
         for spec in requests:
             sel = self._select(spec)
-            if sel.isempty():
+            if sel.isempty() or all(s.id in self._excluded for s in sel.solvables()):
                 unknown.append(spec)
                 continue
             installed = [s for s in sel.solvables() if s.repo == self.base and s not in dropped]
@@ -255,9 +302,10 @@ class Solver:
             selections.append(sel)
             jobs += sel.jobs(solv.Job.SOLVER_INSTALL)
         if unknown:
-            repos = ", ".join(f"[{r}]" for r in self.repos) or "none"
+            repos = ", ".join(f"[{r}]" for r in self.repos)
+            where = f"the base or the enabled repos ({repos})" if repos else "the base (no repo is available)"
             raise ResolutionError(
-                f"No package matches {', '.join(repr(u) for u in unknown)} in the base or the enabled repos ({repos}).",
+                f"No package matches {', '.join(repr(u) for u in unknown)} in {where}.",
                 [self._why_unknown(u) for u in unknown],
                 hint="Check the spelling, or add the repo that ships it to --reposdir.",
             )
@@ -305,6 +353,10 @@ class Solver:
         return out
 
     def _why_unknown(self, spec: str) -> str:
+        flags = self._flags(spec) | solv.Selection.SELECTION_WITH_DISABLED
+        hidden = [s for s in self.pool.select(spec, flags).solvables() if s.id in self._excluded]
+        if hidden:
+            return f"{spec}: " + "; ".join(f"{s} is {self._excluded[s.id]}" for s in hidden)
         others = self.pool.select(spec, self._flags(spec) | solv.Selection.SELECTION_WITH_BADARCH).solvables()
         if others:
             arches = ", ".join(sorted({s.arch for s in others}))
@@ -367,7 +419,8 @@ class Solver:
         chk = s.lookup_checksum(solv.SOLVABLE_CHECKSUM)
         location, _medianr = s.lookup_location()
         checksum = f"{chk.typestr()}:{chk.hex()}" if chk else ""
-        return Candidate(nevra, meta.id, checksum, location, meta.baseurl)
+        size = s.lookup_num(solv.SOLVABLE_DOWNLOADSIZE)
+        return Candidate(nevra, meta.id, checksum, location, meta.baseurl, size, s.lookup_num(solv.SOLVABLE_HEADEREND))
 
     def _repo_twin(self, s: solv.XSolvable, checksum: str) -> Candidate | None:
         """The same build in a repo, so a kept package can still be fetched if its cache is gone."""
@@ -401,6 +454,13 @@ class Solver:
         strongly_needed = set(nx.descendants(strong, root))
         weak_only = {s.name for s in new if s.name in paths and s.name not in strongly_needed}
         return {name: path[1:] for name, path in paths.items() if name is not root}, weak_only
+
+
+def _nevra_forms(s: solv.XSolvable) -> tuple[str, ...]:
+    """The names dnf matches excludepkgs patterns against: name, name.arch, name-version(-release)(.arch)."""
+    evr = s.evr.split(":", 1)[-1]
+    version = evr.rsplit("-", 1)[0]
+    return (s.name, f"{s.name}.{s.arch}", f"{s.name}-{version}", f"{s.name}-{evr}", f"{s.name}-{evr}.{s.arch}")
 
 
 def _describe_problem(problem: solv.Problem) -> str:

@@ -25,6 +25,8 @@ class DeploymentState:
     override_remove: list[str]
     recommends: bool
     ignore_scripts: list[str]
+    releasever: str | None
+    localpkg_gpgcheck: bool | None
     base_checksum: str
     layered: list[LayeredPackage]
     active_requests: list[str]
@@ -57,6 +59,8 @@ class DeploymentState:
             "override_remove": sorted(self.override_remove),
             "recommends": self.recommends,
             "ignore_scripts": sorted(self.ignore_scripts),
+            "releasever": self.releasever,
+            "localpkg_gpgcheck": self.localpkg_gpgcheck,
         }
 
 
@@ -65,10 +69,13 @@ def read_deployment(sysroot: Sysroot, repo: Repo, dep: Deployment, index: int) -
     fields = ostree.KeyfileFields(None, [], [], [])
     recommends = True
     ignore_scripts: list[str] = []
+    releasever = localpkg = None
     if origin is not None:
         fields = ostree.keyfile_fields(origin)
         recommends = ostree.keyfile_get(origin, "reconcile", "recommends") != "false"
         ignore_scripts = ostree.keyfile_get_list(origin, "reconcile", "ignore-scripts")
+        releasever = ostree.keyfile_get(origin, "reconcile", "releasever")
+        localpkg = _keyfile_bool(ostree.keyfile_get(origin, "reconcile", "localpkg-gpgcheck"))
     checksum = dep.get_csum()
     meta = repo.commit_metadata(checksum)
     booted = sysroot.booted()
@@ -84,6 +91,8 @@ def read_deployment(sysroot: Sysroot, repo: Repo, dep: Deployment, index: int) -
         override_remove=fields.removals,
         recommends=recommends,
         ignore_scripts=ignore_scripts,
+        releasever=releasever,
+        localpkg_gpgcheck=localpkg,
         base_checksum=str(meta.get(commitmeta.BASE, checksum)),
         layered=commitmeta.layered_packages(meta),
         active_requests=list(meta.get(commitmeta.REQUESTED, [])),
@@ -94,6 +103,10 @@ def read_deployment(sysroot: Sysroot, repo: Repo, dep: Deployment, index: int) -
         version=meta.get(commitmeta.VERSION),
         timestamp=repo.commit_timestamp(checksum),
     )
+
+
+def _keyfile_bool(value: str | None) -> bool | None:
+    return None if value is None else value == "true"
 
 
 def all_deployments(sysroot: Sysroot, repo: Repo) -> list[DeploymentState]:

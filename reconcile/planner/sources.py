@@ -1,0 +1,219 @@
+"""Where a plan's packages come from: the host's repos (opened with the base's `$releasever`), what an
+unreachable repo means for this plan, and header-only reads of the packages it adds."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from reconcile.apply.pkgcache import PackageCache
+from reconcile.context import Context
+from reconcile.errors import PackageError, ReconcileError, SignatureError
+from reconcile.ostree import Deployment
+from reconcile.planner import model as m
+from reconcile.planner.solver import Candidate, Solver
+from reconcile.repos.host import open_repos
+from reconcile.repos.source import LOCAL_REPO, RepoSet, WantedPackage, signature_failure
+from reconcile.repos.transfer import Download, TransferError
+from reconcile.rpm import header as h
+from reconcile.rpm import signatures
+from reconcile.rpm.nevra import Nevra
+
+_OS_RELEASE = ("usr/lib/os-release", "etc/os-release", "usr/etc/os-release")
+
+
+def deployment_etc(ctx: Context, dep: Deployment) -> tuple[Path, Path | None]:
+    """The deployment's /etc and the root of its tree (None for the running host, whose paths are real)."""
+    if str(ctx.sysroot.path) == "/":
+        return Path("/etc"), None
+    root = ctx.sysroot.deployment_dir(dep)
+    return root / "etc", root
+
+
+def releasever(ctx: Context, solver: Solver, base: str) -> str | None:
+    """The base's system-release version, else its VERSION_ID (dnf's detection, with rpm-ostree's fallback)."""
+    found = solver.base_release()
+    if found:
+        return found
+    for path in _OS_RELEASE:
+        text = ctx.repo.read_text(base, path)
+        if text is None:
+            continue
+        for line in text.splitlines():
+            key, _, value = line.partition("=")
+            if key.strip() == "VERSION_ID" and value.strip().strip("\"'"):
+                return value.strip().strip("\"'")
+    return None
+
+
+def open_host_repos(
+    ctx: Context,
+    dep: Deployment,
+    reposdir: Path | None,
+    cache_root: Path,
+    version: str | None,
+    local_check: bool | None,
+    *,
+    override: str | None = None,
+) -> RepoSet:
+    """`version`: the detected $releasever; `override`: one that wins over the vars files too."""
+    etc, root = deployment_etc(ctx, dep)
+    return open_repos(
+        etc,
+        reposdir,
+        cache_root,
+        ctx.reporter,
+        arch=ctx.arch,
+        releasever=version,
+        releasever_override=override,
+        mode=ctx.fetch,
+        localpkg_gpgcheck=local_check,
+        root=root,
+    )
+
+
+def wanted(p: m.PinnedPackage | Candidate) -> WantedPackage:
+    if isinstance(p, Candidate):
+        return WantedPackage(str(p.nevra), p.repo, p.checksum, p.location, p.baseurl, p.size)
+    return WantedPackage(p.nevra, p.repo, p.checksum, p.location, p.baseurl, p.size)
+
+
+def require_unavailable_repos(repos: RepoSet, new: list[Candidate], cache: PackageCache, update: bool) -> list[str]:
+    """An unreachable repo fails the plan unless the plan needs nothing new: every package it adds is already in
+    the package cache or downloaded, and no update was asked for. Returns the warnings for the repos it skipped."""
+    if not repos.unavailable:
+        return []
+    missing = [
+        c
+        for c in new
+        if c.repo != LOCAL_REPO and cache.cached_raw(c.nevra, c.checksum) is None and not _downloaded(repos, c)
+    ]
+    if update or missing:
+        first = next(iter(repos.unavailable.values()))
+        names = [str(c.nevra) for c in missing]
+        listed = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        why = "--update asks every repo for newer versions" if update else f"it must download {listed}"
+        others = [f"[{r}]" for r in list(repos.unavailable)[1:]]
+        also = f" (also unavailable: {', '.join(others)})" if others else ""
+        raise ReconcileError(f"{first.message}{also} The plan cannot go on without it: {why}.", hint=first.hint)
+    return [
+        f"{e.message} The plan needs no package from it (every package is already cached), so it goes on without it."
+        for e in repos.unavailable.values()
+    ]
+
+
+def unavailable_error(repos: RepoSet, cause: ReconcileError) -> ReconcileError:
+    """A resolution that failed while a repo was unreachable: the repo is the likelier cause, so it comes first."""
+    first = next(iter(repos.unavailable.values()))
+    others = [f"[{r}]" for r in list(repos.unavailable)[1:]]
+    also = f" (also unavailable: {', '.join(others)})" if others else ""
+    return ReconcileError(f"{first.message}{also} Without it: {cause.message}", hint=first.hint)
+
+
+def _downloaded(repos: RepoSet, c: Candidate) -> bool:
+    return repos.package_path(wanted(c)).exists()
+
+
+def read_headers(
+    candidates: list[Candidate],
+    cache: PackageCache,
+    header_cache: Path,
+    repos: RepoSet | None,
+    *,
+    whole: bool = False,
+) -> dict[str, h.RpmHeaders]:
+    """Lead, signature and header of each package, reading as little as possible: the package cache, the header
+    cache, a downloaded package, then the first bytes of each RPM (to its rpm:header-range end) in parallel
+    through librepo. With `whole` (an apply, which needs the packages next) each RPM is downloaded whole
+    instead: one request per package rather than two."""
+    out: dict[str, h.RpmHeaders] = {}
+    wanted_reads: list[tuple[Candidate, Download]] = []
+    work = Path(tempfile.mkdtemp(prefix=".headers-", dir=_ensure(header_cache)))
+    try:
+        for c in candidates:
+            raw = cache.cached_raw(c.nevra, c.checksum) or _stored(header_cache, c) or _downloaded_header(repos, c)
+            if raw is not None:
+                try:
+                    out[str(c.nevra)] = h.read_rpm_headers(io.BytesIO(raw))
+                    continue
+                except h.HeaderError:
+                    pass
+            wanted_reads.append((c, _header_download(c, repos, work / f"{len(wanted_reads)}.hdr", whole)))
+        if wanted_reads and repos is not None:
+            title = f"{'Downloading' if whole else 'Reading the headers of'} {len(wanted_reads)} package(s)"
+            try:
+                repos.downloader.fetch([d for _c, d in wanted_reads], title)
+            except TransferError as e:
+                raise PackageError(e.message, e.hint) from None
+        for c, d in wanted_reads:
+            out[str(c.nevra)] = _parse_read(c, d, header_cache, repos)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return out
+
+
+def _ensure(directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
+def _stored(header_cache: Path, c: Candidate) -> bytes | None:
+    try:
+        return (header_cache / f"{c.checksum.replace(':', '-')}.hdr").read_bytes()
+    except OSError:
+        return None
+
+
+def _downloaded_header(repos: RepoSet | None, c: Candidate) -> bytes | None:
+    """The header of a package already downloaded whole (its checksum is checked again before import)."""
+    if repos is None or c.repo == LOCAL_REPO:
+        return None
+    try:
+        with open(repos.package_path(wanted(c)), "rb") as f:
+            return h.read_rpm_headers(f).raw
+    except (OSError, h.HeaderError):
+        return None
+
+
+def _header_download(c: Candidate, repos: RepoSet | None, dest: Path, whole: bool) -> Download:
+    cfg = repos.by_id.get(c.repo) if repos is not None else None
+    if repos is None or cfg is None:
+        raise PackageError(f"The header of {c.nevra} is needed, but its repo [{c.repo}] is not configured.")
+    if repos.mode.cache_only:
+        raise ReconcileError(
+            f"--cache-only: the header of {c.nevra} from [{c.repo}] has never been read.",
+            hint="Plan once without --cache-only. Nothing was changed.",
+        )
+    if c.header_end and not whole:
+        return Download(cfg, c.location, dest, f"the header of {c.nevra}", first_bytes=c.header_end)
+    # Whole (no header range in the metadata, or apply needs it next): where apply will find it.
+    algorithm, _, digest = c.checksum.partition(":")
+    return Download(
+        cfg, c.location, repos.package_path(wanted(c)), str(c.nevra), (algorithm, digest), c.size, resume=True
+    )
+
+
+def _parse_read(c: Candidate, d: Download, header_cache: Path, repos: RepoSet | None) -> h.RpmHeaders:
+    url = f"{c.baseurl.rstrip('/')}/{c.location}"
+    try:
+        with open(d.dest, "rb") as f:
+            headers = h.read_rpm_headers(f)
+        headers.verify_header_digest()
+    except (OSError, h.HeaderError) as e:
+        keys = repos.keys_for(c.repo) if repos is not None and isinstance(e, h.HeaderError) else None
+        if keys is not None:  # a signed repo: rpm's verdict names the key, which says more than our digest
+            verdict = signatures.check_header(d.dest.read_bytes(), keys)
+            if not verdict.ok:
+                cfg = repos.by_id.get(c.repo)  # type: ignore[union-attr]
+                raise SignatureError(signature_failure(str(c.nevra), c.repo, cfg, verdict, keys)) from None
+        raise PackageError(f"{c.nevra} from [{c.repo}] ({url}) is not a valid RPM: {e}.") from None
+    if Nevra.from_header(headers.header) != c.nevra:
+        raise PackageError(f"The repo [{c.repo}] promises {c.nevra} at {url}, but the file is another package.")
+    fd, tmp = tempfile.mkstemp(dir=header_cache)
+    with os.fdopen(fd, "wb") as f:
+        f.write(headers.raw)
+    os.replace(tmp, header_cache / f"{c.checksum.replace(':', '-')}.hdr")
+    return headers

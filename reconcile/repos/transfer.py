@@ -1,0 +1,242 @@
+"""Every byte reconcile reads from a repo goes through librepo, the download library under dnf and rpm-ostree:
+mirror lists and metalinks, failover to the next mirror per file, resumed and parallel downloads, TLS with
+client certificates, proxies and the `timeout`/`minrate` rule. This module builds librepo handles from repo
+configs and turns librepo's per-mirror failures into one error that names the repo, its file, every URL
+tried and what went wrong there."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import librepo
+
+from reconcile import __version__
+from reconcile.errors import ReconcileError
+from reconcile.report import Reporter
+from reconcile.repos.config import RepoConfig
+
+log = logging.getLogger("reconcile.transfer")
+# How librepo says a server answered with wrong bytes (as opposed to no answer).
+_CORRUPT_SIGNS = ("checksum doesn't match", "Server reports Content-Length", "Expected size", "corrupt")
+
+
+class TransferError(ReconcileError):
+    """A file that could not be had from any URL of its repo; `corrupt` when a server gave wrong bytes."""
+
+    def __init__(self, message: str, failures: list[tuple[str, str]], corrupt: bool, hint: str | None = None):
+        super().__init__(message, hint)
+        self.failures = failures
+        self.corrupt = corrupt
+
+
+@dataclass
+class Download:
+    """One file to fetch: a path relative to its repo's mirrors (or a whole URL), checked when a checksum is known."""
+
+    repo: RepoConfig | None
+    path: str
+    dest: Path
+    what: str
+    checksum: tuple[str, str] | None = None  # (algorithm, hex)
+    size: int = 0
+    first_bytes: int = 0  # read only this many bytes from the start (a header-only read)
+    resume: bool = False
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    error: str | None = None
+    downloaded: int = 0
+    ended: bool = False
+
+
+def repo_label(cfg: RepoConfig | None) -> str:
+    return f"the repo [{cfg.id}] ({cfg.source})" if cfg is not None else "the network"
+
+
+def new_handle(cfg: RepoConfig | None, urls: Iterable[str] = ()) -> Any:
+    """A librepo handle carrying every transfer option of the repo (dnf's mapping, libdnf `lrHandleInitRemote`)."""
+    h = librepo.Handle()
+    h.repotype = librepo.YUMREPO
+    h.useragent = f"reconcile/{__version__}"
+    h.interruptible = True
+    if cfg is None:
+        return h
+    urls = list(urls) or list(cfg.baseurls)
+    if urls:
+        h.urls = urls
+    if cfg.metalink and not urls:
+        h.metalinkurl = cfg.metalink
+    elif cfg.mirrorlist and not urls:
+        h.mirrorlisturl = cfg.mirrorlist
+        if "metalink" in cfg.mirrorlist:  # dnf's compatibility rule: such a "mirrorlist" is a metalink
+            h.metalinkurl = cfg.mirrorlist
+    h.sslverifypeer = cfg.sslverify
+    h.sslverifyhost = 2 if cfg.sslverify else 0
+    h.sslverifystatus = cfg.sslverifystatus
+    for option in ("sslcacert", "sslclientcert", "sslclientkey"):
+        value = getattr(cfg, option)
+        if value:
+            setattr(h, option, _local_path(value))
+    if cfg.proxy is not None:
+        h.proxy = cfg.proxy
+    if cfg.proxy_username:
+        h.proxyuserpwd = f"{cfg.proxy_username}:{cfg.proxy_password or ''}"
+    h.proxy_sslverifypeer = cfg.proxy_sslverify
+    h.proxy_sslverifyhost = 2 if cfg.proxy_sslverify else 0
+    for option in ("proxy_sslcacert", "proxy_sslclientcert", "proxy_sslclientkey"):
+        value = getattr(cfg, option)
+        if value:
+            setattr(h, option, _local_path(value))
+    if cfg.username:
+        h.userpwd = f"{cfg.username}:{cfg.password or ''}"
+    if cfg.ip_resolve in ("4", "ipv4", "6", "ipv6"):
+        h.ipresolve = librepo.IPRESOLVE_V4 if "4" in cfg.ip_resolve else librepo.IPRESOLVE_V6
+    h.lowspeedlimit = cfg.minrate
+    h.lowspeedtime = cfg.timeout
+    h.connecttimeout = cfg.timeout
+    h.maxparalleldownloads = cfg.max_parallel_downloads
+    h.maxdownloadspermirror = cfg.max_parallel_downloads  # dnf caps this at librepo's 3; the option says more
+    return h
+
+
+def _local_path(value: str) -> str:
+    return value.removeprefix("file://")
+
+
+class Downloader:
+    """Runs librepo downloads for several repos at once, with one handle per repo and `retries` rounds."""
+
+    def __init__(self, reporter: Reporter) -> None:
+        self.reporter = reporter
+        self._handles: dict[str, Any] = {}
+        self._mirrors: dict[str, list[str]] = {}
+
+    def use_mirrors(self, cfg: RepoConfig, mirrors: list[str]) -> None:
+        """Mirrors already resolved (from a metalink or mirror list at refresh): no second look-up."""
+        if mirrors and self._mirrors.get(cfg.id) != mirrors:
+            self._mirrors[cfg.id] = mirrors
+            self._handles.pop(cfg.id, None)
+
+    def handle(self, cfg: RepoConfig | None) -> Any:
+        key = cfg.id if cfg is not None else ""
+        if key not in self._handles:
+            self._handles[key] = new_handle(cfg, self._mirrors.get(key, []))
+        return self._handles[key]
+
+    def fetch(self, items: list[Download], title: str, *, quiet: bool = False) -> None:
+        """Download every item; raise a TransferError for the first that no URL could give."""
+        if not items:
+            return
+        total = sum(d.size for d in items)
+        if quiet:
+            self._rounds(items, None)
+        else:
+            with self.reporter.transfer(title, len(items), total) as progress:
+                self._rounds(items, progress)
+        failed = [d for d in items if d.error is not None]
+        if failed:
+            raise describe_failure(failed[0])
+
+    def _rounds(self, items: list[Download], progress: Any) -> None:
+        pending = items
+        rounds = max((d.repo.retries for d in items if d.repo is not None), default=0)
+        for attempt in range(rounds + 1):
+            self._run(pending, progress)
+            pending = [d for d in pending if d.error is not None and not _is_corrupt(d)]
+            if not pending or attempt == rounds:
+                return
+            self.reporter.info(
+                f"Retrying {len(pending)} download(s) (round {attempt + 2} of {rounds + 1}): "
+                + ", ".join(d.what for d in pending[:3])
+                + ("…" if len(pending) > 3 else "")
+            )
+            for d in pending:
+                d.error = None
+                d.ended = False
+                d.resume = d.resume or (bool(d.checksum) and not d.first_bytes)
+
+    def _run(self, items: list[Download], progress: Any) -> None:
+        targets = []
+        for d in items:
+            d.dest.parent.mkdir(parents=True, exist_ok=True)
+            if not d.resume and d.dest.exists():
+                d.dest.unlink()
+            algorithm, digest = d.checksum or ("", None)
+            targets.append(
+                librepo.PackageTarget(
+                    d.path,
+                    dest=str(d.dest),
+                    checksum_type=librepo.checksum_str_to_type(algorithm) if digest else librepo.CHECKSUM_UNKNOWN,
+                    checksum=digest,
+                    expectedsize=d.size if not d.first_bytes else 0,
+                    handle=self.handle(d.repo),
+                    resume=d.resume,
+                    cbdata=d,
+                    progresscb=lambda item, total, now, p=progress: _progress(item, now, p),
+                    endcb=lambda item, status, msg, p=progress: _ended(item, status, msg, p),
+                    mirrorfailurecb=_mirror_failed,
+                    byterangeend=d.first_bytes - 1 if d.first_bytes else 0,
+                )
+            )
+            log.debug("download %s (%s) to %s", d.path, d.repo.id if d.repo else "url", d.dest)
+        try:
+            librepo.download_packages(targets, failfast=False)
+        except librepo.LibrepoException as e:
+            if e.args and e.args[0] == librepo.LRE_INTERRUPTED:
+                raise KeyboardInterrupt from None
+            for d in items:
+                d.error = d.error or str(e.args[1] if len(e.args) > 1 else e)
+        for d, target in zip(items, targets, strict=True):
+            if target.err and not d.ended and d.error is None:
+                d.error = str(target.err)  # librepo gave up before it could report the end
+
+
+def _progress(item: Download, now: float, progress: Any) -> int:
+    if progress is not None:
+        progress.set_bytes(progress.bytes_done + int(now) - item.downloaded)
+    item.downloaded = int(now)
+    return int(librepo.CB_OK)
+
+
+def _ended(item: Download, status: int, message: str | None, progress: Any) -> int:
+    item.ended = True
+    if status == librepo.TRANSFER_ERROR:
+        item.error = message or "download failed"
+    elif progress is not None:
+        progress.file_done()
+    return int(librepo.CB_OK)
+
+
+def _mirror_failed(item: Download, message: str, url: str) -> int:
+    item.failures.append((url, message.split(" for " + url)[0] if url else message))
+    return int(librepo.CB_OK)
+
+
+def looks_corrupt(failures: list[tuple[str, str]]) -> bool:
+    return any(any(sign in why for sign in _CORRUPT_SIGNS) for _url, why in failures)
+
+
+def _is_corrupt(d: Download) -> bool:
+    return looks_corrupt(d.failures)
+
+
+def describe_failure(d: Download) -> TransferError:
+    where = repo_label(d.repo)
+    tried = list(dict.fromkeys(url for url, _ in d.failures))
+    if _is_corrupt(d):
+        message = (
+            f"The download of {d.what} from {where} is corrupt: its checksum or size differs from what the repo "
+            f"metadata says (tried {', '.join(tried) or d.path})."
+        )
+        hint = "The repo may be mid-update, or a mirror serves damaged files; refresh and retry. Nothing was changed."
+    else:
+        detail = "; ".join(f"{url}: {why}" for url, why in _unique(d.failures)) or (d.error or "no URL to try")
+        message = f"Cannot download {d.what} from {where}: {detail}."
+        hint = "Check the repo's baseurl, mirrorlist or metalink, and that the server is up. Nothing was changed."
+    return TransferError(message, d.failures, _is_corrupt(d), hint)
+
+
+def _unique(failures: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    return list(dict.fromkeys(failures))
