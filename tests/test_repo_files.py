@@ -77,6 +77,7 @@ def test_compressed_metadata(host: Host, compression: str) -> None:
 
 # -- variables ------------------------------------------------------------------------------------------
 RELEASE_42 = Package("example-system-release", provides=("system-release(releasever) = 42",))
+RELEASE_43 = Package("example-system-release", version="43", provides=("system-release",))
 
 
 def publish_at(host: Host, subdir: str) -> Path:
@@ -87,7 +88,7 @@ def publish_at(host: Host, subdir: str) -> Path:
 
 
 def test_releasever_from_the_base_os_release_override_and_vars_files(host: Host) -> None:
-    for subdir in (f"1/{ARCH}", f"42/{ARCH}", f"7/{ARCH}", "custom/thing"):
+    for subdir in (f"1/{ARCH}", f"42/{ARCH}", f"43/{ARCH}", f"7/{ARCH}", "custom/thing"):
         publish_at(host, subdir)
     mirror = host.root / "mirror"
     exampleos.write_repo_file(host.reposdir, "test", f"file://{mirror}/$releasever/$basearch/")
@@ -100,6 +101,9 @@ def test_releasever_from_the_base_os_release_override_and_vars_files(host: Host)
     host.add_base("rel42", [RELEASE_42])
     host.write_origin(["hello"], base="example/rel42")
     assert host.run("plan", "--json").json()["target"]["releasever"] == "42"
+    host.add_base("rel43", [RELEASE_43])  # an unversioned system-release: the providing package's version
+    host.write_origin(["hello"], base="example/rel43")
+    assert host.run("plan", "--json").json()["target"]["releasever"] == "43"
 
     host.write_origin(["hello"], extra='\n[options]\nreleasever = "7"\n')
     doc = host.run("plan", "--json").json()

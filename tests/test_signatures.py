@@ -84,6 +84,20 @@ def test_refused_signatures(host: Host, keys: dict[str, SigningKey], case: tuple
     assert host.downloaded() == []
 
 
+def test_gpgkey_may_list_several_keys(host: Host, keys: dict[str, SigningKey]) -> None:
+    both = f"file://{keys['trusted'].public} file://{keys['other'].public}"
+    publish_signed(host, [(SIGNED, keys["other"]), (HELPER, keys["trusted"])], keys["trusted"], gpgkey=both)
+    host.write_origin(["signed-tool", "signed-helper"])
+    plan = host.run("plan", "--json")
+    assert plan.code == 0, plan.stderr
+    signers = {k["fingerprint"]: k["packages"] for k in plan.json()["keys"]}
+    assert signers == {
+        keys["other"].fingerprint: ["signed-tool-1.0-1.noarch"],
+        keys["trusted"].fingerprint: ["signed-helper-1.0-1.noarch"],
+    }
+    host.apply_ok()
+
+
 def test_a_bad_header_signature_is_refused_at_plan_time(host: Host, keys: dict[str, SigningKey]) -> None:
     repo, _ = publish_signed(host, [(SIGNED, keys["trusted"])], keys["trusted"])
     damage_header(next(repo.glob("signed-tool-*.rpm")))
