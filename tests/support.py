@@ -1,18 +1,13 @@
-"""Test helpers: spec files written from Python, a real HTTP server, CLI runs and state snapshots."""
+"""Test helpers: spec files written from Python, CLI runs and state snapshots (servers: servers.py)."""
 
 from __future__ import annotations
 
 import base64
-import functools
 import hashlib
-import http.server
 import json
 import os
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -184,25 +179,6 @@ def reconcile(*args: str | Path) -> Result:
         [RECONCILE, *map(str, args)], capture_output=True, text=True, env=exampleos.sysroot_env(), check=False
     )
     return Result(proc.returncode, proc.stdout, proc.stderr)
-
-
-# -- a real HTTP server ------------------------------------------------------------------------------
-@contextmanager
-def http_server(directory: Path) -> Iterator[str]:
-    handler = functools.partial(_QuietHandler, directory=str(directory))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
 
 
 # -- state snapshots -------------------------------------------------------------------------------

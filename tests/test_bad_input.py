@@ -7,7 +7,8 @@ import re
 
 import pytest
 from conftest import Host
-from support import File, Package, exampleos, http_server, reconcile
+from servers import serve
+from support import File, Package, exampleos, reconcile
 
 LUA = Package("luascript", files=(File("/usr/share/luascript/a", "a"),), scripts={"post -p <lua>": 'print("hi")'})
 TRIGGERED = Package("oldtrigger", files=(File("/usr/share/oldtrigger/a", "a"),), scripts={"triggerin -- hello": "true"})
@@ -129,8 +130,8 @@ def test_unknown_baserefspec(host: Host) -> None:
 
 def test_corrupt_download_is_refused(host: Host) -> None:
     repo = host.publish([])
-    with http_server(repo) as url:
-        exampleos.write_repo_file(host.reposdir, "test", url)
+    with serve(repo) as server:
+        exampleos.write_repo_file(host.reposdir, "test", server.url)
         victim = next(repo.glob("hello-data-*.rpm"))
         data = bytearray(victim.read_bytes())
         data[-100] ^= 0xFF

@@ -6,7 +6,8 @@ import os
 from pathlib import Path
 
 from conftest import ComposedBase, Host, compose_base
-from support import File, Package, Symlink, exampleos, http_server, ostree, rpm_query
+from servers import serve
+from support import File, Package, Symlink, exampleos, ostree, rpm_query
 
 
 def nevras(dep: dict) -> set[str]:
@@ -195,8 +196,8 @@ def test_only_inactive_requests_update_the_origin_without_a_new_deployment(host:
 
 def test_http_repo(host: Host) -> None:
     host.publish([])
-    with http_server(host.rpm_repo) as url:
-        exampleos.write_repo_file(host.reposdir, "test", url)
+    with serve(host.rpm_repo) as server:
+        exampleos.write_repo_file(host.reposdir, "test", server.url)
         host.write_origin(["frob"])
         host.apply_ok()
     assert "frob-3.0-2." + os.uname().machine in nevras(host.default())

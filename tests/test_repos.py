@@ -8,6 +8,8 @@ import hashlib
 import os
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -87,32 +89,34 @@ def _metalink(path: Path, repo: Path, urls: list[str], sha256: str | None = None
     )
 
 
-def test_metalink_with_a_dead_first_mirror(host: Host) -> None:
+@contextmanager
+def metalink_repo(host: Host, mirrors: list[str], sha256: str | None = None) -> Iterator[str]:
+    """The test repo on a mirror, listed in a metalink after `mirrors` (with its true hash unless given one);
+    the repo file [fedora] names only the metalink. Yields the good mirror's URL."""
     host.publish([])
     host.write_origin(["frob"])
     lists = host.root / "lists"
     lists.mkdir()
     with serve(host.rpm_repo) as mirror, serve(lists) as mirrormanager:
-        _metalink(lists / "metalink", host.rpm_repo, [dead_url(), mirror.url])
+        _metalink(lists / "metalink", host.rpm_repo, [*mirrors, mirror.url], sha256)
         exampleos.write_repo_file(host.reposdir, "fedora", None, metalink=f"{mirrormanager.url}/metalink")
+        yield mirror.url
+
+
+def test_metalink_with_a_dead_first_mirror(host: Host) -> None:
+    with metalink_repo(host, [dead_url()]) as mirror:
         plan = host.run("plan", "--json")
         assert plan.code == 0, plan.stderr
-        assert plan.json()["repos"][0]["url"].startswith(mirror.url)
+        assert plan.json()["repos"][0]["url"].startswith(mirror)
         host.apply_ok()
     assert f"frob-3.0-2.{ARCH}" in nevras(host)
 
 
 def test_metalink_hash_mismatch_is_corrupt(host: Host) -> None:
-    host.publish([])
-    host.write_origin(["frob"])
-    lists = host.root / "lists"
-    lists.mkdir()
-    with serve(host.rpm_repo) as mirror, serve(lists) as mirrormanager:
-        _metalink(lists / "metalink", host.rpm_repo, [mirror.url], sha256="0" * 64)
-        exampleos.write_repo_file(host.reposdir, "fedora", None, metalink=f"{mirrormanager.url}/metalink")
+    with metalink_repo(host, [], sha256="0" * 64) as mirror:
         before = host.state()
         result = host.run("plan")
-    assert_failed_cleanly(host, before, result, 1, "[fedora]", "fedora.repo", "corrupt", mirror.url)
+    assert_failed_cleanly(host, before, result, 1, "[fedora]", "fedora.repo", "corrupt", mirror)
     assert "unreachable" not in result.stderr
 
 
