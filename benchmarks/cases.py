@@ -197,9 +197,13 @@ class Bench:
         deploy = next(d for d in (sysroot / f"ostree/deploy/{OSNAME}/deploy").iterdir() if d.is_dir())
         shutil.copy(deploy / "usr/share/rpm/rpmdb.sqlite", root / "root/.rpmdb/rpmdb.sqlite")
         dnf = ["dnf", f"--installroot={root}", "--releasever=1", f"--setopt=reposdir={self.data.reposdir}"]
+        dnf.append("--disableplugin=local")  # dnf-plugins-core's local plugin adds a repo that fails gpgcheck
         dnf += [f"--setopt=cachedir={self.work / 'dnfcache'}", "--setopt=install_weak_deps=True", "-q"]
         exampleos.run([*dnf, "makecache"])
         install = [*dnf, "-C", "install", "--assumeno", *apps]
+        check = subprocess.run(install, capture_output=True, text=True, env=exampleos.sysroot_env(), check=False)
+        if "Operation aborted" not in check.stdout + check.stderr:  # --assumeno's way to say it resolved
+            raise RuntimeError(f"the dnf baseline did not resolve: {check.stdout}{check.stderr}")
         baseline = repeat(self.reps, lambda: _timed_any(install))
         row = Row(
             "P4",

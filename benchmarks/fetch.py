@@ -92,7 +92,8 @@ def fetch_comparison(data: BenchData, work: Path, sysroot: Path, origin: Path, r
             return [*argv, "--cachedir", str(cache), "--download-only", "--yes", "--json"]
 
         def dnf_argv(wanted: list[str]) -> list[str]:
-            argv = ["dnf", "download", f"--setopt=reposdir={reposdir}", f"--setopt=cachedir={dnf_cache}"]
+            argv = ["dnf", "download", "--disableplugin=local", f"--setopt=reposdir={reposdir}"]
+            argv.append(f"--setopt=cachedir={dnf_cache}")
             return [*argv, "--releasever=1", "--destdir", str(dest), "-q", *wanted]
 
         def ours(wanted: list[str]) -> float:

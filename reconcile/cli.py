@@ -173,8 +173,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def cmd_edit(args: argparse.Namespace) -> int:
     """Edit in memory, plan with the result, and write the file only when that plan could be made."""
+    from reconcile.files import write_atomically
     from reconcile.origin import decode_origin, parse_origin, read_origin
-    from reconcile.origin_edit import edit_requested, write_atomically
+    from reconcile.origin_edit import edit_requested
 
     text = decode_origin(args.origin, read_origin(args.origin))
     add = args.specs if args.command == "add" else []

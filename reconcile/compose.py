@@ -21,11 +21,12 @@ from reconcile.apply.pkgcache import (
 from reconcile.errors import ReconcileError
 from reconcile.ostree import Repo, Variant
 from reconcile.planner import model as m
+from reconcile.planner import sources
 from reconcile.planner.plan import pin_candidate
 from reconcile.planner.solver import Solver
 from reconcile.report import Reporter
 from reconcile.repos.config import load_repo_configs
-from reconcile.repos.source import RepoSet, WantedPackage
+from reconcile.repos.source import RepoSet
 from reconcile.repos.variables import Variables
 from reconcile.rpm.nevra import Nevra
 from reconcile.rpm.payload import Owners
@@ -65,7 +66,7 @@ def compose(
     with reporter.step("Resolving dependencies"):
         solved = solver.resolve(specs, recommends=True)
     pinned = [pin_candidate(c, c.nevra.name in solved.requested) for c in solved.packages]
-    wanted = [WantedPackage(p.nevra, p.repo, p.checksum, p.location, p.baseurl, p.size) for p in pinned]
+    wanted = [sources.wanted(p) for p in pinned]
     files = repos.download(wanted)
     with repo.transaction():
         with reporter.step(f"Importing {len(pinned)} package(s)"):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,15 +31,6 @@ def edit_requested(path: Path, text: str, add: list[str], remove: list[str]) -> 
             present.remove(spec)
             done.append(f"- {spec}")
     return tomlkit.dumps(doc), done
-
-
-def write_atomically(path: Path, text: str) -> None:
-    mode = path.stat().st_mode & 0o7777 if path.exists() else 0o644
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
 
 
 def _get_or_add(parent: Any, key: str, make: Callable[[], Any], kind: type, wrong: str) -> Any:

@@ -132,3 +132,21 @@ def test_keys_match_gnupg(tmp_path: Path, keys: dict[str, SigningKey]) -> None:
     assert read_keys(key.binary)[0].fingerprint == key.fingerprint
     with pytest.raises(KeyFormatError):
         read_keys(b"-----BEGIN PGP PUBLIC KEY BLOCK-----\n\n!!!!\n-----END PGP PUBLIC KEY BLOCK-----\n")
+    for truncated in (b"\xc6\xc0", b"\xc6", key.binary[:40], b"\x99\x01"):
+        with pytest.raises(KeyFormatError):
+            read_keys(truncated)
+
+
+@pytest.mark.parametrize(
+    ("main", "repo", "expected"),
+    [
+        ("[main]\ngpgcheck=0\n", "pkg_gpgcheck=1\n", True),  # the repo's own setting wins over [main]'s
+        ("[main]\npkg_gpgcheck=1\n", "", True),  # dnf5's spelling in [main] is a default too
+        ("[main]\ngpgcheck=1\n", "gpgcheck=0\n", False),
+        ("", "", False),
+    ],
+)
+def test_gpgcheck_and_its_alias(tmp_path: Path, main: str, repo: str, expected: bool) -> None:
+    gpgkey = "gpgkey=file:///k.asc\n"
+    [cfg] = _configs(tmp_path, f"[r]\nbaseurl=http://a/\n{gpgkey}{repo}", main).repos
+    assert cfg.gpgcheck is expected

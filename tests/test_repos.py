@@ -214,6 +214,26 @@ def test_an_interrupted_download_resumes(host: Host) -> None:
     assert host.downloaded() == []
 
 
+def test_a_stale_file_of_the_same_name_is_fetched_afresh(host: Host) -> None:
+    """A leftover partial under the package's name that is another build (a rebuilt NEVRA) does not block it:
+    the resumed file fails its checksum and is fetched whole again (librepo does that per mirror)."""
+    host.publish([BIG], examples=False)
+    host.write_origin(["bigdata"])
+    with serve(host.rpm_repo) as server:
+        exampleos.write_repo_file(host.reposdir, "test", server.url)
+        assert host.run("plan").code == 0
+        stale = host.cachedir / "packages"
+        plan = host.run("plan", "--json").json()
+        [pinned] = plan["target"]["packages"]
+        key = next((host.cachedir / "repos").iterdir()).name
+        (stale / key).mkdir(parents=True)
+        leftover = stale / key / pinned["location"]
+        leftover.write_bytes(os.urandom(400_000))  # longer than the real one, and marked as librepo marks a partial
+        os.setxattr(leftover, "user.Librepo.DownloadInProgress", b"1")
+        host.apply_ok()
+    assert "bigdata-1.0-1.noarch" in nevras(host)
+
+
 def test_a_transfer_below_minrate_is_abandoned(host: Host) -> None:
     host.publish([BIG], examples=False)
     host.write_origin(["bigdata"])

@@ -98,6 +98,18 @@ def test_gpgkey_may_list_several_keys(host: Host, keys: dict[str, SigningKey]) -
     host.apply_ok()
 
 
+def test_kept_packages_are_checked_when_their_repo_turns_gpgcheck_on(host: Host, keys: dict[str, SigningKey]) -> None:
+    """An unsigned package layered while its repo had gpgcheck off is not reused once it has it on."""
+    publish_signed(host, [(HELPER, None), (SIGNED, keys["trusted"])], keys["trusted"], gpgcheck=0)
+    host.write_origin(["signed-helper"])
+    host.apply_ok()
+    publish_signed(host, [(HELPER, None), (SIGNED, keys["trusted"])], keys["trusted"])
+    host.write_origin(["signed-helper", "signed-tool"])
+    before = host.state()
+    result = host.run("plan")
+    assert_failed_cleanly(host, before, result, 1, "signed-helper-1.0-1.noarch", "[signed]", "it is not signed")
+
+
 def test_a_bad_header_signature_is_refused_at_plan_time(host: Host, keys: dict[str, SigningKey]) -> None:
     repo, _ = publish_signed(host, [(SIGNED, keys["trusted"])], keys["trusted"])
     damage_header(next(repo.glob("signed-tool-*.rpm")))
@@ -141,11 +153,14 @@ def test_keys_from_http_are_fetched_once(host: Host, keys: dict[str, SigningKey]
         publish_signed(host, [(SIGNED, keys["trusted"])], keys["trusted"], gpgkey=url)
         host.write_origin(["signed-tool"])
         for _ in range(2):
-            plan = host.run("plan", "--json", "--refresh")
+            plan = host.run("plan", "--json")
             assert plan.code == 0, plan.stderr
             assert [k["fingerprint"] for k in plan.json()["keys"]] == [keys["trusted"].fingerprint]
-        fetched = [path for path, _range in keyserver.faults.log if path.endswith(".asc")]
-    assert len(fetched) == 1, keyserver.faults.log
+        assert any("plain http" in w for w in plan.json()["warnings"]), plan.json()["warnings"]
+        fetched = lambda: [path for path, _range in keyserver.faults.log if path.endswith(".asc")]  # noqa: E731
+        assert len(fetched()) == 1, keyserver.faults.log
+        assert host.run("plan", "--refresh").code == 0  # a repo may rotate its key: --refresh asks again
+        assert len(fetched()) == 2
     assert (host.cachedir / "keys" / f"{keys['trusted'].fingerprint}.asc").exists()
 
 

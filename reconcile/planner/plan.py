@@ -281,11 +281,14 @@ def _preflight(
         else:
             to_read.append(c)
     header_cache = ctx.cachedir(current.stateroot) / "headers"
+    repo_of = {str(c.nevra): c.repo for c in solved.packages}
     for n, read in sources.read_headers(to_read, cache, header_cache, repos, whole=whole).items():
-        headers[n] = read.header
-        raws[n] = (next(c.repo for c in to_read if str(c.nevra) == n), read.raw)
-    signed = {n: raws[n] for n in sorted(new) if n in raws}
-    checks, keys = signature_checks(signed, repos)
+        headers[n], raws[n] = read.header, (repo_of[n], read.raw)
+    for c in solved.packages:  # kept packages are reused from the cache: their signatures are checked too
+        raw = cache.cached_raw(c.nevra, c.checksum) if str(c.nevra) not in raws else None
+        if raw is not None:
+            raws[str(c.nevra)] = (c.repo, raw)
+    checks, keys = signature_checks(raws, repos, new)
     refused = {c.package for c in checks}
     if repos is not None and refused:  # a package downloaded whole for the check must not stay behind
         repos.discard([sources.wanted(c) for c in to_read if str(c.nevra) in refused])

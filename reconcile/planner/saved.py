@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from reconcile.errors import InvalidInputError
+from reconcile.files import write_atomically
 from reconcile.planner.model import PLAN_FORMAT_VERSION, Plan
 
 
 def write_plan(plan: Plan, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or Path("."))
-    with os.fdopen(fd, "w") as f:
-        f.write(plan.model_dump_json(indent=2) + "\n")
-    os.replace(tmp, path)
+    write_atomically(path, plan.model_dump_json(indent=2) + "\n")
 
 
 def read_plan(path: Path) -> Plan:

@@ -20,9 +20,9 @@ class _KeyUse:
 
 
 def signature_checks(
-    raws: dict[str, tuple[str, bytes]], repos: RepoSet | None
+    raws: dict[str, tuple[str, bytes]], repos: RepoSet | None, new: set[str]
 ) -> tuple[list[m.Check], list[m.SigningKey]]:
-    """`raws` maps a NEVRA to (repo id, lead+signature+header bytes)."""
+    """`raws` maps a NEVRA to (repo id, lead+signature+header bytes); the keys listed are those of `new`."""
     if repos is None:
         return [], []
     checks: list[m.Check] = []
@@ -35,6 +35,8 @@ def signature_checks(
         if not verdict.ok or verdict.signer is None:
             message = signature_failure(nevra, repo_id, repos.by_id.get(repo_id), verdict, keys)
             checks.append(m.Check(kind="signature", severity="error", package=nevra, message=message))
+            continue
+        if nevra not in new:
             continue
         use = used.setdefault(verdict.signer.fingerprint, _KeyUse(verdict.signer))
         use.repos.add(repo_id)

@@ -4,7 +4,6 @@ unreachable repo means for this plan, and header-only reads of the packages it a
 from __future__ import annotations
 
 import io
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -12,11 +11,12 @@ from pathlib import Path
 from reconcile.apply.pkgcache import PackageCache
 from reconcile.context import Context
 from reconcile.errors import PackageError, ReconcileError, SignatureError
+from reconcile.files import write_atomically
 from reconcile.ostree import Deployment
 from reconcile.planner import model as m
 from reconcile.planner.solver import Candidate, Solver
 from reconcile.repos.host import open_repos
-from reconcile.repos.source import LOCAL_REPO, RepoSet, WantedPackage, signature_failure
+from reconcile.repos.source import LOCAL_REPO, RepoSet, WantedPackage, is_downloaded, signature_failure
 from reconcile.repos.transfer import Download, TransferError
 from reconcile.rpm import header as h
 from reconcile.rpm import signatures
@@ -114,7 +114,7 @@ def unavailable_error(repos: RepoSet, cause: ReconcileError) -> ReconcileError:
 
 
 def _downloaded(repos: RepoSet, c: Candidate) -> bool:
-    return repos.package_path(wanted(c)).exists()
+    return is_downloaded(repos, wanted(c))
 
 
 def read_headers(
@@ -160,9 +160,13 @@ def _ensure(directory: Path) -> Path:
     return directory
 
 
+def _stored_path(header_cache: Path, c: Candidate) -> Path:
+    return header_cache / f"{c.checksum.replace(':', '-')}.hdr"
+
+
 def _stored(header_cache: Path, c: Candidate) -> bytes | None:
     try:
-        return (header_cache / f"{c.checksum.replace(':', '-')}.hdr").read_bytes()
+        return _stored_path(header_cache, c).read_bytes()
     except OSError:
         return None
 
@@ -212,8 +216,5 @@ def _parse_read(c: Candidate, d: Download, header_cache: Path, repos: RepoSet | 
         raise PackageError(f"{c.nevra} from [{c.repo}] ({url}) is not a valid RPM: {e}.") from None
     if Nevra.from_header(headers.header) != c.nevra:
         raise PackageError(f"The repo [{c.repo}] promises {c.nevra} at {url}, but the file is another package.")
-    fd, tmp = tempfile.mkstemp(dir=header_cache)
-    with os.fdopen(fd, "wb") as f:
-        f.write(headers.raw)
-    os.replace(tmp, header_cache / f"{c.checksum.replace(':', '-')}.hdr")
+    write_atomically(_stored_path(header_cache, c), headers.raw)
     return headers

@@ -35,6 +35,7 @@ _REPO_NOT_APPLIED = {
 # Options whose default, when the repo does not set them, comes from [main] (dnf.conf).
 _INHERITED = (
     "gpgcheck",
+    "pkg_gpgcheck",
     "repo_gpgcheck",
     "skip_if_unavailable",
     "sslverify",
@@ -237,7 +238,7 @@ def _repo(
         baseurls=opts.items("baseurl"),
         mirrorlist=opts.text("mirrorlist"),
         metalink=opts.text("metalink"),
-        gpgcheck=bool(opts.flag("gpgcheck", opts.flag("pkg_gpgcheck", False))),
+        gpgcheck=bool(opts.flag(opts.alias("gpgcheck", "pkg_gpgcheck"), False)),
         repo_gpgcheck=bool(opts.flag("repo_gpgcheck", False)),
         gpgkeys=opts.items("gpgkey"),
         sslverify=bool(opts.flag("sslverify", True)),
@@ -272,6 +273,12 @@ def _repo(
         problems.append(
             f"{section.where('gpgcheck')}: [{cfg.id}] has gpgcheck=1 but no gpgkey, so no package could be trusted."
         )
+    plain = [k for k in cfg.gpgkeys if k.startswith("http://")]
+    if plain and (cfg.gpgcheck or cfg.repo_gpgcheck):
+        warnings.append(
+            f"{section.where('gpgkey')}: [{cfg.id}] fetches its gpgkey over plain http ({plain[0]}): whoever "
+            "controls the network path could swap the key. Use https:// or a file:// key."
+        )
     if cfg.repo_gpgcheck and not cfg.gpgkeys:
         problems.append(f"{section.where('repo_gpgcheck')}: [{cfg.id}] has repo_gpgcheck=1 but no gpgkey.")
     return cfg
@@ -282,6 +289,14 @@ class _Options:
 
     def __init__(self, section: Section, defaults: dict[str, str], variables: Variables, problems: list[str]):
         self.section, self.defaults, self.variables, self.problems = section, defaults, variables, problems
+
+    def alias(self, *names: str) -> str:
+        """Which spelling of one option applies: the section's own before [main]'s, in the order given."""
+        for source in (self.section.options, self.defaults):
+            for name in names:
+                if name in source:
+                    return name
+        return names[0]
 
     def raw(self, key: str) -> str | None:
         value = self.section.options.get(key)

@@ -17,16 +17,20 @@ from collections.abc import Callable
 from pathlib import Path
 
 from reconcile.errors import ReconcileError
+from reconcile.files import write_atomically
 from reconcile.repos.config import RepoConfig
 from reconcile.repos.openpgp import KeyFormatError, PublicKey, read_keys
-from reconcile.repos.transfer import Download, Downloader, TransferError
+from reconcile.repos.transfer import Download, Downloader, TransferError, local_path
 
 
 class KeyStore:
-    def __init__(self, cache_root: Path, downloader: Downloader, *, cache_only: bool, root: Path | None) -> None:
+    def __init__(
+        self, cache_root: Path, downloader: Downloader, *, cache_only: bool, refresh: bool = False, root: Path | None
+    ) -> None:
         self.dir = cache_root / "keys"
         self.downloader = downloader
         self.cache_only = cache_only
+        self.refresh = refresh  # fetch network keys again (a repo may have rotated its key)
         self.root = root  # the deployment's tree, where file:// keys of a sysroot other than / live
         self._by_repo: dict[str, list[PublicKey]] = {}
 
@@ -45,7 +49,7 @@ class KeyStore:
         if scheme not in ("http", "https", "ftp"):
             raise ReconcileError(f"{cfg.where}: [{cfg.id}] gpgkey {url} has an unsupported scheme.")
         cached = self._cached(url)
-        if cached is not None:
+        if cached is not None and not (self.refresh and not self.cache_only):
             return cached
         if self.cache_only:
             raise ReconcileError(
@@ -62,22 +66,26 @@ class KeyStore:
         finally:
             shutil.rmtree(dest.parent, ignore_errors=True)
         for key in keys:
-            _write_atomically(self.dir / f"{key.fingerprint}.asc", key.armored)
+            write_atomically(self.dir / f"{key.fingerprint}.asc", key.armored)
         index = self._index()
         index[url] = [k.fingerprint for k in keys]
-        _write_atomically(self.dir / "urls.json", json.dumps(index, indent=1, sort_keys=True).encode())
+        write_atomically(self.dir / "urls.json", json.dumps(index, indent=1, sort_keys=True).encode())
         return keys
 
     def _read_local(self, cfg: RepoConfig, url: str) -> bytes:
-        path = Path(urllib.parse.unquote(urllib.parse.urlsplit(url).path))
-        candidates = [self.root / path.relative_to("/")] if self.root is not None and path.is_absolute() else []
+        """The deployment's own copy first (where a host's /etc/pki/rpm-gpg lives), else the path as given."""
+        path = local_path(url)
+        if not path.is_absolute():
+            raise ReconcileError(f"{cfg.where}: the gpgkey {url} of [{cfg.id}] is not an absolute path.")
+        candidates = [self.root / path.relative_to("/")] if self.root is not None else []
         for candidate in [*candidates, path]:
             if candidate.is_file():
                 try:
                     return candidate.read_bytes()
                 except OSError as e:
                     raise ReconcileError(f"{cfg.where}: the gpgkey {url} of [{cfg.id}] cannot be read: {e}.") from None
-        raise ReconcileError(f"{cfg.where}: the gpgkey {url} of [{cfg.id}] does not exist.")
+        tried = " or ".join(str(c) for c in [*candidates, path])
+        raise ReconcileError(f"{cfg.where}: the gpgkey {url} of [{cfg.id}] does not exist (looked for {tried}).")
 
     def _parse(self, cfg: RepoConfig, url: str, data: bytes) -> list[PublicKey]:
         try:
@@ -99,9 +107,12 @@ class KeyStore:
         keys = []
         for fpr in fingerprints:
             try:
-                keys += read_keys((self.dir / f"{fpr}.asc").read_bytes())
+                found = read_keys((self.dir / f"{fpr}.asc").read_bytes())
             except (OSError, KeyFormatError):
                 return None
+            if [k.fingerprint for k in found] != [fpr]:  # the file is not what its name says: fetch again
+                return None
+            keys += found
         return keys
 
     # -- what has been used before -------------------------------------------------------------------
@@ -168,11 +179,3 @@ def _run(argv: list[str], what: str) -> None:
         raise ReconcileError(f"{what} did not finish within 60 s.") from None
     if proc.returncode != 0:
         raise ReconcileError(f"{what} failed: {proc.stderr.strip() or proc.stdout.strip()}")
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)

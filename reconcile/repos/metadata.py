@@ -6,6 +6,7 @@ since; `file://` repos are always read again, which costs no network. `--cache-o
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -22,6 +23,7 @@ from typing import Any
 import librepo
 
 from reconcile.errors import ReconcileError
+from reconcile.files import locked, write_atomically
 from reconcile.repos.config import RepoConfig
 from reconcile.repos.transfer import Download, Downloader, TransferError, looks_corrupt, new_handle, repo_label
 
@@ -93,7 +95,9 @@ def refresh(
         log.info("metadata of [%s] is fresh (fetched %.0f s ago)", cfg.id, time.time() - cached.fetched_at)
         downloader.use_mirrors(cfg, list(cached.mirrors))
         return cached
-    return _fetch(cfg, repo_cache, downloader, gnupg_home)
+    # Plans take no sysroot lock: two refreshing the same repo at once must not undo each other's files.
+    with locked(repo_cache / ".lock", f"the metadata cache of [{cfg.id}]", downloader.reporter.info):
+        return _fetch(cfg, repo_cache, downloader, gnupg_home)
 
 
 def fetch_filelists(meta: RepoMetadata, downloader: Downloader, *, cache_only: bool = False) -> Path | None:
@@ -175,8 +179,7 @@ def _fetch(
             if (work / "repodata" / name).exists():
                 os.replace(work / "repodata" / name, repo_cache / name)
         state = {"url": url, "mirrors": ordered, "fetched": now, "signature_checked": cfg.repo_gpgcheck}
-        (repo_cache / (_STATE + ".tmp")).write_text(json.dumps(state))
-        os.replace(repo_cache / (_STATE + ".tmp"), repo_cache / _STATE)
+        write_atomically(repo_cache / _STATE, json.dumps(state))
         _drop_stale(repo_cache, meta)
         return meta
     finally:
@@ -189,10 +192,11 @@ def _download(cfg: RepoConfig, downloader: Downloader, item: MetadataFile, local
     download = Download(cfg, item.href, part, f"the {what}", (item.algorithm, item.checksum), item.size)
     try:
         downloader.fetch([download], f"Downloading the {what} of [{cfg.id}]", quiet=True)
+        os.replace(part, local)
     except TransferError as e:
-        part.unlink(missing_ok=True)
         raise RepoUnavailable(e.message, e.corrupt, e.hint) from None
-    os.replace(part, local)
+    finally:
+        part.unlink(missing_ok=True)
 
 
 def _parse(
@@ -242,11 +246,22 @@ def _metadata_file(root: ET.Element, kind: str, cfg: RepoConfig) -> MetadataFile
 
 
 def _drop_stale(repo_cache: Path, meta: RepoMetadata) -> None:
+    """Metadata files of older repomd revisions, and what a killed process left (under the cache's lock)."""
     keep = {meta.primary.name.split("-")[0]} | ({meta.filelists.checksum} if meta.filelists else set())
     for path in repo_cache.iterdir():
-        fixed = path.name in ("repomd.xml", "repomd.xml.asc", _STATE)
-        if path.is_file() and not fixed and not any(path.name.startswith(k) for k in keep):
-            path.unlink()
+        if path.name.startswith(".fetch-") and path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.name.endswith(".part"):
+            with contextlib.suppress(FileNotFoundError):  # file lists download outside the lock: only old ones
+                if time.time() - path.stat().st_mtime > 3600:
+                    path.unlink()
+        elif _stale(path, keep):
+            path.unlink(missing_ok=True)
+
+
+def _stale(path: Path, keep: set[str]) -> bool:
+    fixed = path.name.startswith(".") or path.name in ("repomd.xml", "repomd.xml.asc", _STATE)
+    return path.is_file() and not fixed and not any(path.name.startswith(k) for k in keep)
 
 
 def _unavailable(cfg: RepoConfig, e: Any, failures: list[tuple[str, str]]) -> RepoUnavailable:

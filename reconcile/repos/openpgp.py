@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 _BLOCK = re.compile(rb"-----BEGIN PGP PUBLIC KEY BLOCK-----\r?\n(.*?)-----END PGP PUBLIC KEY BLOCK-----", re.DOTALL)
 TAG_PUBLIC_KEY, TAG_USER_ID, TAG_PUBLIC_SUBKEY = 6, 13, 14
@@ -21,8 +21,8 @@ class PublicKey:
     fingerprint: str  # 40 upper-case hex digits
     key_ids: tuple[str, ...]  # 16 lower-case hex digits each: the primary key first, then its subkeys
     user_ids: tuple[str, ...]
-    armored: bytes
-    binary: bytes
+    armored: bytes = field(repr=False)
+    binary: bytes = field(repr=False)
 
     @property
     def key_id(self) -> str:
@@ -44,7 +44,12 @@ def read_keys(data: bytes) -> list[PublicKey]:
             raise KeyFormatError("no OpenPGP public key block found")
     keys = []
     for binary in blocks:
-        keys += _split_keys(binary)
+        try:
+            keys += _split_keys(binary)
+        except (IndexError, ValueError) as e:  # a length that runs past the data, a truncated header
+            if isinstance(e, KeyFormatError):
+                raise
+            raise KeyFormatError("the key data is truncated or malformed") from None
     if not keys:
         raise KeyFormatError("the key block holds no public key")
     return keys

@@ -8,7 +8,6 @@ that fails is deleted again."""
 from __future__ import annotations
 
 import hashlib
-import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from reconcile.repos.config import FetchMode, RepoConfig, RepoConfigs
 from reconcile.repos.keys import KeyStore
 from reconcile.repos.metadata import RepoMetadata, RepoUnavailable, fetch_filelists, refresh
 from reconcile.repos.openpgp import PublicKey
-from reconcile.repos.transfer import Download, Downloader, TransferError, repo_label
+from reconcile.repos.transfer import Download, Downloader, TransferError, local_path, repo_label
 from reconcile.rpm import signatures
 
 LOCAL_REPO = "@local"
@@ -54,7 +53,9 @@ class RepoSet:
         self.mode = mode or FetchMode()
         self.reporter = reporter
         self.downloader = Downloader(reporter)
-        self.keys = KeyStore(cache_root, self.downloader, cache_only=self.mode.cache_only, root=root)
+        self.keys = KeyStore(
+            cache_root, self.downloader, cache_only=self.mode.cache_only, refresh=self.mode.refresh, root=root
+        )
         self.localpkg_gpgcheck = localpkg_gpgcheck
         self.unavailable: dict[str, RepoUnavailable] = {}
         self.releasever: str | None = None  # what $releasever was, for the plan to record
@@ -92,14 +93,19 @@ class RepoSet:
         return fetch_filelists(meta, self.downloader, cache_only=self.mode.cache_only)
 
     def _gnupg_home(self, cfg: RepoConfig) -> Path:
-        return self.keys.gnupg_home(self.keys.for_repo(cfg))
+        try:
+            return self.keys.gnupg_home(self.keys.for_repo(cfg))
+        except RepoUnavailable:
+            raise
+        except ReconcileError as e:  # its keys cannot be had: the repo cannot be used (skip_if_unavailable applies)
+            raise RepoUnavailable(e.message, hint=e.hint) from None
 
     def keys_for(self, repo_id: str) -> list[PublicKey] | None:
         """The keys packages of `repo_id` must be signed with; None when that repo checks no signatures."""
         if repo_id == LOCAL_REPO:
             if not self.localpkg_gpgcheck:
                 return None
-            return [k for cfg in self.configs for k in self.keys.for_repo(cfg)]
+            return [k for cfg in self.configs if cfg.gpgkeys for k in self.keys.for_repo(cfg)]
         cfg = self.by_id.get(repo_id)
         if cfg is None or not cfg.gpgcheck:
             return None
@@ -136,7 +142,7 @@ class RepoSet:
             if _complete(path, algorithm, digest):
                 continue
             if self.mode.cache_only:
-                missing.append(p.nevra)
+                missing.append(f"{p.nevra} [{p.repo}]")
             todo.append(Download(cfg, p.location, path, p.nevra, (algorithm, digest), p.size, resume=True))
         if missing:
             raise ReconcileError(
@@ -199,13 +205,19 @@ def signature_failure(
 
 
 def _local_path(p: WantedPackage) -> Path:
-    return Path(urllib.parse.unquote(urllib.parse.urlsplit(p.baseurl).path)) / p.location
+    return local_path(p.baseurl) / p.location
 
 
 def _check_local(p: WantedPackage, path: Path) -> None:
     algorithm, _, digest = p.checksum.partition(":")
     if not _complete(path, algorithm, digest):
         raise PackageError(f"The local package {path} is missing or changed since the plan was made ({p.nevra}).")
+
+
+def is_downloaded(repos: RepoSet, p: WantedPackage) -> bool:
+    """A downloaded file is there whole (its checksum is the repo metadata's)."""
+    algorithm, _, digest = p.checksum.partition(":")
+    return _complete(repos.package_path(p), algorithm, digest)
 
 
 def _complete(path: Path, algorithm: str, digest: str) -> bool:

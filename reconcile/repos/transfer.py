@@ -7,6 +7,7 @@ tried and what went wrong there."""
 from __future__ import annotations
 
 import logging
+import urllib.parse
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,7 +79,7 @@ def new_handle(cfg: RepoConfig | None, urls: Iterable[str] = ()) -> Any:
     for option in ("sslcacert", "sslclientcert", "sslclientkey"):
         value = getattr(cfg, option)
         if value:
-            setattr(h, option, _local_path(value))
+            setattr(h, option, str(local_path(value)))
     if cfg.proxy is not None:
         h.proxy = cfg.proxy
     if cfg.proxy_username:
@@ -88,7 +89,7 @@ def new_handle(cfg: RepoConfig | None, urls: Iterable[str] = ()) -> Any:
     for option in ("proxy_sslcacert", "proxy_sslclientcert", "proxy_sslclientkey"):
         value = getattr(cfg, option)
         if value:
-            setattr(h, option, _local_path(value))
+            setattr(h, option, str(local_path(value)))
     if cfg.username:
         h.userpwd = f"{cfg.username}:{cfg.password or ''}"
     if cfg.ip_resolve in ("4", "ipv4", "6", "ipv6"):
@@ -101,8 +102,11 @@ def new_handle(cfg: RepoConfig | None, urls: Iterable[str] = ()) -> Any:
     return h
 
 
-def _local_path(value: str) -> str:
-    return value.removeprefix("file://")
+def local_path(value: str) -> Path:
+    """A `file://` URL (or a plain path) as a path: the one reading of local URLs."""
+    if value.startswith("file:"):
+        return Path(urllib.parse.unquote(urllib.parse.urlsplit(value).path))
+    return Path(value)
 
 
 class Downloader:
@@ -140,15 +144,17 @@ class Downloader:
             raise describe_failure(failed[0])
 
     def _rounds(self, items: list[Download], progress: Any) -> None:
+        """dnf's `retries`: rounds over what failed, resuming what was written. A corrupt file is not asked
+        again (librepo already refetched it whole from every mirror), nor one that no URL has at all."""
         pending = items
-        rounds = max((d.repo.retries for d in items if d.repo is not None), default=0)
-        for attempt in range(rounds + 1):
+        retries = max((d.repo.retries for d in items if d.repo is not None), default=0)
+        for attempt in range(1, retries + 2):
             self._run(pending, progress)
-            pending = [d for d in pending if d.error is not None and not _is_corrupt(d)]
-            if not pending or attempt == rounds:
+            pending = [d for d in pending if d.error is not None and not _is_corrupt(d) and not _is_permanent(d)]
+            if not pending or attempt > retries:
                 return
             self.reporter.info(
-                f"Retrying {len(pending)} download(s) (round {attempt + 2} of {rounds + 1}): "
+                f"Retrying {len(pending)} download(s) (retry {attempt} of {retries}): "
                 + ", ".join(d.what for d in pending[:3])
                 + ("…" if len(pending) > 3 else "")
             )
@@ -187,7 +193,8 @@ class Downloader:
             if e.args and e.args[0] == librepo.LRE_INTERRUPTED:
                 raise KeyboardInterrupt from None
             for d in items:
-                d.error = d.error or str(e.args[1] if len(e.args) > 1 else e)
+                if not d.ended:  # those that ended told their own outcome
+                    d.error = d.error or str(e.args[1] if len(e.args) > 1 else e)
         for d, target in zip(items, targets, strict=True):
             if target.err and not d.ended and d.error is None:
                 d.error = str(target.err)  # librepo gave up before it could report the end
@@ -222,13 +229,19 @@ def _is_corrupt(d: Download) -> bool:
     return looks_corrupt(d.failures)
 
 
+def _is_permanent(d: Download) -> bool:
+    """Every URL said the file is not there (HTTP 404/410, a missing file://): retrying cannot help."""
+    gone = ("Status code: 404", "Status code: 410", "Couldn't open file")
+    return bool(d.failures) and all(any(g in why for g in gone) for _url, why in d.failures)
+
+
 def describe_failure(d: Download) -> TransferError:
     where = repo_label(d.repo)
-    tried = list(dict.fromkeys(url for url, _ in d.failures))
     if _is_corrupt(d):
+        detail = "; ".join(f"{url}: {why.strip()}" for url, why in _unique(d.failures))
         message = (
             f"The download of {d.what} from {where} is corrupt: its checksum or size differs from what the repo "
-            f"metadata says (tried {', '.join(tried) or d.path})."
+            f"metadata says ({detail or d.path})."
         )
         hint = "The repo may be mid-update, or a mirror serves damaged files; refresh and retry. Nothing was changed."
     else:

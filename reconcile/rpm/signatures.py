@@ -4,8 +4,10 @@ header-only read at plan time (the rpm Python bindings), and the whole file befo
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import shlex
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +21,8 @@ from reconcile.repos.openpgp import PublicKey
 _STATUS = re.compile(r"^\s+(?P<what>.+?): (?P<status>OK|NOKEY|NOTTRUSTED|BAD|NOTFOUND)\b", re.MULTILINE)
 _KEY_ID = re.compile(r"[Kk]ey ID ([0-9a-fA-F]+)")
 _SIGNATURE_TAGS = ("RSAHEADER", "DSAHEADER", "SIGPGP", "SIGGPG")
+log = logging.getLogger("reconcile.signatures")
+_quiet = False
 
 
 @dataclass(frozen=True)
@@ -54,7 +58,10 @@ def _unverified(fd: int) -> Any:
     """The header as rpm reads it with no check at all: to name the key that signed it."""
     import rpm
 
-    rpm.setLogFile(open(os.devnull, "w"))  # noqa: SIM115 - rpm would print its own warnings; ours name the repo
+    global _quiet
+    if not _quiet:  # rpm would print its own warnings on stderr; ours name the package, repo and key
+        rpm.setLogFile(open(os.devnull, "w"))  # noqa: SIM115 - kept open for the process
+        _quiet = True
     return rpm.TransactionSet("/", rpm._RPMVSF_NOSIGNATURES | rpm._RPMVSF_NODIGESTS).hdrFromFdno(fd)
 
 
@@ -72,11 +79,14 @@ def check_header(raw: bytes, keys: list[PublicKey]) -> Verdict:
         legacy = next((hdr.format(f"%{{{tag}:pgpsig}}") for tag in _SIGNATURE_TAGS[2:] if hdr[tag]), None)
         if legacy is None:
             return Verdict(False, None, "it is not signed")
-        key_id = _key_id(legacy)  # header+payload only: checked in full before import
-        signer = _signer(keys, key_id)
-        if signer is None:
-            return Verdict(False, key_id, f"it is signed with key {key_id}, which is not one of the repo's keys")
-        return Verdict(True, key_id, signer=signer)
+        # A header+payload signature cannot be checked from the header, and a package the cache holds is
+        # never read whole again: refused rather than trusted on its key id.
+        return Verdict(
+            False,
+            _key_id(legacy),
+            "it carries only a legacy (V3) header+payload signature, which rpm cannot check from its header; "
+            "re-sign it with a current rpmsign",
+        )
     key_id = _key_id(described)
     keyring = rpm.keyring()
     for key in keys:
@@ -104,14 +114,21 @@ def check_files(paths: list[Path], keyring_db: Path, keys: list[PublicKey]) -> d
     if not paths:
         return {}
     argv = ["rpmkeys", "--dbpath", str(keyring_db), "--checksig", "-v", "--define", "_pkgverify_level signature"]
+    # Only the keys of that database: newer rpm can keep keys elsewhere, and a host's macros may say so.
+    argv += ["--define", "_keyring rpmdb", "--define", f"_keyringpath {keyring_db}/pubkeys/"]
+    log.debug("run: %s", shlex.join([*argv, *map(str, paths)]))
     try:
         proc = subprocess.run([*argv, *map(str, paths)], capture_output=True, text=True, check=False, timeout=600)
     except FileNotFoundError:
         raise ReconcileError("rpmkeys (from rpm) is not installed; it is needed to check package signatures.") from None
     except subprocess.TimeoutExpired:
         raise ReconcileError("rpmkeys --checksig did not finish within 600 s.") from None
+    stderr = " ".join(proc.stderr.strip().splitlines()[-3:])
     sections = _split_output(proc.stdout, paths)
-    return {path: _verdict(sections.get(path, ""), keys, path) for path in paths}
+    verdicts = {path: _verdict(sections.get(path, ""), keys, path, stderr) for path in paths}
+    if proc.returncode != 0 and all(v.ok for v in verdicts.values()):  # rpm failed, yet nothing says why
+        return {path: Verdict(False, None, f"rpmkeys failed (exit code {proc.returncode}): {stderr}") for path in paths}
+    return verdicts
 
 
 def _long_key_id(path: Path) -> str | None:
@@ -141,10 +158,10 @@ def _split_output(text: str, paths: list[Path]) -> dict[Path, str]:
     return {p: "\n".join(lines) for p, lines in out.items()}
 
 
-def _verdict(section: str, keys: list[PublicKey], path: Path) -> Verdict:
+def _verdict(section: str, keys: list[PublicKey], path: Path, stderr: str) -> Verdict:
     statuses = [(m.group("what"), m.group("status")) for m in _STATUS.finditer(section)]
     if not statuses:
-        return Verdict(False, None, "rpmkeys gave no verdict for it")
+        return Verdict(False, None, f"rpmkeys gave no verdict for it ({stderr or 'no output'})")
     signatures = [(what, status) for what, status in statuses if "ignature" in what]
     signed = [(what, status) for what, status in signatures if status != "NOTFOUND"]
     key_id = next((_key_id(what) for what, _ in signed if _key_id(what)), None)
