@@ -240,7 +240,7 @@ def _local_source(p: LocalPackage) -> Source:
 
 def _new_packages(current: DeploymentState, base: str, solved: SolveResult) -> list[Candidate]:
     """What the plan adds (everything, when the base changes: it is all checked against the new base)."""
-    kept = {(str(p.nevra), p.checksum) for p in current.layered}
+    kept = current.kept_builds
     base_changed = base != current.base_checksum
     return [c for c in solved.packages if base_changed or (str(c.nevra), c.checksum) not in kept]
 
@@ -264,7 +264,7 @@ def _preflight(
     new = {str(c.nevra) for c in new_packages}
     if not new:
         return [], []
-    kept = {(str(p.nevra), p.checksum) for p in current.layered}
+    kept = current.kept_builds
     locals_by_nevra = {str(p.nevra): p for p in local}
     headers: dict[str, Header] = {}
     raws: dict[str, tuple[str, bytes]] = {}

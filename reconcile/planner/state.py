@@ -42,6 +42,11 @@ class DeploymentState:
         return f"{self.checksum}.{self.serial}"
 
     @property
+    def kept_builds(self) -> set[tuple[str, str]]:
+        """(NEVRA, repodata checksum) of every package layered now: what a new plan can reuse as is."""
+        return {(str(p.nevra), p.checksum) for p in self.layered}
+
+    @property
     def is_layered(self) -> bool:
         return self.state_digest is not None
 
