@@ -64,7 +64,7 @@ def compose(
     if repos.unavailable:
         raise next(iter(repos.unavailable.values()))
     with reporter.step("Resolving dependencies"):
-        solved = solver.resolve(specs, recommends=True)
+        solved = solver.resolve(specs, recommends=True, filelists=repos.filelists)
     pinned = [pin_candidate(c, c.nevra.name in solved.requested) for c in solved.packages]
     wanted = [sources.wanted(p) for p in pinned]
     files = repos.download(wanted)

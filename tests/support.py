@@ -64,6 +64,8 @@ class Package:
     conflicts: tuple[str, ...] = ()
     obsoletes: tuple[str, ...] = ()
     recommends: tuple[str, ...] = ()
+    supplements: tuple[str, ...] = ()
+    enhances: tuple[str, ...] = ()
     files: tuple[File | Dir | Symlink | Hardlink, ...] = ()
     scripts: dict[str, str] = field(default_factory=dict)
 
@@ -96,6 +98,8 @@ class Package:
             ("Conflicts", self.conflicts),
             ("Obsoletes", self.obsoletes),
             ("Recommends", self.recommends),
+            ("Supplements", self.supplements),
+            ("Enhances", self.enhances),
         ):
             lines += [f"{tag}: {v}" for v in values]
         lines += ["%description", f"{self.name} for tests", "%install", "mkdir -p %{buildroot}"]

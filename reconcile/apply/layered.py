@@ -7,31 +7,28 @@ metadata alone.
 
 from __future__ import annotations
 
-import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from reconcile import commitmeta as cm
+from reconcile.accounts import Declared, declared, sysusers_paths, sysusers_texts
 from reconcile.apply.assemble import TreeMerger, boot_metadata, remove_base_packages, write_rpmdb
 from reconcile.apply.packages import PackageFetcher
 from reconcile.apply.pkgcache import CachedPackage, PackageCache, read_rpm
 from reconcile.apply.scripts import plan_scripts, run_scripts
-from reconcile.apply.users import AccountDb, AccountRequest, from_pre_script, from_sysusers
+from reconcile.apply.users import AccountDb
 from reconcile.commitmeta import LayeredPackage
 from reconcile.context import Context
 from reconcile.ostree import MutableTree, Repo, Variant
 from reconcile.planner import model as m
-from reconcile.rpm import header as h
 from reconcile.rpm.header import Header
-from reconcile.rpm.nevra import Nevra, pkgcache_ref
-from reconcile.rpm.payload import read_payload_files, tree_path
+from reconcile.rpm.nevra import Nevra
 from reconcile.selinux import Labeler, labeler_for
 
 LAYER_MODE = "layer"
 Fetch = Callable[[list[m.PinnedPackage]], dict[str, Path]]
-SYSUSERS_DIRS = ("/usr/lib/sysusers.d/", "/etc/sysusers.d/")
 
 
 @dataclass(frozen=True)
@@ -89,32 +86,13 @@ def _headers(
 
 def _account_requests(
     repo: Repo, headers: dict[str, Header], files: dict[str, Path], pinned: list[m.PinnedPackage]
-) -> list[AccountRequest]:
-    """Users and groups the packages declare: useradd/groupadd in %pre, and sysusers.d files."""
-    requests: list[AccountRequest] = []
+) -> Declared:
+    """Users, groups and memberships the packages declare (the same decision the plan showed)."""
+    wanted = Declared()
     for p in pinned:
         hdr = headers[p.nevra]
-        requests += from_pre_script(hdr, p.nevra)
-        sysusers = {f.path for f in h.file_entries(hdr) if f.path.startswith(SYSUSERS_DIRS) and stat.S_ISREG(f.mode)}
-        for path, data in _sysusers_texts(repo, p, hdr, files.get(p.nevra), sysusers).items():
-            requests += from_sysusers(data.decode("utf-8", "replace"), f"{p.nevra} {path}")
-    return requests
-
-
-def _sysusers_texts(repo: Repo, p: m.PinnedPackage, hdr: Header, rpm: Path | None, paths: set[str]) -> dict[str, bytes]:
-    if not paths:
-        return {}
-    if rpm is not None:
-        with open(rpm, "rb") as f:
-            return read_payload_files(f, h.read_rpm_headers(f), paths)
-    commit = repo.resolve(_ref(p))
-    out = {}
-    for path in paths:
-        where = tree_path(path, allow_skeleton=False)
-        found = repo.lookup_path(commit, where) if commit and where else None
-        if found and found[0] == "file":
-            out[path] = repo.read_bytes(found[1], limit=1 << 20)
-    return out
+        wanted += declared(hdr, p.nevra, sysusers_texts(repo, p.parsed(), files.get(p.nevra), sysusers_paths(hdr)))
+    return wanted
 
 
 def _import(
@@ -176,7 +154,3 @@ def _commit(repo: Repo, target: m.Target, tree: MutableTree, packages: list[Cach
     if target.remove_base:
         subject += " - " + ", ".join(target.remove_base)
     return repo.write_commit(base, subject, metadata, root, repo.commit_timestamp(base))
-
-
-def _ref(p: m.PinnedPackage) -> str:
-    return pkgcache_ref(p.parsed())

@@ -3,117 +3,25 @@
 They are created before import, so files owned by them get the right ids, and written to the new tree in
 the base's layout (nss-altfiles `/usr/lib/passwd` when the base has it, else `/usr/etc/passwd`). Ids are
 stable: an account the deployed tree (or the running system's /etc) already has keeps its id; a new one gets
-the highest free id at or below 999, as systemd-sysusers allocates them.
+the highest free id at or below 999 (or in the `r` ranges sysusers.d files give), as systemd-sysusers
+allocates them; `m` lines add a user to a group, creating either when missing.
 """
 
 from __future__ import annotations
 
-import re
-import shlex
 import stat
 from dataclasses import dataclass, field
 
 from reconcile import ostree
+from reconcile.accounts import Declared
 from reconcile.ostree import MutableTree, Repo
-from reconcile.rpm.header import Header
 from reconcile.rpm.payload import Owners
-from reconcile.rpm.scriptlets import RUN
 from reconcile.selinux import Labeler, label_xattrs
 
 SYSTEM_MAX = 999
 SYSTEM_MIN = 201
 _ALTFILES = ("usr/lib/passwd", "usr/lib/group")
 _ETC = ("usr/etc/passwd", "usr/etc/group")
-
-
-@dataclass(frozen=True)
-class AccountRequest:
-    kind: str  # "user" or "group"
-    name: str
-    id: int | None = None
-    group: str | None = None
-    gecos: str = ""
-    home: str = "/"
-    shell: str = "/sbin/nologin"
-    source: str = ""
-
-
-def from_pre_script(hdr: Header, package: str) -> list[AccountRequest]:
-    """useradd/groupadd calls in a %pre script (the common `getent ... || useradd ...` idiom included)."""
-    body = hdr.string(RUN["pre"][0])
-    requests = []
-    for match in re.finditer(r"\b(useradd|groupadd)\b([^\n;|&]*)", body):
-        try:
-            words = shlex.split(match.group(2))
-        except ValueError:
-            continue
-        options, name = _options(words)
-        if not name:
-            continue
-        source = f"{package} %pre"
-        if match.group(1) == "groupadd":
-            requests.append(AccountRequest("group", name, _int(options.get("-g")), source=source))
-        else:
-            group = options.get("-g")
-            requests.append(
-                AccountRequest(
-                    "user",
-                    name,
-                    _int(options.get("-u")),
-                    group=group if group and not group.isdigit() else name,
-                    gecos=options.get("-c", ""),
-                    home=options.get("-d", "/"),
-                    shell=options.get("-s", "/sbin/nologin"),
-                    source=source,
-                )
-            )
-    return requests
-
-
-_WITH_VALUE = {"-u", "-g", "-G", "-c", "-d", "-s", "-K", "-k", "-e", "-f", "-p", "-b", "-R", "-P"}
-
-
-def _options(words: list[str]) -> tuple[dict[str, str], str]:
-    options: dict[str, str] = {}
-    name = ""
-    i = 0
-    while i < len(words):
-        word = words[i]
-        if word in _WITH_VALUE and i + 1 < len(words):
-            options[word] = words[i + 1]
-            i += 2
-            continue
-        if not word.startswith("-"):
-            name = word
-        i += 1
-    return options, name
-
-
-def _int(value: str | None) -> int | None:
-    return int(value) if value and value.isdigit() else None
-
-
-def from_sysusers(text: str, source: str) -> list[AccountRequest]:
-    """The `u` and `g` lines of a sysusers.d file."""
-    requests = []
-    for line in text.splitlines():
-        try:
-            words = shlex.split(line, comments=True)
-        except ValueError:
-            continue
-        if len(words) < 2 or words[0] not in ("u", "u!", "g"):
-            continue
-        ident = words[2] if len(words) > 2 else "-"
-        if words[0] == "g":
-            requests.append(AccountRequest("group", words[1], _int(ident), source=source))
-            continue
-        uid, _, gid = ident.partition(":")
-        gecos = words[3] if len(words) > 3 and words[3] != "-" else ""
-        home = words[4] if len(words) > 4 and words[4] != "-" else "/"
-        shell = words[5] if len(words) > 5 and words[5] != "-" else "/sbin/nologin"
-        group = gid if gid and not gid.isdigit() else words[1]
-        requests.append(AccountRequest("user", words[1], _int(uid), group, gecos, home, shell, source))
-    return requests
 
 
 @dataclass
@@ -127,6 +35,8 @@ class AccountDb:
     previous_users: dict[str, int] = field(default_factory=dict)
     previous_groups: dict[str, int] = field(default_factory=dict)
     added: list[str] = field(default_factory=list)
+    changed: set[str] = field(default_factory=set)
+    ranges: list[tuple[int, int]] = field(default_factory=lambda: [(SYSTEM_MIN, SYSTEM_MAX)])
 
     @classmethod
     def load(cls, repo: Repo, base: str, previous: list[tuple[str, str]]) -> AccountDb:
@@ -144,48 +54,80 @@ class AccountDb:
     def owners(self) -> Owners:
         return Owners(self.users, self.groups)
 
-    def create(self, requests: list[AccountRequest]) -> None:
-        for r in sorted(requests, key=lambda r: (r.kind != "group", r.name)):
-            if r.kind == "group":
-                self._group(r.name, r.id)
+    def create(self, wanted: Declared) -> None:
+        """Groups first, then users, then memberships, in sysusers' order."""
+        self.ranges = sorted(wanted.ranges) or [(SYSTEM_MIN, SYSTEM_MAX)]
+        requests = wanted.accounts
+        for r in sorted((r for r in requests if r.kind == "group"), key=lambda r: r.name):
+            self._group(r.name, r.id)
         for r in sorted((r for r in requests if r.kind == "user"), key=lambda r: r.name):
-            if r.name in self.users:
-                continue
-            gid = self._group(r.group or r.name, None)
-            uid = self._allocate(r.name, r.id, self.users, self.previous_users, prefer=gid)
-            self.users[r.name] = uid
-            line = f"{r.name}:x:{uid}:{gid}:{r.gecos}:{r.home}:{r.shell}"
-            self.texts[self.layout[0]] = _append(self.texts.get(self.layout[0], ""), line)
-            self.added.append(f"user {r.name} ({uid}, from {r.source})")
+            self._user(r.name, r.id, r.group or r.name, f"{r.gecos}:{r.home}:{r.shell}", r.source)
+        for mem in wanted.members:
+            self._group(mem.group, None)
+            self._user(mem.user, None, mem.user, ":/:/sbin/nologin", mem.source)
+            self._add_member(mem.user, mem.group, mem.source)
+
+    def _user(self, name: str, wanted: int | None, group: str, rest: str, source: str) -> None:
+        if name in self.users:
+            return
+        gid = self._group(group, None)
+        uid = self._allocate(name, wanted, self.users, self.previous_users, prefer=gid)
+        self.users[name] = uid
+        self._append(self.layout[0], f"{name}:x:{uid}:{gid}:{rest}")
+        self.added.append(f"user {name} ({uid}, from {source})")
 
     def _group(self, name: str, wanted: int | None) -> int:
         if name in self.groups:
             return self.groups[name]
         gid = self._allocate(name, wanted, self.groups, self.previous_groups)
         self.groups[name] = gid
-        self.texts[self.layout[1]] = _append(self.texts.get(self.layout[1], ""), f"{name}:x:{gid}:")
+        self._append(self.layout[1], f"{name}:x:{gid}:")
         self.added.append(f"group {name} ({gid})")
         return gid
 
-    @staticmethod
+    def _add_member(self, user: str, group: str, source: str) -> None:
+        """In whichever group file defines the group (a base group may live in either)."""
+        for path in (self.layout[1], *(p for p in (_ETC[1], _ALTFILES[1]) if p != self.layout[1])):
+            lines = self.texts.get(path, "").splitlines()
+            for i, line in enumerate(lines):
+                parts = line.split(":")
+                if len(parts) >= 3 and parts[0] == group and not line.startswith("#"):
+                    members = [m for m in (parts[3].split(",") if len(parts) > 3 else []) if m]
+                    if user in members:
+                        return
+                    lines[i] = ":".join([*parts[:3], ",".join([*members, user])])
+                    self.texts[path] = "\n".join(lines) + "\n"
+                    self.changed.add(path)
+                    self.added.append(f"membership {user} in {group} (from {source})")
+                    return
+
+    def _append(self, path: str, line: str) -> None:
+        text = self.texts.get(path, "")
+        self.texts[path] = (text if not text or text.endswith("\n") else text + "\n") + line + "\n"
+        self.changed.add(path)
+
     def _allocate(
-        name: str, wanted: int | None, taken: dict[str, int], previous: dict[str, int], prefer: int | None = None
+        self, name: str, wanted: int | None, taken: dict[str, int], previous: dict[str, int], prefer: int | None = None
     ) -> int:
         used = set(taken.values())
+        # An explicit id and an earlier one are kept as they are; uid = gid only inside the allowed ranges.
+        prefer = prefer if prefer is not None and self._in_range(prefer) else None
         for candidate in (wanted, previous.get(name), prefer):
             if candidate is not None and candidate not in used:
                 return candidate
         reserved = used | set(previous.values())  # another account's earlier id stays theirs
-        for candidate in range(SYSTEM_MAX, SYSTEM_MIN - 1, -1):
-            if candidate not in reserved:
-                return candidate
+        for low, high in reversed(self.ranges):
+            for candidate in range(high, low - 1, -1):
+                if candidate not in reserved:
+                    return candidate
         raise ValueError(f"no free system id left for {name}")
 
+    def _in_range(self, candidate: int) -> bool:
+        return any(low <= candidate <= high for low, high in self.ranges)
+
     def write(self, repo: Repo, tree: MutableTree, labeler: Labeler | None) -> None:
-        """Replace the tree's account files with the extended ones (only when something was added)."""
-        if not self.added:
-            return
-        for path in self.layout:
+        """Replace the account files that changed with the extended ones."""
+        for path in sorted(self.changed):
             parts = path.split("/")
             parent = ostree.tree_walk(tree, parts[:-1])
             if parent is None:
@@ -194,7 +136,3 @@ class AccountDb:
             xattrs = label_xattrs(labeler, "/" + path, mode)
             csum = repo.write_file(0, 0, mode, self.texts[path].encode(), xattrs)
             ostree.tree_replace_file(parent, parts[-1], csum)
-
-
-def _append(text: str, line: str) -> str:
-    return (text if not text or text.endswith("\n") else text + "\n") + line + "\n"

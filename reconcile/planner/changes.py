@@ -12,20 +12,21 @@ from reconcile.rpm.nevra import evr_compare
 
 
 def resolution_diff(current: DeploymentState, solved: SolveResult) -> m.Resolution:
-    before = {p.nevra.name: p for p in current.layered}
-    after = {c.nevra.name: c for c in solved.packages}
+    # Keyed by name and arch: the two halves of a multilib pair (foo.x86_64, foo.i686) are two entries.
+    before = {(p.nevra.name, p.nevra.arch): p for p in current.layered}
+    after = {(c.nevra.name, c.nevra.arch): c for c in solved.packages}
     added: list[m.PackageEntry] = []
     removed: list[m.PackageEntry] = []
     upgraded: list[m.PackageEntry] = []
     downgraded: list[m.PackageEntry] = []
-    for name, c in after.items():
-        old = before.get(name)
+    for key, c in after.items():
+        old = before.get(key)
         if old is None:
             added.append(_entry(c, solved))
         elif old.nevra != c.nevra:
             entry = _entry(c, solved, before=str(old.nevra), after=str(c.nevra))
             (upgraded if evr_compare(c.nevra, old.nevra) > 0 else downgraded).append(entry)
-    removed += [_gone(p) for name, p in before.items() if name not in after]
+    removed += [_gone(p) for key, p in before.items() if key not in after]
     removed += [
         m.PackageEntry(
             nevra=str(n), name=n.name, evr=n.evr, arch=n.arch, repo="@base", checksum="", reason="requested", why=[]
@@ -38,6 +39,8 @@ def resolution_diff(current: DeploymentState, solved: SolveResult) -> m.Resoluti
 
 def _entry(c: Candidate, solved: SolveResult, **extra: str) -> m.PackageEntry:
     requested = c.nevra.name in solved.requested
+    # A requested package explains itself; only dependencies need the graph (and its import).
+    reason = None if requested else solved.reasons.get(str(c.nevra))
     return m.PackageEntry(
         nevra=str(c.nevra),
         name=c.nevra.name,
@@ -46,9 +49,9 @@ def _entry(c: Candidate, solved: SolveResult, **extra: str) -> m.PackageEntry:
         repo=c.repo,
         checksum=c.checksum,
         reason="requested" if requested else "dependency",
-        # A requested package explains itself; only dependencies need the graph (and its import).
-        why=[c.nevra.name] if requested else solved.why.get(c.nevra.name, [c.nevra.name]),
-        weak=False if requested else c.nevra.name in solved.weak,
+        why=reason.why if reason else [c.nevra.name],
+        weak=reason.weak if reason else False,
+        via=reason.via if reason else None,
         **extra,
     )
 

@@ -3,16 +3,14 @@ repos' file lists. Findings are values in the plan; errors make it unapplyable."
 
 from __future__ import annotations
 
-import re
 import stat
 
+from reconcile.accounts import Declared
 from reconcile.planner.model import Check
 from reconcile.rpm import header as h
 from reconcile.rpm.header import FileEntry
 from reconcile.rpm.payload import Owners, relocate
 from reconcile.rpm.scriptlets import classify
-
-PREIN = 1023
 
 
 def scriptlet_checks(package: str, hdr: h.Header, ignore: list[str]) -> list[Check]:
@@ -69,11 +67,9 @@ def path_checks(package: str, paths: list[str]) -> list[Check]:
     ]
 
 
-def owner_checks(package: str, hdr: h.Header, files: list[FileEntry], owners: Owners) -> list[Check]:
-    """File owners the base's passwd/group do not define are an error, unless the package declares them
-    (useradd/groupadd in %pre, or a sysusers.d file): then apply creates them first."""
-    pre = hdr.string(PREIN)
-    sysusers = any(f.path.startswith(("/usr/lib/sysusers.d/", "/etc/sysusers.d/")) for f in files)
+def owner_checks(package: str, files: list[FileEntry], owners: Owners, wanted: Declared) -> list[Check]:
+    """File owners the base's passwd/group do not define are an error, unless a layered package declares them
+    (`wanted`, what apply will create first: sysusers.d lines or useradd/groupadd in %pre)."""
     missing: dict[tuple[str, str], str] = {}
     for f in files:
         if f.user not in owners.users:
@@ -82,15 +78,21 @@ def owner_checks(package: str, hdr: h.Header, files: list[FileEntry], owners: Ow
             missing.setdefault(("group", f.group), f.path)
     checks = []
     for (kind, name), path in sorted(missing.items()):
-        in_pre = re.search(rf"\b(user|group)add\b[^\n]*\b{re.escape(name)}\b", pre)
-        if in_pre or sysusers:
-            where = "%pre" if in_pre else "sysusers.d"
-            message = f"{package}: will create the {kind} {name!r} ({where}) before import; it owns {path}."
+        source = wanted.creates(kind, name)
+        if source is not None:
+            by, _, where = source.partition(" ")
+            how = "%pre" if where == "%pre" else "sysusers.d"
+            how += "" if by == package else f" of {by}"
+            message = f"{package}: will create the {kind} {name!r} ({how}) before import; it owns {path}."
             checks.append(Check(kind="account", severity="info", package=package, message=message))
             continue
         table = "passwd" if kind == "user" else "group file"
         message = f"{package}: {path} is owned by the {kind} {name!r}, which the base's {table} does not define."
         checks.append(Check(kind="unknown-owner", severity="error", package=package, message=message))
+    for mem in wanted.members:
+        if mem.source.partition(" ")[0] == package:
+            message = f"{package}: will add the user {mem.user!r} to the group {mem.group!r} (sysusers.d)."
+            checks.append(Check(kind="account", severity="info", package=package, message=message))
     return checks
 
 

@@ -68,7 +68,12 @@ class PackageEntry(_Frozen):
     checksum: str
     reason: Literal["requested", "dependency"]
     why: list[str] = Field(default_factory=list)
-    weak: bool = Field(default=False, description="Pulled in only through Recommends.")
+    weak: bool = Field(
+        default=False, description="Pulled in only through weak links (Recommends, Supplements, Enhances)."
+    )
+    via: Literal["requires", "recommends", "supplements", "enhances"] | None = Field(
+        default=None, description="The kind of the last link of `why`: how its last package came in."
+    )
     before: str | None = None
     after: str | None = None
 

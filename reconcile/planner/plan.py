@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from reconcile import __version__
+from reconcile.accounts import Declared, declared, sysusers_paths, sysusers_texts
 from reconcile.apply.pkgcache import PackageCache, owners_in_commit
 from reconcile.context import Context
 from reconcile.errors import ReconcileError
@@ -24,7 +25,7 @@ from reconcile.planner.state import DeploymentState, current_deployment
 from reconcile.repos.metadata import RepoMetadata
 from reconcile.repos.source import RepoSet
 from reconcile.rpm.header import Header
-from reconcile.rpm.nevra import Nevra
+from reconcile.rpm.nevra import Nevra, pkgcache_ref
 from reconcile.rpm.rpmdb import TreeRpmdbReader, read_headers
 from reconcile.selinux import policy_id
 
@@ -193,6 +194,7 @@ def _resolve(
                 remove=desired.overrides.remove,
                 update=update,
                 local=locals_,
+                filelists=repos.filelists if repos is not None else None,
             )
         except ReconcileError as e:
             if repos is not None and repos.unavailable:
@@ -293,8 +295,30 @@ def _preflight(
     if repos is not None and refused:  # a package downloaded whole for the check must not stay behind
         repos.discard([sources.wanted(c) for c in to_read if str(c.nevra) in refused])
     owners = owners_in_commit(ctx.repo, base)
-    checks += [check for n in sorted(new) for check in package_checks(n, headers[n], owners, ignore)]
+    usable = [c for c in solved.packages if str(c.nevra) not in refused]
+    wanted = _declared_accounts(ctx, usable, headers, locals_by_nevra, repos)
+    checks += [check for n in sorted(new) for check in package_checks(n, headers[n], owners, ignore, wanted)]
     return checks + conflict_checks(ctx.repo, base, headers, new, removed), keys
+
+
+def _declared_accounts(
+    ctx: Context,
+    packages: list[Candidate],
+    headers: dict[str, Header],
+    local: dict[str, LocalPackage],
+    repos: RepoSet | None,
+) -> Declared:
+    """The accounts apply will create, decided by the same code: a package that ships sysusers.d files is read
+    from its cache commit, or downloaded now (apply would next) to read them."""
+    wanted = Declared()
+    for c in packages:
+        hdr = headers[str(c.nevra)]
+        paths = sysusers_paths(hdr)
+        rpm = local[str(c.nevra)].path if str(c.nevra) in local else None
+        if paths and rpm is None and ctx.repo.resolve(pkgcache_ref(c.nevra)) is None and repos is not None:
+            rpm = repos.download([sources.wanted(c)])[str(c.nevra)]
+        wanted += declared(hdr, str(c.nevra), sysusers_texts(ctx.repo, c.nevra, rpm, paths))
+    return wanted
 
 
 def pin_candidate(c: Candidate, requested: bool) -> m.PinnedPackage:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import stat
 from collections.abc import Iterable
 
+from reconcile.accounts import Declared
 from reconcile.ostree import Repo
 from reconcile.planner.checks import owner_checks, path_checks, scriptlet_checks, type_checks, var_checks
 from reconcile.planner.model import Check
@@ -17,13 +18,14 @@ from reconcile.rpm.payload import Owners, tree_path
 from reconcile.rpm.rpmdb import TreeRpmdbReader
 
 
-def package_checks(nevra: str, hdr: Header, owners: Owners, ignore: list[str]) -> list[Check]:
+def package_checks(nevra: str, hdr: Header, owners: Owners, ignore: list[str], wanted: Declared) -> list[Check]:
+    """`wanted`: the accounts every layered package declares (accounts.declared), as apply will create them."""
     files = [f for f in h.file_entries(hdr) if not f.is_ghost]
     return (
         scriptlet_checks(nevra, hdr, ignore)
         + type_checks(nevra, files)
         + path_checks(nevra, [f.path for f in files])
-        + owner_checks(nevra, hdr, files, owners)
+        + owner_checks(nevra, files, owners, wanted)
         + var_checks(nevra, files)
     )
 

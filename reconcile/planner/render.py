@@ -94,8 +94,16 @@ def _describe(e: m.PackageEntry) -> str:
         return f"{name}{where} (requested)"
     kind = "weak dependency" if e.weak else "dependency"
     if len(e.why) > 1:
-        return f"{name}{where} ({kind}: {' → '.join(e.why)})"
+        return f"{name}{where} ({kind}: {_chain(e)})"
     return f"{name}{where}" + (f" ({kind})" if e.weak else "")
+
+
+def _chain(e: m.PackageEntry) -> str:
+    """`a → b → c`; a last link that points backwards reads the way it is written: `c supplements b`."""
+    if e.via in ("supplements", "enhances"):
+        lead = " → ".join(e.why[:-1]) + "; " if len(e.why) > 2 else ""
+        return f"{lead}{e.why[-1]} {e.via} {e.why[-2]}"
+    return " → ".join(e.why)
 
 
 def render_json(plan: m.Plan) -> str:
@@ -122,7 +130,7 @@ def render_markdown(plan: m.Plan) -> str:
         lines += ["", f"<details><summary>Dependencies ({len(deps)})</summary>", ""]
         lines += ["| change | package | repo | why |", "|---|---|---|---|"]
         for k, e in deps:
-            why = " → ".join(e.why) + (" (weak)" if e.weak else "")
+            why = (_chain(e) if len(e.why) > 1 else e.name) + (" (weak)" if e.weak else "")
             lines.append(f"| {k} | `{_nevra(e)}` | {e.repo} | {_md(why)} |")
         lines += ["", "</details>"]
     if r.inactive:

@@ -2,7 +2,7 @@
 
 The result is the real layering set. Requests the base already provides are inactive. Packages layered now
 are favoured, so a newer version in a repo is not a change (converge, don't churn) unless `update` is asked
-for. Every pulled-in dependency carries the shortest chain of Requires/Recommends that explains it.
+for. Every pulled-in dependency carries the chain of dependencies that explains it (explain.py).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 import solv
 
 from reconcile.errors import ResolutionError
+from reconcile.planner.explain import Reason, explain
 from reconcile.repos.metadata import RepoMetadata
 from reconcile.rpm import header as h
 from reconcile.rpm.header import Header
@@ -67,25 +68,18 @@ class SolveResult:
     packages: list[Candidate] = field(default_factory=list)
     requested: set[str] = field(default_factory=set)
     inactive: list[tuple[str, str]] = field(default_factory=list)
-    explain: Callable[[], tuple[dict[str, list[str]], set[str]]] | None = None
-    _explained: tuple[dict[str, list[str]], set[str]] | None = None
-
-    def _explanation(self) -> tuple[dict[str, list[str]], set[str]]:
-        """Computed on first use: a plan that changes no package never pays for the graph."""
-        if self._explained is None:
-            self._explained = self.explain() if self.explain else ({}, set())
-        return self._explained
-
-    @property
-    def why(self) -> dict[str, list[str]]:
-        return self._explanation()[0]
-
-    @property
-    def weak(self) -> set[str]:
-        return self._explanation()[1]
-
+    explain: Callable[[], dict[str, Reason]] | None = None
+    _explained: dict[str, Reason] | None = None
     removed_base: list[Nevra] = field(default_factory=list)
     clashes: list[tuple[str, str, str]] = field(default_factory=list)
+    used_filelists: bool = False
+
+    @property
+    def reasons(self) -> dict[str, Reason]:
+        """By NEVRA; computed on first use: a plan that changes no package never pays for the graph."""
+        if self._explained is None:
+            self._explained = self.explain() if self.explain else {}
+        return self._explained
 
 
 class Solver:
@@ -95,6 +89,8 @@ class Solver:
         # Distribution builds of libsolv may default to another package semantics (Debian's is deb).
         self.pool.setdisttype(solv.Pool.DISTTYPE_RPM)
         self.pool.setarch(arch)
+        # As dnf: a package replaces another of its name only within one arch colour (multilib pairs coexist).
+        self.pool.set_flag(solv.Pool.POOL_FLAG_IMPLICITOBSOLETEUSESCOLORS, 1)
         self.base = self.pool.add_repo(BASE_REPO)
         self.layered = self.pool.add_repo(LAYERED_REPO)
         self.local = self.pool.add_repo(LOCAL_REPO)
@@ -103,6 +99,7 @@ class Solver:
         self._sources: dict[int, Source] = {}
         self._caches: dict[str, Path] = {}
         self._extended: set[str] = set()
+        self._filelists_loaded = False
         self._excluded: dict[int, str] = {}  # solvable id -> which option of which repo hides it
 
     # -- loading ------------------------------------------------------------------------------------
@@ -162,12 +159,18 @@ class Solver:
 
     def add_filelists(self, fetch: Callable[[RepoMetadata], Path | None]) -> None:
         """Complete file lists for every repo (primary lists only a few paths); only when needed."""
+        self._filelists_loaded = True
         for repo in self.pool.repos:
             meta = self.repos.get(repo.name)
             path = fetch(meta) if meta is not None else None
             if path is None:
                 continue
             self._extended.add(repo.name)  # file lists never go into the primary cache
+            # The file provides remembered from primary alone would make libsolv skip the file lists.
+            first = repo.first_repodata()
+            if first is not None:
+                first.unset(solv.SOLVID_META, solv.REPOSITORY_ADDEDFILEPROVIDES)
+                first.internalize()
             f = solv.xfopen(str(path))
             if f is None or not repo.add_rpmmd(f, None, solv.Repo.REPO_EXTEND_SOLVABLES):
                 raise ResolutionError(f"The file lists of [{meta.id if meta else repo.name}] cannot be read.", [])
@@ -284,7 +287,9 @@ class Solver:
         remove: tuple[str, ...] | list[str] = (),
         update: bool = False,
         local: tuple[solv.XSolvable, ...] | list[solv.XSolvable] = (),
+        filelists: Callable[[RepoMetadata], Path | None] | None = None,
     ) -> SolveResult:
+        """`filelists` fetches a repo's file lists, loaded only when a dependency on a path needs them."""
         self._finish_loading()
         result = SolveResult()
         jobs, dropped = self._base_jobs(remove, result)
@@ -315,31 +320,55 @@ class Solver:
             jobs += [
                 self.pool.Job(solv.Job.SOLVER_SOLVABLE | solv.Job.SOLVER_FAVOR, s.id) for s in self.layered.solvables
             ]
-        solver = self.pool.Solver()
-        solver.set_flag(solv.Solver.SOLVER_FLAG_IGNORE_RECOMMENDED, 0 if recommends else 1)
-        problems = solver.solve(jobs)
-        if problems:
-            words = [_describe_problem(p) for p in problems]
-            hint = None
-            if any(self._involves_base(p) for p in problems):
-                hint = (
-                    "The base's packages are locked: a package that conflicts with, obsoletes or needs another "
-                    "version of one cannot be layered (overrides.remove can drop a base package)."
-                )
-            raise ResolutionError(
-                "The requested packages cannot be layered onto this base: " + "; ".join(words) + ".", words, hint=hint
-            )
+        solver = self._solve(jobs, recommends)
+        if solver is None or self._misses_a_file(solver):
+            # A dependency on a path primary.xml does not list: load the file lists (as libdnf does) and again.
+            if filelists is not None and not self._filelists_loaded:
+                self.add_filelists(filelists)
+                self._finish_loading()
+                result.used_filelists = True
+                solver = self._solve(jobs, recommends)
+            if solver is None:
+                solver = self._solve(jobs, recommends, report=True)
+        assert solver is not None
         transaction = solver.transaction()
         new = [s for s in transaction.newsolvables() if s.repo != self.base]
         chosen = set(new)
-        for sel in selections:
-            result.requested.update(s.name for s in sel.solvables() if s in chosen)
-        result.requested.update(s.name for s in local)
+        asked = [s for sel in selections for s in sel.solvables() if s in chosen] + list(local)
+        result.requested.update(s.name for s in asked)
         result.packages = sorted((self._candidate(s) for s in new), key=lambda c: c.nevra)
-        requested = set(result.requested)
-        result.explain = lambda: self._why(new, requested)
+        requested_ids = {s.id for s in asked}
+        result.explain = lambda: explain(self.pool, new, requested_ids)
         result.clashes = self._base_clashes(new)
         return result
+
+    def _solve(self, jobs: list[solv.Job], recommends: bool, report: bool = False) -> solv.Solver | None:
+        """A solver that found a solution; None on problems, or the ResolutionError with `report`."""
+        solver = self.pool.Solver()
+        solver.set_flag(solv.Solver.SOLVER_FLAG_IGNORE_RECOMMENDED, 0 if recommends else 1)
+        problems = solver.solve(jobs)
+        if not problems:
+            return solver
+        if not report and any(_names_a_path(p) for p in problems):
+            return None
+        words = [_describe_problem(p) for p in problems]
+        hint = None
+        if any(self._involves_base(p) for p in problems):
+            hint = (
+                "The base's packages are locked: a package that conflicts with, obsoletes or needs another "
+                "version of one cannot be layered (overrides.remove can drop a base package)."
+            )
+        raise ResolutionError(
+            "The requested packages cannot be layered onto this base: " + "; ".join(words) + ".", words, hint=hint
+        )
+
+    def _misses_a_file(self, solver: solv.Solver) -> bool:
+        """A new package recommends a path nothing provides yet: the file lists may provide it."""
+        for s in solver.transaction().newsolvables():
+            for dep in s.lookup_deparray(solv.SOLVABLE_RECOMMENDS):
+                if "/" in str(dep) and not self.pool.whatprovides(dep):
+                    return True
+        return False
 
     def _base_clashes(self, new: list[solv.XSolvable]) -> list[tuple[str, str, str]]:
         """(package, "conflicts"|"obsoletes", base package) for every new package that clashes with the base."""
@@ -431,36 +460,20 @@ class Solver:
                     return candidate
         return None
 
-    def _why(self, new: list[solv.XSolvable], requested: set[str]) -> tuple[dict[str, list[str]], set[str]]:
-        """Shortest Requires/Recommends chain from a requested package to each new one, and which new
-        packages are reachable only through a Recommends (weak dependencies)."""
-        import networkx as nx  # only plans with new packages pay for the import
-
-        graph = nx.DiGraph()
-        root = object()
-        graph.add_node(root)
-        members = set(new)
-        for s in new:
-            graph.add_node(s.name)
-            if s.name in requested:
-                graph.add_edge(root, s.name, weak=False)
-            for key, weak in ((solv.SOLVABLE_REQUIRES, False), (solv.SOLVABLE_RECOMMENDS, True)):
-                for dep in s.lookup_deparray(key):
-                    for provider in self.pool.whatprovides(dep):
-                        if provider in members and provider != s and not graph.has_edge(s.name, provider.name):
-                            graph.add_edge(s.name, provider.name, weak=weak)
-        paths = nx.single_source_shortest_path(graph, root)
-        strong = nx.subgraph_view(graph, filter_edge=lambda a, b: not graph.edges[a, b]["weak"])
-        strongly_needed = set(nx.descendants(strong, root))
-        weak_only = {s.name for s in new if s.name in paths and s.name not in strongly_needed}
-        return {name: path[1:] for name, path in paths.items() if name is not root}, weak_only
-
 
 def _nevra_forms(s: solv.XSolvable) -> tuple[str, ...]:
     """The names dnf matches excludepkgs patterns against: name, name.arch, name-version(-release)(.arch)."""
     evr = s.evr.split(":", 1)[-1]
     version = evr.rsplit("-", 1)[0]
     return (s.name, f"{s.name}.{s.arch}", f"{s.name}-{version}", f"{s.name}-{evr}", f"{s.name}-{evr}.{s.arch}")
+
+
+def _names_a_path(problem: solv.Problem) -> bool:
+    for rule in problem.findallproblemrules():
+        dep = rule.info().dep
+        if dep is not None and "/" in str(dep):
+            return True
+    return False
 
 
 def _describe_problem(problem: solv.Problem) -> str:
