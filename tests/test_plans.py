@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from conftest import Host
-from support import Dir, File, Package, exampleos, reconcile, rpm_query
+from support import RECONCILE, Dir, File, Package, exampleos, reconcile, rpm_query
 
 P1 = Package("p", version="1.0")
 P2 = Package("p", version="2.0")
@@ -46,13 +46,34 @@ def test_saved_plan_applies_exactly_what_was_reviewed(host: Host, tmp_path: Path
     host.write_origin(["p", "q"])
     saved = plan_to_file(host, tmp_path / "plan.json")
     assert len(saved["prior"]["fingerprint"]) == 64
-    assert saved["format_version"] == "1.1"
+    assert saved["format_version"] == "1.2"
     host.publish([P1, P2, Q, QLIB])  # the repo moves on after review
     result = host.run("apply", tmp_path / "plan.json", "--detailed-exitcode")
     assert result.code == 2, result.stderr
     assert set(host.default()["layered_packages"]) == {"p-1.0-1.noarch", "q-1.0-1.noarch", "q-lib-1.0-1.noarch"}
     again = host.run("apply", tmp_path / "plan.json")
     assert again.code == 3, "the plan's deployment is gone: the plan is stale now"
+
+
+def test_a_saved_plan_from_a_relative_origin_applies_from_another_directory(host: Host, tmp_path: Path) -> None:
+    host.publish([P1])
+    host.write_origin(["p"])
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    common = ["--sysroot", str(host.sysroot)]
+
+    def run(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+        env = exampleos.sysroot_env()
+        return subprocess.run([RECONCILE, *args], cwd=cwd, env=env, capture_output=True, text=True, check=False)
+
+    made = run(host.root, "plan", *common, "--origin", "origin.toml", "--reposdir", "yum.repos.d", "-o", "p.json")
+    assert made.returncode == 0, made.stderr
+    saved = json.loads((host.root / "p.json").read_text())
+    assert saved["origin"]["path"] == str(host.origin), "the plan records the origin's absolute path"
+    (elsewhere / "p.json").write_bytes((host.root / "p.json").read_bytes())
+    applied = run(elsewhere, "apply", *common, "--reposdir", str(host.reposdir), "--yes", "p.json")
+    assert applied.returncode == 0, applied.stderr
+    assert host.default()["layered_packages"] == ["p-1.0-1.noarch"]
 
 
 def test_stale_when_the_deployment_moved(host: Host, tmp_path: Path) -> None:

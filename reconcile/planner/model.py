@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from reconcile.rpm.nevra import Nevra
 
-PLAN_FORMAT_VERSION = "1.1"
+PLAN_FORMAT_VERSION = "1.2"
 # Bump when assembly changes what a layered commit holds for the same inputs: it changes the state digest.
 ASSEMBLY_FORMAT_VERSION = 1
 

@@ -94,7 +94,7 @@ def make_plan(
     return m.Plan(
         tool_version=__version__,
         created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        origin=m.OriginRef(path=str(loaded.path), sha256=loaded.sha256, desired=normalized),
+        origin=m.OriginRef(path=str(loaded.path.absolute()), sha256=loaded.sha256, desired=normalized),
         prior=_prior(current, loaded),
         changes=request_changes(current, loaded, base, solved, local),
         resolution=resolution,
