@@ -13,8 +13,8 @@ import tomlkit
 import tomlkit.exceptions
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
-from reconcile import ostree
 from reconcile.errors import InvalidInputError
+from reconcile.origin_keyfile import parse_keyfile
 
 _SPEC = re.compile(r"^(?P<name>[^\s<>=!,;\"']+)(?:\s*(?P<op><=|>=|=|<|>)\s*(?P<evr>[A-Za-z0-9._+~^:-]+))?$")
 _REFSPEC = re.compile(r"^(?:[A-Za-z0-9._-]+:)?[A-Za-z0-9._/-]+$")
@@ -129,6 +129,11 @@ class LoadedOrigin(BaseModel):
     desired: DesiredOrigin
 
 
+def is_keyfile(path: Path) -> bool:
+    """An rpm-ostree `.origin` file (anything else is TOML)."""
+    return path.suffix == ".origin"
+
+
 def load_origin(path: Path) -> LoadedOrigin:
     """Read and validate an origin file; raise InvalidInputError listing every problem with its line."""
     return parse_origin(path, read_origin(path))
@@ -162,7 +167,7 @@ def parse_toml_document(path: Path, text: str) -> tomlkit.TOMLDocument:
 def parse_origin(path: Path, raw: bytes) -> LoadedOrigin:
     """Validate origin file content (read from `path`, or about to be written there)."""
     text = decode_origin(path, raw)
-    data = _parse_keyfile(path, text) if path.suffix == ".origin" else _parse_toml(path, text)
+    data = parse_keyfile(path, text) if is_keyfile(path) else _parse_toml(path, text)
     problems = _duplicates(path, text, data)
     desired = None
     try:
@@ -205,22 +210,6 @@ def _duplicates(path: Path, text: str, data: dict[str, Any]) -> list[str]:
 
 def _parse_toml(path: Path, text: str) -> dict[str, Any]:
     return parse_toml_document(path, text).unwrap()
-
-
-def _parse_keyfile(path: Path, text: str) -> dict[str, Any]:
-    """An rpm-ostree deployment origin, so existing hosts can migrate."""
-    try:
-        kf = ostree.keyfile_from_text(text)
-    except Exception as e:
-        raise InvalidInputError(f"{path} is not a valid keyfile: {e}") from None
-    fields = ostree.keyfile_fields(kf)
-    if fields.refspec is None:
-        raise InvalidInputError(f"{path} has no [origin] refspec or baserefspec.")
-    return {
-        "origin": {"baserefspec": fields.refspec},
-        "packages": {"requested": fields.requested, "local": fields.local},
-        "overrides": {"remove": fields.removals},
-    }
 
 
 def _describe(path: Path, text: str, err: Any) -> str:

@@ -10,11 +10,16 @@ import tomlkit
 from tomlkit.items import Array, Table
 
 from reconcile.errors import InvalidInputError
-from reconcile.origin import parse_toml_document
+from reconcile.origin import is_keyfile, parse_origin, parse_toml_document
 
 
 def edit_requested(path: Path, text: str, add: list[str], remove: list[str]) -> tuple[str, list[str]]:
     """The new file text, and what changed in words (nothing when every edit was already true)."""
+    if is_keyfile(path):
+        raise InvalidInputError(
+            f"{path} is an rpm-ostree .origin file; `add` and `remove` edit only TOML origin files.",
+            hint=f"Make one with the same content, then edit that: {_as_toml(path, text)}",
+        )
     doc = parse_toml_document(path, text)
     packages = _get_or_add(doc, "packages", tomlkit.table, Table, f"{path}: [packages] is not a table.")
     requested = _get_or_add(packages, "requested", tomlkit.array, Array, f"{path}: packages.requested is not a list.")
@@ -42,3 +47,20 @@ def _get_or_add(parent: Any, key: str, make: Callable[[], Any], kind: type, wron
     if not isinstance(value, kind):
         raise InvalidInputError(wrong)
     return value
+
+
+def _as_toml(path: Path, text: str) -> str:
+    """The TOML origin equivalent to a `.origin` file, in one line of shell."""
+    desired = parse_origin(path, text.encode()).desired
+    doc = tomlkit.document()
+    doc["origin"] = {"baserefspec": desired.origin.baserefspec}
+    doc["packages"] = {"requested": sorted(desired.packages.requested)}
+    if desired.overrides.remove:
+        doc["overrides"] = {"remove": sorted(desired.overrides.remove)}
+    body = tomlkit.dumps(doc).strip().replace("'", "'\\''")
+    note = (
+        " (requested-local pins have no file to name: add the RPM files to packages.local)"
+        if desired.packages.local
+        else ""
+    )
+    return f"printf '%s\\n' '{body}' > {path.with_suffix('.toml')}{note}"

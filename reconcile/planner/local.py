@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import hashlib
+import io
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from reconcile.apply.pkgcache import read_rpm
-from reconcile.errors import PackageError
+from reconcile.apply.pkgcache import PackageCache, read_rpm
+from reconcile.errors import InvalidInputError, PackageError
 from reconcile.rpm import header as h
 from reconcile.rpm.nevra import Nevra
 
 
 @dataclass(frozen=True)
 class LocalPackage:
-    path: Path
+    path: Path | None  # None for a package known only from the package cache (an rpm-ostree pin)
     sha256: str
     headers: h.RpmHeaders
     nevra: Nevra
@@ -36,3 +38,27 @@ def read_local(path: str, origin: Path) -> LocalPackage:
     except OSError as e:
         raise PackageError(f"{origin}: the local package {path} cannot be read ({e.strerror}).") from None
     return LocalPackage(file, sha256, headers, Nevra.from_header(headers.header))
+
+
+_PIN = re.compile(r"^(?P<sha256>[0-9a-f]{64}):(?P<nevra>\S+)$")
+
+
+def cached_local(pin: str, origin: Path, cache: PackageCache) -> LocalPackage:
+    """An rpm-ostree `requested-local` entry, `<sha256>:<nevra>`: the package its cache commit holds."""
+    match = _PIN.match(pin)
+    if match is None:
+        raise InvalidInputError(
+            f"{origin}: [packages] requested-local entry {pin!r} is not `<sha256>:<nevra>` as rpm-ostree writes it."
+        )
+    try:
+        nevra = Nevra.parse(match["nevra"])
+    except ValueError:
+        raise InvalidInputError(f"{origin}: {match['nevra']!r} in requested-local is not a NEVRA.") from None
+    raw = cache.cached_raw(nevra, f"sha256:{match['sha256']}")
+    if raw is None:
+        raise PackageError(
+            f"{origin}: the local package {nevra} (sha256 {match['sha256'][:12]}…) is not in the package cache.",
+            hint="Layer the RPM file itself: write a TOML origin (reconcile migrate) listing it in packages.local.",
+        )
+    headers = h.read_rpm_headers(io.BytesIO(raw))
+    return LocalPackage(None, match["sha256"], headers, Nevra.from_header(headers.header))

@@ -12,12 +12,13 @@ from reconcile.accounts import Declared, declared, sysusers_paths, sysusers_text
 from reconcile.apply.pkgcache import PackageCache, owners_in_commit
 from reconcile.context import Context
 from reconcile.errors import ReconcileError
-from reconcile.origin import LoadedOrigin
+from reconcile.origin import LoadedOrigin, is_keyfile
+from reconcile.origin_keyfile import refusal
 from reconcile.ostree import Deployment
 from reconcile.planner import model as m
 from reconcile.planner import sources
 from reconcile.planner.changes import request_changes, resolution_diff
-from reconcile.planner.local import LocalPackage, read_local
+from reconcile.planner.local import LocalPackage, cached_local, read_local
 from reconcile.planner.preflight import conflict_checks, package_checks
 from reconcile.planner.signing import signature_checks
 from reconcile.planner.solver import Candidate, Solver, SolveResult, Source
@@ -60,7 +61,14 @@ def make_plan(
             f"The baserefspec {refspec!r} in {loaded.path} is not a ref in the sysroot's repo ({ctx.repo.path}).",
             hint="Pull or create the base ref first (ostree pull / pull-local), or fix baserefspec.",
         )
-    local = [read_local(p, loaded.path) for p in desired.packages.local]
+    if current.unsupported_origin_keys:
+        raise refusal(f"The origin of deployment {current.id} (rpm-ostree's)", current.unsupported_origin_keys)
+    if is_keyfile(loaded.path):  # rpm-ostree's `<sha256>:<nevra>` pins, resolved against the package cache
+        local = [
+            cached_local(p, loaded.path, PackageCache(ctx.repo, None, None, "layer")) for p in desired.packages.local
+        ]
+    else:
+        local = [read_local(p, loaded.path) for p in desired.packages.local]
     pins = sorted(p.pin for p in local)
     normalized = {**desired.normalized(), "local": pins}
     needs_origin_update = normalized != current.normalized_origin()
@@ -237,6 +245,8 @@ def _repo_used(meta: RepoMetadata) -> m.RepoUsed:
 
 
 def _local_source(p: LocalPackage) -> Source:
+    if p.path is None:  # in the package cache only: apply reuses its commit
+        return Source(f"sha256:{p.sha256}", "@local")
     return Source(f"sha256:{p.sha256}", "@local", p.path.name, f"file://{p.path.parent}")
 
 
@@ -314,7 +324,7 @@ def _declared_accounts(
     for c in packages:
         hdr = headers[str(c.nevra)]
         paths = sysusers_paths(hdr)
-        rpm = local[str(c.nevra)].path if str(c.nevra) in local else None
+        rpm = local[str(c.nevra)].path if str(c.nevra) in local else None  # None: read from the package cache
         if paths and rpm is None and ctx.repo.resolve(pkgcache_ref(c.nevra)) is None and repos is not None:
             rpm = repos.download([sources.wanted(c)])[str(c.nevra)]
         wanted += declared(hdr, str(c.nevra), sysusers_texts(ctx.repo, c.nevra, rpm, paths))

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from reconcile import commitmeta, ostree
 from reconcile.commitmeta import LayeredPackage
 from reconcile.errors import ReconcileError, UsageError
+from reconcile.origin_keyfile import unsupported_keys
 from reconcile.ostree import Deployment, Repo, Sysroot
 from reconcile.rpm.nevra import Nevra
 
@@ -36,6 +37,7 @@ class DeploymentState:
     format_version: int
     version: str | None
     timestamp: int
+    unsupported_origin_keys: list[str] = field(default_factory=list)  # rpm-ostree keys reconcile cannot honour
 
     @property
     def id(self) -> str:
@@ -75,8 +77,10 @@ def read_deployment(sysroot: Sysroot, repo: Repo, dep: Deployment, index: int) -
     recommends = True
     ignore_scripts: list[str] = []
     releasever = localpkg = None
+    unsupported: list[str] = []
     if origin is not None:
         fields = ostree.keyfile_fields(origin)
+        unsupported = unsupported_keys(origin)
         recommends = ostree.keyfile_get(origin, "reconcile", "recommends") != "false"
         ignore_scripts = ostree.keyfile_get_list(origin, "reconcile", "ignore-scripts")
         releasever = ostree.keyfile_get(origin, "reconcile", "releasever")
@@ -107,6 +111,7 @@ def read_deployment(sysroot: Sysroot, repo: Repo, dep: Deployment, index: int) -
         format_version=int(meta.get(commitmeta.FORMAT, 0)),
         version=meta.get(commitmeta.VERSION),
         timestamp=repo.commit_timestamp(checksum),
+        unsupported_origin_keys=unsupported,
     )
 
 
