@@ -263,6 +263,16 @@ def test_local_package_is_pinned_by_sha256(host: Host, tmp_path: Path) -> None:
     local.write_bytes(host.rpms.build(Package("mytool", files=(File("/usr/share/mytool/v2", "2"),))).read_bytes())
     changed = host.run("plan", "--json").json()
     assert [(c["address"], c["actions"]) for c in changed["changes"]] == [("local/mytool", ["update"])]
+    replaced = changed["resolution"]["replaced"]
+    assert [(e["nevra"], e["before_checksum"]) for e in replaced] == [("mytool-1.0-1.noarch", f"sha256:{sha}")]
+    assert changed["summary"]["replaced"] == 1 and "1 to replace" in changed["summary"]["text"]
+    text = host.run("plan").stdout
+    assert "None" not in text, text
+    assert f"mytool-1.0-1.noarch [@local] (build sha256:{sha[:12]} → sha256:" in text, text
+
+    host.write_origin([])
+    gone = host.run("plan").stdout
+    assert "None" not in gone and f"local/mytool  no longer requested: was {sha}:mytool-1.0-1.noarch" in gone, gone
 
 
 def test_override_remove_drops_a_base_package(host: Host) -> None:

@@ -13,6 +13,8 @@ from support import Dir, File, Package, ostree, rpm_query
 from test_payload import ALTFILES
 from test_reference import reference_root
 
+from reconcile.apply.sandbox import SCRIPT_PATH
+
 pytestmark = needs_sandbox
 ORDER = "/usr/share/scripted/order.log"
 SCRIPTS_A = Package(
@@ -139,6 +141,16 @@ def test_a_failing_script_fails_the_apply(host: Host) -> None:
     assert "The %post scriptlet of failing-1.0-1.noarch failed with exit code 3" in result.stderr
     assert "about to fail" in result.stderr and "something went wrong" in result.stderr
     assert host.state() == before, "nothing deployed and no ref moved"
+    assert "bubblewrap" not in result.stderr
+
+    debug = host.run("apply", "--debug")
+    assert debug.code == 1
+    logged = [line for line in debug.stderr.splitlines() if "bubblewrap for failing.%post" in line]
+    assert logged, debug.stderr
+    command = logged[0].split(": ", 2)[-1]
+    assert command.startswith("bwrap --bind ") and "--unshare-net" in command
+    assert command.endswith(f"/bin/sh {SCRIPT_PATH} 1"), command
+    assert "exit 3" in debug.stderr, "the script itself is logged too"
 
 
 def test_scripts_never_write_repo_objects(host: Host) -> None:

@@ -10,7 +10,9 @@ no network. The upper directory, whiteouts and opaque directories included, then
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import shlex
 import shutil
 import stat
 import subprocess
@@ -26,6 +28,8 @@ from reconcile.errors import PackageError
 from reconcile.ostree import MutableTree, Repo
 from reconcile.process import run
 from reconcile.rpm.scriptlets import Scriptlet
+
+log = logging.getLogger("reconcile.sandbox")
 
 TIMEOUT = 600
 OPAQUE = "trusted.overlay.opaque"
@@ -124,6 +128,11 @@ class Sandbox:
         if script.body:
             argv.append(SCRIPT_PATH)
         argv.append(arg)
+        # The one command a user replays by hand when a script fails: logged whole, with what it runs.
+        log.debug("bubblewrap for %s (%s): %s", script.label, script.nevra, shlex.join(argv))
+        log.debug("%s script (%s):\n%s", script.label, script_file, script.body)
+        if stdin:
+            log.debug("%s stdin: %d line(s): %s", script.label, stdin.count("\n"), stdin.replace("\n", " ")[:2000])
         start = time.monotonic()
         try:
             proc = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=TIMEOUT, check=False)

@@ -19,6 +19,7 @@ def resolution_diff(current: DeploymentState, solved: SolveResult) -> m.Resoluti
     removed: list[m.PackageEntry] = []
     upgraded: list[m.PackageEntry] = []
     downgraded: list[m.PackageEntry] = []
+    replaced: list[m.PackageEntry] = []
     for key, c in after.items():
         old = before.get(key)
         if old is None:
@@ -26,6 +27,8 @@ def resolution_diff(current: DeploymentState, solved: SolveResult) -> m.Resoluti
         elif old.nevra != c.nevra:
             entry = _entry(c, solved, before=str(old.nevra), after=str(c.nevra))
             (upgraded if evr_compare(c.nevra, old.nevra) > 0 else downgraded).append(entry)
+        elif old.checksum and c.checksum and old.checksum != c.checksum:
+            replaced.append(_entry(c, solved, before_checksum=old.checksum))
     removed += [_gone(p) for key, p in before.items() if key not in after]
     removed += [
         m.PackageEntry(
@@ -34,7 +37,9 @@ def resolution_diff(current: DeploymentState, solved: SolveResult) -> m.Resoluti
         for n in solved.removed_base
     ]
     inactive = [m.InactiveRequest(spec=s, provided_by=by) for s, by in solved.inactive]
-    return m.Resolution(added=added, removed=removed, upgraded=upgraded, downgraded=downgraded, inactive=inactive)
+    return m.Resolution(
+        added=added, removed=removed, upgraded=upgraded, downgraded=downgraded, replaced=replaced, inactive=inactive
+    )
 
 
 def _entry(c: Candidate, solved: SolveResult, **extra: str) -> m.PackageEntry:

@@ -76,6 +76,7 @@ class PackageEntry(_Frozen):
     )
     before: str | None = None
     after: str | None = None
+    before_checksum: str | None = Field(default=None, description="On replaced entries: the build it replaces.")
 
 
 class InactiveRequest(_Frozen):
@@ -88,11 +89,14 @@ class Resolution(_Frozen):
     removed: list[PackageEntry] = Field(default_factory=list)
     upgraded: list[PackageEntry] = Field(default_factory=list)
     downgraded: list[PackageEntry] = Field(default_factory=list)
+    replaced: list[PackageEntry] = Field(
+        default_factory=list, description="Same NEVRA, another build (e.g. a local RPM file that changed)."
+    )
     inactive: list[InactiveRequest] = Field(default_factory=list)
 
     @property
     def is_empty(self) -> bool:
-        return not (self.added or self.removed or self.upgraded or self.downgraded)
+        return not (self.added or self.removed or self.upgraded or self.downgraded or self.replaced)
 
 
 class Check(_Frozen):
@@ -182,6 +186,7 @@ class Summary(_Frozen):
     removed: int
     upgraded: int
     downgraded: int
+    replaced: int = 0
     text: str
 
 

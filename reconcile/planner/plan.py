@@ -364,7 +364,8 @@ def _prior(current: DeploymentState, loaded: LoadedOrigin) -> m.Prior:
 
 
 def _summary(resolution: m.Resolution, has_changes: bool, needs_deployment: bool) -> m.Summary:
-    counts: dict[str, Any] = {k: len(getattr(resolution, k)) for k in ("added", "removed", "upgraded", "downgraded")}
+    kinds = ("added", "removed", "upgraded", "downgraded", "replaced")
+    counts: dict[str, Any] = {k: len(getattr(resolution, k)) for k in kinds}
     if not has_changes:
         text = "No changes: the deployment already matches the origin."
     elif not needs_deployment:
@@ -372,6 +373,8 @@ def _summary(resolution: m.Resolution, has_changes: bool, needs_deployment: bool
     else:
         text = (
             f"{counts['added']} to add, {counts['removed']} to remove, {counts['upgraded']} to upgrade, "
-            f"{counts['downgraded']} to downgrade; a new deployment will be created."
+            f"{counts['downgraded']} to downgrade"
+            + (f", {counts['replaced']} to replace" if counts["replaced"] else "")
+            + "; a new deployment will be created."
         )
     return m.Summary(text=text, **counts)

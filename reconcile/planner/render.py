@@ -19,7 +19,7 @@ def text_lines(plan: m.Plan) -> list[tuple[str, str]]:
     out = [("", f"Plan for stateroot {p.stateroot}, against deployment {checksum[:12]}.{serial} (base {p.refspec}):")]
     width = max((len(c.address) for c in plan.changes), default=0)
     for c in plan.changes:
-        detail = c.reason + (f": {c.before} → {c.after}" if c.before or c.after else "")
+        detail = c.reason + _before_after(c.before, c.after)
         out.append((c.symbol, f"{c.symbol} {c.address.ljust(width)}  {detail}"))
     r = plan.resolution
     for title, mark, entries in (
@@ -27,6 +27,7 @@ def text_lines(plan: m.Plan) -> list[tuple[str, str]]:
         ("Packages to remove", "-", r.removed),
         ("Packages to upgrade", "↑", r.upgraded),
         ("Packages to downgrade", "↓", r.downgraded),
+        ("Packages to replace (same version, another build)", "~", r.replaced),
     ):
         if entries:
             out += [("", ""), ("", f"{title}:")]
@@ -60,9 +61,17 @@ def text_lines(plan: m.Plan) -> list[tuple[str, str]]:
     return out
 
 
+def _before_after(before: str | None, after: str | None) -> str:
+    if before and after:
+        return f": {before} → {after}"
+    if before or after:
+        return f": {'was ' if before else ''}{before or after}"
+    return ""
+
+
 def _changed(plan: m.Plan) -> list[m.PackageEntry]:
     r = plan.resolution
-    return [*r.added, *r.upgraded, *r.downgraded]
+    return [*r.added, *r.upgraded, *r.downgraded, *r.replaced]
 
 
 def _spaced(fingerprint: str) -> str:
@@ -90,6 +99,8 @@ def print_text(plan: m.Plan, out: TextIO) -> None:
 def _describe(e: m.PackageEntry) -> str:
     name = f"{e.name} {e.before.removeprefix(e.name + '-')} → {e.evr}.{e.arch}" if e.before else e.nevra
     where = f" [{e.repo}]" if e.repo else ""
+    if e.before_checksum:
+        where += f" (build {_short(e.before_checksum)} → {_short(e.checksum)})"
     if e.reason == "requested":
         return f"{name}{where} (requested)"
     kind = "weak dependency" if e.weak else "dependency"
@@ -120,7 +131,8 @@ def render_markdown(plan: m.Plan) -> str:
         lines += [f"| {c.symbol.strip() or '·'} | `{c.address}` | {_md(c.reason)} |" for c in plan.changes]
     r = plan.resolution
     rows = [("add", e) for e in r.added] + [("upgrade", e) for e in r.upgraded]
-    rows += [("downgrade", e) for e in r.downgraded] + [("remove", e) for e in r.removed]
+    rows += [("downgrade", e) for e in r.downgraded] + [("replace", e) for e in r.replaced]
+    rows += [("remove", e) for e in r.removed]
     direct = [(k, e) for k, e in rows if e.reason == "requested" or k == "remove"]
     deps = [(k, e) for k, e in rows if (k, e) not in direct]
     if direct:
@@ -147,7 +159,14 @@ def render_markdown(plan: m.Plan) -> str:
 
 
 def _nevra(e: m.PackageEntry) -> str:
+    if e.before_checksum:
+        return f"{e.nevra} (build {_short(e.before_checksum)} → {_short(e.checksum)})"
     return f"{e.before} → {e.after}" if e.before else e.nevra
+
+
+def _short(checksum: str) -> str:
+    algorithm, _, digest = checksum.partition(":")
+    return f"{algorithm}:{digest[:12]}"
 
 
 def _md(text: str) -> str:
