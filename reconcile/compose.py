@@ -10,7 +10,7 @@ from typing import Any
 
 from reconcile import commitmeta as cm
 from reconcile import ostree
-from reconcile.apply.assemble import TreeMerger, kernel_metadata, write_rpmdb
+from reconcile.apply.assemble import TreeMerger, ensure_boot_mountpoint, kernel_metadata, write_rpmdb
 from reconcile.apply.pkgcache import (
     CachedPackage,
     PackageCache,
@@ -128,6 +128,7 @@ def _commit(repo: Repo, cache: PackageCache, packages: list[CachedPackage], ref:
         merger.merge(pkg)
     write_rpmdb(repo, tree, None, cache, packages, labeler=cache.labeler)
     _link_sysimage_rpmdb(repo, tree, cache)
+    ensure_boot_mountpoint(repo, tree, cache.labeler)
     metadata: dict[str, Any] = {
         **kernel_metadata(tree),
         cm.PKGLIST: cm.nevra_list([p.nevra for p in packages]),

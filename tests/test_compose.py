@@ -10,6 +10,12 @@ from conftest import ComposedBase
 from support import exampleos, ostree
 
 
+def assert_empty_boot(repo: Path, commit: str) -> None:
+    """/boot is the boot partition's mount point: an empty 0755 directory in the commit."""
+    listing = ostree(f"--repo={repo}", "ls", commit, "/boot").splitlines()
+    assert [line.split()[:3] + line.split()[4:] for line in listing] == [["d00755", "0", "0", "/boot"]], listing
+
+
 def test_compose_writes_a_bootable_commit_with_an_rpmdb(
     base: ComposedBase, example_rpms: list[Path], tmp_path: Path
 ) -> None:
@@ -39,6 +45,7 @@ def test_compose_writes_a_bootable_commit_with_an_rpmdb(
     assert (checkout / "usr/etc/passwd").read_text().startswith("root:")
     assert (checkout / "bin").is_symlink() and (checkout / "usr/bin/sh").is_symlink()
     assert oct((checkout / "tmp").stat().st_mode & 0o7777) == "0o1777"
+    assert_empty_boot(repo, base.commit)
     fsck = ostree("fsck", f"--repo={repo}")
     assert "no errors found" in fsck
     subprocess.run(["chattr", "-R", "-i", str(checkout)], check=False, capture_output=True)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import Host, needs_sandbox
 from support import Dir, File, Package, ostree, rpm_query
+from test_compose import assert_empty_boot
 from test_payload import ALTFILES
 from test_reference import reference_root
 
@@ -165,6 +166,23 @@ def test_scripts_never_write_repo_objects(host: Host) -> None:
     assert ostree(f"--repo={repo}", "cat", host.base.commit, "/usr/lib/os-release") == before
     assert "TAMPERED" not in ostree(f"--repo={repo}", "cat", host.base.commit, "/usr/lib/os-release")
     # host.check_with_ostree() at teardown runs ostree fsck on the repo
+
+
+def test_boot_stays_an_empty_mount_point_in_the_layered_commit(host: Host) -> None:
+    host.publish(
+        [
+            Package(
+                "bootish",
+                files=(File("/boot/bootish.img", "img\n"),),
+                scripts={"post": "mkdir -p /boot/loader && echo entry > /boot/loader/from-post"},
+            )
+        ]
+    )
+    host.write_origin(["bootish"])
+    host.apply_ok()
+    commit = host.default()["checksum"]
+    assert_empty_boot(host.sysroot / "ostree/repo", commit)
+    assert (tree(host) / "usr/lib/ostree-boot/bootish.img").read_text() == "img\n", "package /boot content moves"
 
 
 def test_scripts_rerun_on_a_tree_rebuilt_from_the_base(host: Host) -> None:

@@ -117,6 +117,16 @@ def write_rpmdb(
     ostree.tree_replace_file(parent, RPMDB_FILE, csum)
 
 
+def ensure_boot_mountpoint(repo: Repo, tree: MutableTree, labeler: Labeler | None) -> None:
+    """An empty /boot (0755): the boot partition's mount point, which distribution compose checks expect
+    (kernels live under /usr/lib/modules/<kver>/). A base's own /boot is the base's: it is left as it is."""
+    if ostree.tree_lookup(tree, "boot") is not None:
+        return
+    boot = ostree.tree_ensure_dir(tree, "boot")
+    mode = stat.S_IFDIR | 0o755
+    boot.set_metadata_checksum(repo.write_dirmeta(0, 0, mode, label_xattrs(labeler, "/boot", mode)))
+
+
 def remove_base_packages(repo: Repo, tree: MutableTree, base: str, nevras: list[str]) -> None:
     """`overrides.remove`: drop the files of base packages; directories go only when nothing else in the
     base owns them and they end up empty."""

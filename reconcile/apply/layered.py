@@ -14,7 +14,13 @@ from typing import Any
 
 from reconcile import commitmeta as cm
 from reconcile.accounts import Declared, declared, sysusers_paths, sysusers_texts
-from reconcile.apply.assemble import TreeMerger, boot_metadata, remove_base_packages, write_rpmdb
+from reconcile.apply.assemble import (
+    TreeMerger,
+    boot_metadata,
+    ensure_boot_mountpoint,
+    remove_base_packages,
+    write_rpmdb,
+)
 from reconcile.apply.packages import PackageFetcher
 from reconcile.apply.pkgcache import CachedPackage, PackageCache, read_rpm
 from reconcile.apply.scripts import plan_scripts, run_scripts
@@ -127,6 +133,7 @@ def _assemble(
     for pkg in packages:
         merger.merge(pkg)
     accounts.write(repo, tree, labeler)
+    ensure_boot_mountpoint(repo, tree, labeler)
     write_rpmdb(repo, tree, base, cache, packages, erase=target.remove_base, labeler=labeler)
     return tree
 

@@ -2,7 +2,7 @@
 
 The tree is an overlayfs whose lower layer is a hardlink checkout of the layered commit: writes land in the
 upper directory, so a repo object is never modified (the checkout's files ARE the objects). Each script runs
-in bubblewrap with the tree as `/`, `/etc` bound to `/usr/etc`, throwaway tmpfs on /tmp, /var and /run, and
+in bubblewrap with the tree as `/`, `/etc` bound to `/usr/etc`, throwaway tmpfs on /tmp, /var, /run and /boot, and
 no network. The upper directory, whiteouts and opaque directories included, then becomes a new commit.
 (ostree-platform-notes §6 has the measured recipe.)
 """
@@ -114,6 +114,7 @@ class Sandbox:
             "--tmpfs", "/tmp",
             "--tmpfs", "/var",
             "--tmpfs", "/run",
+            "--tmpfs", "/boot",  # the boot partition's mount point stays empty in the commit
             "--ro-bind", str(script_file), SCRIPT_PATH,
             "--ro-bind", str(self.bin), SANDBOX_BIN,
             "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-net", "--unshare-cgroup-try",

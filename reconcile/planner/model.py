@@ -13,7 +13,7 @@ from reconcile.rpm.nevra import Nevra
 
 PLAN_FORMAT_VERSION = "1.2"
 # Bump when assembly changes what a layered commit holds for the same inputs: it changes the state digest.
-ASSEMBLY_FORMAT_VERSION = 1
+ASSEMBLY_FORMAT_VERSION = 2  # 2: an empty /boot in every layered commit
 
 
 class _Frozen(BaseModel):
