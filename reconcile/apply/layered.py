@@ -60,9 +60,8 @@ def build_layered_commit(ctx: Context, inputs: BuildInputs) -> str:
                 accounts.create(requests)
         cache = PackageCache(repo, accounts.owners(), labeler, mode=LAYER_MODE)
         packages = _import(ctx, cache, target.packages, files, fetch)
-        scripts = plan_scripts(
-            repo, base, {str(p.nevra): headers[str(p.nevra)] for p in packages}, inputs.ignore_scripts
-        )
+        layered = {str(p.nevra): headers[str(p.nevra)] for p in packages}
+        scripts = plan_scripts(repo, base, layered, inputs.ignore_scripts, erased=set(target.remove_base))
         with reporter.step("Assembling the layered commit"):
             tree = _assemble(repo, target, cache, packages, accounts, labeler)
         if not scripts.empty:

@@ -4,7 +4,6 @@ tree rebuilt from the base, so the result does not depend on history."""
 
 from __future__ import annotations
 
-import stat
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,8 +36,11 @@ class ScriptPlan:
         return not (self.pre or self.post or self.posttrans or self.triggers)
 
 
-def plan_scripts(repo: Repo, base: str, headers: dict[str, Header], ignore: list[str]) -> ScriptPlan:
-    """Sort the scripts of the layered packages (and base file triggers they set off); refused ones raise."""
+def plan_scripts(
+    repo: Repo, base: str, headers: dict[str, Header], ignore: list[str], erased: set[str] | None = None
+) -> ScriptPlan:
+    """Sort the scripts of the layered packages (and base file triggers they set off); refused ones raise.
+    `erased`: base packages overrides.remove drops (their triggers and files are gone)."""
     mine = classify(headers.values(), ignore)
     if mine.refused:
         what, why = mine.refused[0]
@@ -52,24 +54,37 @@ def plan_scripts(repo: Repo, base: str, headers: dict[str, Header], ignore: list
     position = {n.name: i for i, n in enumerate(order)}
     by_kind = {kind: sorted((s for s in mine.run if s.kind == kind), key=lambda s: position[s.nevra.name])
                for kind in ("pre", "post", "posttrans")}  # fmt: skip
-    triggers = [s for s in mine.run if s.kind == "transfiletriggerin"]
-    base_set = _base_triggers(repo, base, ignore)
-    triggers += base_set.run
-    # rpm tells file triggers about files, not directories.
-    files = sorted({f.path for hdr in headers.values() for f in h.file_entries(hdr) if not stat.S_ISDIR(f.mode)})
+    erased = erased or set()
+    mine_triggers = [s for s in mine.run if s.kind == "transfiletriggerin"]
+    base_set = _base_triggers(repo, base, ignore, erased)
     fired = []
-    for trigger in sorted(triggers, key=lambda s: (-s.priority, s.nevra.name)):
-        matched = [p for p in files if any(p.startswith(prefix) for prefix in trigger.prefixes)]
-        if matched:
-            fired.append((trigger, matched))
+    with TreeRpmdbReader(repo, base) as db:
+        for trigger in sorted(mine_triggers + base_set.run, key=lambda s: (-s.priority, s.nevra.name)):
+            paths = {p for hdr in headers.values() for prefix in trigger.prefixes for p in _matching(hdr, prefix)}
+            if trigger in mine_triggers:  # its package is being installed: what is installed already counts too
+                for prefix in trigger.prefixes:
+                    for hdr in db.under(prefix):
+                        if str(Nevra.from_header(hdr)) not in erased:
+                            paths.update(_matching(hdr, prefix))
+            if paths:
+                fired.append((trigger, sorted(paths)))
     ignored = mine.ignored + base_set.ignored
     return ScriptPlan(by_kind["pre"], by_kind["post"], by_kind["posttrans"], fired, ignored, dropped)
 
 
-def _base_triggers(repo: Repo, base: str, ignore: list[str]) -> ScriptSet:
+def _matching(hdr: Header, prefix: str) -> list[str]:
+    """The paths of one package rpm gives a file trigger on `prefix`: a package counts when one of its
+    directory names starts with the prefix; then each of its paths that does, directories included (as
+    measured against rpm 4.18: a prefix directory owned by a package with nothing below it is not given)."""
+    if not any(d.startswith(prefix) for d in hdr.strings(h.DIRNAMES)):
+        return []
+    return [p for p in h.file_paths(hdr) if p.startswith(prefix)]
+
+
+def _base_triggers(repo: Repo, base: str, ignore: list[str], erased: set[str]) -> ScriptSet:
     """%transfiletriggerin scripts of base packages, found through the rpmdb's own trigger index."""
     with TreeRpmdbReader(repo, base) as db:
-        headers = db.indexed(TRANSFILETRIGGER_INDEX)
+        headers = [hdr for hdr in db.indexed(TRANSFILETRIGGER_INDEX) if str(Nevra.from_header(hdr)) not in erased]
     found = classify(headers, ignore)
     found.run = [s for s in found.run if s.kind == "transfiletriggerin"]
     return found

@@ -115,6 +115,15 @@ class TreeRpmdbReader:
         rows = self._query(f'SELECT DISTINCT hnum FROM "{table}"')
         return [self._header(hnum) for (hnum,) in sorted(rows)]
 
+    def under(self, prefix: str) -> list[Header]:
+        """Packages with a directory name (rpm keeps them with a trailing /) starting with `prefix`, through
+        the Dirnames index."""
+        if not prefix:
+            return []
+        upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        rows = self._query("SELECT DISTINCT hnum FROM Dirnames WHERE key >= ? AND key < ?", (prefix, upper))
+        return [self._header(hnum) for (hnum,) in sorted(rows)]
+
     def owners(self, path: str) -> list[Header]:
         """The packages whose file list holds `path`."""
         base = path.rsplit("/", 1)[-1]

@@ -2,7 +2,8 @@
 
 Phases follow rpm for the packages being added: every %pre in transaction order; then each package's %post
 (its ownership is already right: users are created before import); then every %posttrans; then
-%transfiletriggerin of any installed package whose prefixes match files the added packages bring.
+%transfiletriggerin: a base package's trigger is given the matching paths the added packages bring; an added
+package's trigger also those already installed (apply/scripts.py, as rpm does).
 """
 
 from __future__ import annotations
