@@ -200,3 +200,126 @@ def test_files_scripts_make_are_labelled_too(selinux_host: Host) -> None:
     contexts = file_contexts(tree)
     for rel in ("usr/libexec/made-by-script", "usr/libexec/made-by-script/tool"):
         assert label_of(tree / rel) == libselinux_label(contexts, "/" + rel, os.lstat(tree / rel).st_mode), rel
+
+
+# -- policy modules --------------------------------------------------------------------------------------------
+SEMANAGE_TOOLS = (
+    "/usr/sbin/semodule",
+    "/usr/sbin/setfiles",
+    "/usr/sbin/sefcontext_compile",
+    "/usr/libexec/selinux/hll/pp",
+)
+MODULE_TE = """module mymod 1.0;
+require {
+\tattribute file_type;
+}
+type mymod_data_t;
+typeattribute mymod_data_t file_type;
+"""
+MODULE_FC = "/usr/share/mymod(/.*)?\tsystem_u:object_r:mymod_data_t:s0\n"
+
+
+def shared_libraries(programs: tuple[str, ...]) -> list[str]:
+    libs: set[str] = set()
+    for program in programs:
+        out = subprocess.run(["ldd", program], capture_output=True, text=True, check=True).stdout
+        libs |= {word for line in out.splitlines() for word in line.split() if word.startswith("/")}
+    return sorted(libs)
+
+
+def store_policy_spec() -> str:
+    """A policy with its module store and the tools to build it, as a Fedora base has them: Debian's semodule,
+    setfiles, sefcontext_compile and the .pp compiler with their libraries, the store under /etc/selinux
+    (`store-root`, as Fedora and rpm-ostree keep it), Debian's compiled policy beside it."""
+    installs = []
+    for path in [*SEMANAGE_TOOLS, *shared_libraries(SEMANAGE_TOOLS)]:
+        if path.startswith("/lib64/"):
+            dest = "/usr/lib64/" + os.path.basename(path)
+        elif path.startswith("/lib/"):
+            dest = "/usr" + path
+        else:
+            dest = path
+        installs.append(f"install -D -m 0755 {os.path.realpath(path)} %{{buildroot}}{dest}")
+        installs.append(f"echo {dest} >> files.list")
+    return f"""Name: example-selinux-policy
+Version: 3.0
+Release: 1
+Summary: SELinux policy for ExampleOS, with its module store
+License: GPL-2.0-or-later
+AutoReqProv: no
+%global debug_package %{{nil}}
+%global __os_install_post %{{nil}}
+%description
+The reference policy, as Debian builds it, with its module store and semodule.
+%install
+rm -f files.list
+mkdir -p %{{buildroot}}/etc/selinux
+cp -a {HOST_POLICY} %{{buildroot}}/etc/selinux/
+cp -a /var/lib/selinux/default/active %{{buildroot}}/etc/selinux/default/
+printf 'SELINUX=enforcing\\nSELINUXTYPE=default\\n' > %{{buildroot}}/etc/selinux/config
+printf 'module-store = direct\\nstore-root = /etc/selinux\\n' > %{{buildroot}}/etc/selinux/semanage.conf
+echo 'expand-check = 0' >> %{{buildroot}}/etc/selinux/semanage.conf
+{chr(10).join(installs)}
+%files -f files.list
+/etc/selinux
+"""
+
+
+def policy_module() -> bytes:
+    work = Path(os.environ.get("TMPDIR", "/tmp")) / f"mymod-{os.getpid()}"
+    work.mkdir(exist_ok=True)
+    (work / "mymod.te").write_text(MODULE_TE)
+    (work / "mymod.fc").write_text(MODULE_FC)
+    subprocess.run(
+        ["checkmodule", "-M", "-m", "-o", "mymod.mod", "mymod.te"], cwd=work, check=True, capture_output=True
+    )
+    subprocess.run(["semodule_package", "-o", "mymod.pp", "-m", "mymod.mod", "-f", "mymod.fc"], cwd=work, check=True)
+    return (work / "mymod.pp").read_bytes()
+
+
+needs_policy_tools = pytest.mark.skipif(
+    not all(Path(p).exists() for p in (*SEMANAGE_TOOLS, "/usr/bin/checkmodule", "/usr/bin/semodule_package"))
+    or not Path("/var/lib/selinux/default/active").is_dir(),
+    reason="needs policycoreutils, checkpolicy and semodule-utils (make test installs them)",
+)
+
+
+@needs_policy_tools
+def test_a_package_that_loads_a_policy_module_is_labelled_by_the_new_policy(
+    selinux_host: Host, session_dir: Path, rpms: RpmFactory, example_rpms: list[Path]
+) -> None:
+    host = selinux_host
+    policy = rpms.build_spec("example-selinux-policy", store_policy_spec(), arch="native")
+    repo = exampleos.make_repo([*example_rpms, policy], session_dir / "selinux-store-repo")
+    reposdir = session_dir / "selinux-store.repos.d"
+    exampleos.write_repo_file(reposdir, "exampleos", f"file://{repo}")
+    packages = [*exampleos.BASE_PACKAGES, "example-selinux-policy"]
+    base = compose_base(session_dir / "compose-selinux-store", "example/selinux-store", reposdir, packages)
+    exampleos.pull_base(host.sysroot, base.repo, base.ref)
+
+    module = Package(
+        "mymod-selinux",
+        files=(
+            File("/usr/share/selinux/packages/mymod.pp", policy_module()),
+            Dir("/usr/share/mymod"),
+            File("/usr/share/mymod/data", "x\n"),
+            File("/usr/share/mymod-doc/readme", "r\n"),
+        ),
+        scripts={"post": "semodule -n -X 200 -i /usr/share/selinux/packages/mymod.pp"},
+    )
+    host.publish([module])
+    host.write_origin(["mymod-selinux"], base=base.ref)
+    host.apply_ok()
+    dep = host.default()
+    tree = host.deployment_path(dep)
+    assert "mymod_data_t" in file_contexts(tree).read_text(), "the new tree's policy has the module"
+    assert label_of(tree / "usr/share/mymod/data") == "system_u:object_r:mymod_data_t:s0"
+    assert label_of(tree / "usr/share/mymod") == "system_u:object_r:mymod_data_t:s0"
+    assert label_of(tree / "usr/share/mymod-doc/readme") == "system_u:object_r:usr_t:s0", "the rest as before"
+
+    sysrepo = f"--repo={host.sysroot / 'ostree/repo'}"
+    pkg = ostree(sysrepo, "rev-parse", "reconcile/pkg/mymod-selinux/1.0-1.noarch").strip()
+    recorded = ostree(sysrepo, "show", "--print-metadata-key=reconcile.sepolicy", pkg).strip().strip("'")
+    base_policy = ostree(sysrepo, "ls", "-d", "-C", base.commit, "/usr/etc/selinux").split()[4]
+    new_policy = ostree(sysrepo, "ls", "-d", "-C", dep["checksum"], "/usr/etc/selinux").split()[4]
+    assert recorded == new_policy != base_policy, "the package commit names the policy that labelled it"

@@ -23,12 +23,14 @@ from reconcile.apply.assemble import (
 )
 from reconcile.apply.packages import PackageFetcher
 from reconcile.apply.pkgcache import CachedPackage, PackageCache, read_rpm
-from reconcile.apply.scripts import plan_scripts, run_scripts
+from reconcile.apply.scripts import ScriptPlan, plan_scripts, run_scripts
 from reconcile.apply.users import AccountDb
 from reconcile.commitmeta import LayeredPackage
 from reconcile.context import Context
+from reconcile.errors import PackageError
 from reconcile.ostree import MutableTree, Repo, Variant
 from reconcile.planner import model as m
+from reconcile.report import Reporter
 from reconcile.rpm.header import Header
 from reconcile.rpm.nevra import Nevra
 from reconcile.selinux import Labeler, labeler_for
@@ -65,9 +67,39 @@ def build_layered_commit(ctx: Context, inputs: BuildInputs) -> str:
         with reporter.step("Assembling the layered commit"):
             tree = _assemble(repo, target, cache, packages, accounts, labeler)
         if not scripts.empty:
-            draft = repo.write_commit(base, "reconcile: before scriptlets", {}, repo.write_mtree(tree), 0)
-            tree, _runs = run_scripts(repo, draft, scripts, reporter, labeler.policy if labeler else None)
+            tree = _scripted(repo, target, tree, scripts, reporter, labeler)
+            new_policy = _policy_built(repo, target, tree, labeler)
+            if new_policy is not None:  # the scripts installed a policy module: label by the tree's new policy
+                with reporter.step("Relabelling the layered packages with the policy their scripts built"):
+                    cache = PackageCache(repo, accounts.owners(), new_policy, mode=LAYER_MODE)
+                    packages = _import(ctx, cache, target.packages, files, fetch)
+                    tree = _assemble(repo, target, cache, packages, accounts, new_policy)
+                tree = _scripted(repo, target, tree, scripts, reporter, new_policy)
+                again = _policy_built(repo, target, tree, labeler)
+                if again is None or again.policy_id != new_policy.policy_id:
+                    raise PackageError(
+                        "The SELinux policy the layered packages' scripts build differs between two runs on the "
+                        "same tree; the layered files cannot be labelled by it.",
+                        hint="Nothing was deployed. Check the packages' %post semodule calls.",
+                    )
         return _commit(repo, target, tree, packages)
+
+
+def _scripted(
+    repo: Repo, target: m.Target, tree: MutableTree, scripts: ScriptPlan, reporter: Reporter, labeler: Labeler | None
+) -> MutableTree:
+    draft = repo.write_commit(target.base_checksum, "reconcile: before scriptlets", {}, repo.write_mtree(tree), 0)
+    folded, _runs = run_scripts(repo, draft, scripts, reporter, labeler.policy if labeler else None)
+    return folded
+
+
+def _policy_built(repo: Repo, target: m.Target, tree: MutableTree, labeler: Labeler | None) -> Labeler | None:
+    """The tree's policy when the scripts changed it from the base's (compared by policy id), else None."""
+    if labeler is None:
+        return None
+    after = repo.write_commit(target.base_checksum, "reconcile: after scriptlets", {}, repo.write_mtree(tree), 0)
+    new = labeler_for(repo, after)
+    return new if new is not None and new.policy_id != labeler.policy_id else None
 
 
 def _headers(

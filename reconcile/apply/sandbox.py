@@ -70,7 +70,7 @@ class Sandbox:
         try:
             self.repo.checkout(self.commit, self.lower)
             # Mount points bwrap needs are made in the lower layer, so they never reach the upper one.
-            for name in ("etc", "tmp", "var", "run", "proc", "dev"):
+            for name in ("etc", "tmp", "var", "run", "proc", "dev", "boot"):
                 target = self.lower / name
                 if not target.exists() and not target.is_symlink():
                     target.mkdir()
@@ -101,11 +101,8 @@ class Sandbox:
         # The checkout is read-only by nature (objects); unlinking its entries never touches the objects.
         shutil.rmtree(self.work, ignore_errors=True)
 
-    def run(self, script: Scriptlet, arg: str, stdin: str = "") -> ScriptRun:
-        """Run one scriptlet; a failure raises with the package, the script, its exit code and last output."""
-        script_file = self.work / "script"
-        script_file.write_text(script.body)
-        argv = [
+    def _bwrap(self, command: list[str], name: str, binds: list[str]) -> list[str]:
+        return [
             "bwrap",
             "--bind", str(self.merged), "/",
             "--bind", str(self.merged / "usr" / "etc"), "/etc",
@@ -115,7 +112,7 @@ class Sandbox:
             "--tmpfs", "/var",
             "--tmpfs", "/run",
             "--tmpfs", "/boot",  # the boot partition's mount point stays empty in the commit
-            "--ro-bind", str(script_file), SCRIPT_PATH,
+            *binds,
             "--ro-bind", str(self.bin), SANDBOX_BIN,
             "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-net", "--unshare-cgroup-try",
             "--die-with-parent", "--new-session", "--chdir", "/", "--clearenv",
@@ -123,31 +120,51 @@ class Sandbox:
             "--setenv", "HOME", "/root",
             "--setenv", "LANG", "C.UTF-8",
             "--setenv", "SYSTEMD_OFFLINE", "1",
-            "--setenv", "RPM_PACKAGE_NAME", script.nevra.name,
-            *script.prog,
+            "--setenv", "RPM_PACKAGE_NAME", name,
+            *command,
         ]  # fmt: skip
-        if script.body:
-            argv.append(SCRIPT_PATH)
-        argv.append(arg)
+
+    def run(self, script: Scriptlet, arg: str, stdin: str = "") -> ScriptRun:
+        """Run one scriptlet; a failure raises with the package, the script, its exit code and last output."""
+        script_file = self.work / "script"
+        script_file.write_text(script.body)
+        command = [*script.prog, *([SCRIPT_PATH] if script.body else []), arg]
+        argv = self._bwrap(command, script.nevra.name, ["--ro-bind", str(script_file), SCRIPT_PATH])
         # The one command a user replays by hand when a script fails: logged whole, with what it runs.
         log.debug("bubblewrap for %s (%s): %s", script.label, script.nevra, shlex.join(argv))
         log.debug("%s script (%s):\n%s", script.label, script_file, script.body)
         if stdin:
             log.debug("%s stdin: %d line(s): %s", script.label, stdin.count("\n"), stdin.replace("\n", " ")[:2000])
+        what = f"The %{script.kind} scriptlet of {script.nevra}"
+        hint = "Nothing was deployed. Fix the package, or list the script in [options] ignore_scripts."
+        return ScriptRun(script.label, self._run(argv, stdin, what, hint))
+
+    def rebuild_policy(self) -> ScriptRun | None:
+        """When the scripts changed the SELinux policy store, rebuild the policy with the tree's own semodule
+        (as libostree does at deploy); None when they did not, or the tree has no semodule."""
+        if not (self.upper / "usr/etc/selinux").exists() or not (self.merged / "usr/sbin/semodule").exists():
+            return None
+        argv = self._bwrap(["/usr/sbin/semodule", "-N", "--rebuild-if-modules-changed"], "reconcile", [])
+        log.debug("bubblewrap for the SELinux policy rebuild: %s", shlex.join(argv))
+        what = "Rebuilding the SELinux policy with the tree's semodule"
+        hint = "Nothing was deployed. A layered package's policy module does not build against the base's policy."
+        return ScriptRun("semodule --rebuild-if-modules-changed", self._run(argv, "", what, hint))
+
+    @staticmethod
+    def _run(argv: list[str], stdin: str, what: str, hint: str) -> float:
         start = time.monotonic()
         try:
             proc = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=TIMEOUT, check=False)
         except subprocess.TimeoutExpired:
-            raise PackageError(f"The {script.label} scriptlet of {script.nevra} ran for over {TIMEOUT} s.") from None
-        seconds = time.monotonic() - start
+            raise PackageError(f"{what} ran for over {TIMEOUT} s.", hint=hint) from None
         if proc.returncode != 0:
             output = (proc.stdout + proc.stderr).strip().splitlines()[-10:]
             raise PackageError(
-                f"The %{script.kind} scriptlet of {script.nevra} failed with exit code {proc.returncode}. "
+                f"{what} failed with exit code {proc.returncode}. "
                 "Its last output: " + (" | ".join(output) if output else "(none)"),
-                hint="Nothing was deployed. Fix the package, or list the script in [options] ignore_scripts.",
+                hint=hint,
             )
-        return ScriptRun(f"{script.label}", seconds)
+        return time.monotonic() - start
 
     def fold(self, tree: MutableTree, policy: Any) -> None:
         """Apply the upper layer to `tree`: whiteouts delete, opaque directories replace, the rest is written."""

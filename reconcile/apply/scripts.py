@@ -103,6 +103,9 @@ def run_scripts(
         for trigger, files in scripts.triggers:
             with reporter.step(f"Running {trigger.label} ({len(files)} files)"):
                 runs.append(sandbox.run(trigger, "0", stdin="".join(f + "\n" for f in files)))
+        with reporter.step("Rebuilding the SELinux policy if the scripts changed it"):
+            rebuilt = sandbox.rebuild_policy()
+        runs += [rebuilt] if rebuilt else []
         tree = repo.tree_from_commit(commit)
         with reporter.step("Folding the scripts' changes into the tree"):
             sandbox.fold(tree, policy)
