@@ -33,7 +33,7 @@ from reconcile.planner import model as m
 from reconcile.report import Reporter
 from reconcile.rpm.header import Header
 from reconcile.rpm.nevra import Nevra
-from reconcile.selinux import Labeler, labeler_for
+from reconcile.selinux import Labeler, labeler_for, policy_id
 
 LAYER_MODE = "layer"
 Fetch = Callable[[list[m.PinnedPackage]], dict[str, Path]]
@@ -98,8 +98,9 @@ def _policy_built(repo: Repo, target: m.Target, tree: MutableTree, labeler: Labe
     if labeler is None:
         return None
     after = repo.write_commit(target.base_checksum, "reconcile: after scriptlets", {}, repo.write_mtree(tree), 0)
-    new = labeler_for(repo, after)
-    return new if new is not None and new.policy_id != labeler.policy_id else None
+    if policy_id(repo, after) == labeler.policy_id:  # the usual case: no policy is loaded again
+        return None
+    return labeler_for(repo, after)
 
 
 def _headers(
