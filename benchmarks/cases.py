@@ -148,8 +148,8 @@ class Bench:
         return p2, p2b
 
     def p3_import(self) -> Row:
-        from reconcile.apply.pkgcache import PackageCache
         from reconcile.ostree import Repo
+        from reconcile.pkgcache import PackageCache
         from reconcile.rpm.nevra import Nevra
         from reconcile.rpm.payload import Owners
 

@@ -11,22 +11,21 @@ from typing import Any
 from reconcile import commitmeta as cm
 from reconcile import ostree
 from reconcile.apply.assemble import TreeMerger, ensure_boot_mountpoint, kernel_metadata, write_rpmdb
-from reconcile.apply.pkgcache import (
+from reconcile.errors import ReconcileError
+from reconcile.ostree import Repo, Variant
+from reconcile.pkgcache import (
     CachedPackage,
     PackageCache,
     owners_in_commit,
     read_rpm,
     ships_bootstrap_files,
 )
-from reconcile.errors import ReconcileError
-from reconcile.ostree import Repo, Variant
 from reconcile.planner import model as m
-from reconcile.planner import sources
-from reconcile.planner.plan import pin_candidate
+from reconcile.planner.pins import pin_candidate
 from reconcile.planner.solver import Solver
 from reconcile.report import Reporter
 from reconcile.repos.config import load_repo_configs
-from reconcile.repos.source import RepoSet
+from reconcile.repos.source import RepoSet, wanted
 from reconcile.repos.variables import Variables
 from reconcile.rpm.nevra import Nevra
 from reconcile.rpm.payload import Owners
@@ -66,14 +65,14 @@ def compose(
     with reporter.step("Resolving dependencies"):
         solved = solver.resolve(specs, recommends=True, filelists=repos.filelists)
     pinned = [pin_candidate(c, c.nevra.name in solved.requested) for c in solved.packages]
-    wanted = [sources.wanted(p) for p in pinned]
-    files = repos.download(wanted)
+    wanted_packages = [wanted(p) for p in pinned]
+    files = repos.download(wanted_packages)
     with repo.transaction():
         with reporter.step(f"Importing {len(pinned)} package(s)"):
             cache, packages = _import_all(repo, pinned, files)
         with reporter.step("Assembling and committing the base"):
             commit = _commit(repo, cache, packages, ref, version)
-    repos.discard(wanted)
+    repos.discard(wanted_packages)
     return ComposeResult(commit, [p.nevra for p in packages])
 
 

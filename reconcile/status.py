@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from reconcile.context import Context
-from reconcile.planner.state import DeploymentState, all_deployments
+from reconcile.deployed import DeploymentState, all_deployments
 
 
 def status_document(ctx: Context) -> dict[str, Any]:

@@ -11,10 +11,10 @@ from typing import Any
 from reconcile.apply.deploy import build_origin, collect_garbage, deploy
 from reconcile.apply.packages import PackageFetcher
 from reconcile.context import Context
+from reconcile.deployed import DeploymentState, current_deployment
 from reconcile.errors import ReconcileError, StalePlanError
 from reconcile.origin import LoadedOrigin
 from reconcile.planner import model as m
-from reconcile.planner.state import DeploymentState, current_deployment
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,9 @@ from typing import Any
 
 from reconcile import commitmeta as cm
 from reconcile import ostree
-from reconcile.apply.pkgcache import CachedPackage, PackageCache
 from reconcile.errors import PackageError
 from reconcile.ostree import MutableTree, Repo, Variant
+from reconcile.pkgcache import CachedPackage, PackageCache
 from reconcile.rpm import header as h
 from reconcile.rpm.nevra import Nevra
 from reconcile.rpm.payload import tmpfiles_conf_name, tree_path

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from reconcile import ostree
 from reconcile.context import Context
+from reconcile.deployed import all_deployments
 from reconcile.origin import DesiredOrigin
 from reconcile.ostree import Deployment, KeyFile
-from reconcile.planner.state import all_deployments
 from reconcile.rpm.nevra import PKGCACHE_PREFIX, pkgcache_ref
 
 BASE_REF_PREFIX = "reconcile/base"

@@ -22,13 +22,13 @@ from reconcile.apply.assemble import (
     write_rpmdb,
 )
 from reconcile.apply.packages import PackageFetcher
-from reconcile.apply.pkgcache import CachedPackage, PackageCache, read_rpm
 from reconcile.apply.scripts import ScriptPlan, plan_scripts, run_scripts
 from reconcile.apply.users import AccountDb
 from reconcile.commitmeta import LayeredPackage
 from reconcile.context import Context
 from reconcile.errors import PackageError
 from reconcile.ostree import MutableTree, Repo, Variant
+from reconcile.pkgcache import CachedPackage, PackageCache, read_rpm
 from reconcile.planner import model as m
 from reconcile.report import Reporter
 from reconcile.rpm.header import Header

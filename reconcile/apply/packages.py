@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reconcile.apply.pkgcache import PackageCache
 from reconcile.context import Context
 from reconcile.errors import DownloadError, StalePlanError
 from reconcile.ostree import Deployment
+from reconcile.pkgcache import PackageCache
 from reconcile.planner import model as m
-from reconcile.planner.sources import open_host_repos, wanted
+from reconcile.repos.host import open_deployment_repos
 from reconcile.repos.keys import accept_keys
-from reconcile.repos.source import RepoSet
+from reconcile.repos.source import RepoSet, wanted
 
 
 class PackageFetcher:
@@ -37,7 +37,7 @@ class PackageFetcher:
     def repos(self) -> RepoSet:
         if self._repos is None:
             version = self.plan.target.releasever  # exactly what the plan read the repo files with
-            self._repos = open_host_repos(
+            self._repos = open_deployment_repos(
                 self.ctx, self.dep, self.reposdir, self.cache_root, version, self.localpkg_gpgcheck, override=version
             )
         return self._repos

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from reconcile.commitmeta import LayeredPackage
+from reconcile.deployed import DeploymentState
 from reconcile.origin import LoadedOrigin
 from reconcile.planner import model as m
 from reconcile.planner.local import LocalPackage
 from reconcile.planner.solver import Candidate, SolveResult
-from reconcile.planner.state import DeploymentState
 from reconcile.rpm.nevra import evr_compare
 
 

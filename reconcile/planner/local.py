@@ -8,8 +8,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from reconcile.apply.pkgcache import PackageCache, read_rpm
 from reconcile.errors import InvalidInputError, PackageError
+from reconcile.pkgcache import PackageCache, read_rpm
 from reconcile.rpm import header as h
 from reconcile.rpm.nevra import Nevra
 

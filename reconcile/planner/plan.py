@@ -9,22 +9,24 @@ from typing import Any
 
 from reconcile import __version__
 from reconcile.accounts import Declared, declared, sysusers_paths, sysusers_texts
-from reconcile.apply.pkgcache import PackageCache, owners_in_commit
 from reconcile.context import Context
+from reconcile.deployed import DeploymentState, current_deployment
 from reconcile.errors import ReconcileError
 from reconcile.origin import LoadedOrigin, is_keyfile
 from reconcile.origin_keyfile import refusal
 from reconcile.ostree import Deployment
+from reconcile.pkgcache import PackageCache, owners_in_commit
 from reconcile.planner import model as m
 from reconcile.planner import sources
 from reconcile.planner.changes import request_changes, resolution_diff
 from reconcile.planner.local import LocalPackage, cached_local, read_local
+from reconcile.planner.pins import pin_candidate
 from reconcile.planner.preflight import conflict_checks, package_checks
 from reconcile.planner.signing import signature_checks
 from reconcile.planner.solver import Candidate, Solver, SolveResult, Source
-from reconcile.planner.state import DeploymentState, current_deployment
+from reconcile.repos.host import open_deployment_repos
 from reconcile.repos.metadata import RepoMetadata
-from reconcile.repos.source import RepoSet
+from reconcile.repos.source import RepoSet, wanted
 from reconcile.rpm.header import Header
 from reconcile.rpm.nevra import Nevra, pkgcache_ref
 from reconcile.rpm.rpmdb import TreeRpmdbReader, read_headers
@@ -185,7 +187,7 @@ def _resolve(
     if desired.packages.requested or local:
         detected = sources.releasever(ctx, solver, base)
         local_check, override = desired.options.localpkg_gpgcheck, desired.options.releasever
-        repos = sources.open_host_repos(ctx, dep, reposdir, cache_root, detected, local_check, override=override)
+        repos = open_deployment_repos(ctx, dep, reposdir, cache_root, detected, local_check, override=override)
         resolved.releasever = repos.releasever
         with reporter.step("Refreshing repo metadata"):
             for meta in repos.load_metadata(force=update):
@@ -303,11 +305,11 @@ def _preflight(
     checks, keys = signature_checks(raws, repos, new)
     refused = {c.package for c in checks}
     if repos is not None and refused:  # a package downloaded whole for the check must not stay behind
-        repos.discard([sources.wanted(c) for c in to_read if str(c.nevra) in refused])
+        repos.discard([wanted(c) for c in to_read if str(c.nevra) in refused])
     owners = owners_in_commit(ctx.repo, base)
     usable = [c for c in solved.packages if str(c.nevra) not in refused]
-    wanted = _declared_accounts(ctx, usable, headers, locals_by_nevra, repos)
-    checks += [check for n in sorted(new) for check in package_checks(n, headers[n], owners, ignore, wanted)]
+    declared_accounts = _declared_accounts(ctx, usable, headers, locals_by_nevra, repos)
+    checks += [check for n in sorted(new) for check in package_checks(n, headers[n], owners, ignore, declared_accounts)]
     return checks + conflict_checks(ctx.repo, base, headers, new, removed), keys
 
 
@@ -320,33 +322,15 @@ def _declared_accounts(
 ) -> Declared:
     """The accounts apply will create, decided by the same code: a package that ships sysusers.d files is read
     from its cache commit, or downloaded now (apply would next) to read them."""
-    wanted = Declared()
+    accounts = Declared()
     for c in packages:
         hdr = headers[str(c.nevra)]
         paths = sysusers_paths(hdr)
         rpm = local[str(c.nevra)].path if str(c.nevra) in local else None  # None: read from the package cache
         if paths and rpm is None and ctx.repo.resolve(pkgcache_ref(c.nevra)) is None and repos is not None:
-            rpm = repos.download([sources.wanted(c)])[str(c.nevra)]
-        wanted += declared(hdr, str(c.nevra), sysusers_texts(ctx.repo, c.nevra, rpm, paths))
-    return wanted
-
-
-def pin_candidate(c: Candidate, requested: bool) -> m.PinnedPackage:
-    n = c.nevra
-    return m.PinnedPackage(
-        nevra=str(n),
-        name=n.name,
-        epoch=n.epoch,
-        version=n.version,
-        release=n.release,
-        arch=n.arch,
-        repo=c.repo,
-        checksum=c.checksum,
-        location=c.location,
-        baseurl=c.baseurl,
-        requested=requested,
-        size=c.size,
-    )
+            rpm = repos.download([wanted(c)])[str(c.nevra)]
+        accounts += declared(hdr, str(c.nevra), sysusers_texts(ctx.repo, c.nevra, rpm, paths))
+    return accounts
 
 
 def _prior(current: DeploymentState, loaded: LoadedOrigin) -> m.Prior:

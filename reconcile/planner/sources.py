@@ -8,29 +8,18 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from reconcile.apply.pkgcache import PackageCache
 from reconcile.context import Context
 from reconcile.errors import PackageError, ReconcileError, SignatureError
 from reconcile.files import write_atomically
-from reconcile.ostree import Deployment
-from reconcile.planner import model as m
+from reconcile.pkgcache import PackageCache
 from reconcile.planner.solver import Candidate, Solver
-from reconcile.repos.host import open_repos
-from reconcile.repos.source import LOCAL_REPO, RepoSet, WantedPackage, is_downloaded, signature_failure
+from reconcile.repos.source import LOCAL_REPO, RepoSet, is_downloaded, signature_failure, wanted
 from reconcile.repos.transfer import Download, TransferError
 from reconcile.rpm import header as h
 from reconcile.rpm import signatures
 from reconcile.rpm.nevra import Nevra
 
 _OS_RELEASE = ("usr/lib/os-release", "etc/os-release", "usr/etc/os-release")
-
-
-def deployment_etc(ctx: Context, dep: Deployment) -> tuple[Path, Path | None]:
-    """The deployment's /etc and the root of its tree (None for the running host, whose paths are real)."""
-    if str(ctx.sysroot.path) == "/":
-        return Path("/etc"), None
-    root = ctx.sysroot.deployment_dir(dep)
-    return root / "etc", root
 
 
 def releasever(ctx: Context, solver: Solver, base: str) -> str | None:
@@ -47,38 +36,6 @@ def releasever(ctx: Context, solver: Solver, base: str) -> str | None:
             if key.strip() == "VERSION_ID" and value.strip().strip("\"'"):
                 return value.strip().strip("\"'")
     return None
-
-
-def open_host_repos(
-    ctx: Context,
-    dep: Deployment,
-    reposdir: Path | None,
-    cache_root: Path,
-    version: str | None,
-    local_check: bool | None,
-    *,
-    override: str | None = None,
-) -> RepoSet:
-    """`version`: the detected $releasever; `override`: one that wins over the vars files too."""
-    etc, root = deployment_etc(ctx, dep)
-    return open_repos(
-        etc,
-        reposdir,
-        cache_root,
-        ctx.reporter,
-        arch=ctx.arch,
-        releasever=version,
-        releasever_override=override,
-        mode=ctx.fetch,
-        localpkg_gpgcheck=local_check,
-        root=root,
-    )
-
-
-def wanted(p: m.PinnedPackage | Candidate) -> WantedPackage:
-    if isinstance(p, Candidate):
-        return WantedPackage(str(p.nevra), p.repo, p.checksum, p.location, p.baseurl, p.size)
-    return WantedPackage(p.nevra, p.repo, p.checksum, p.location, p.baseurl, p.size)
 
 
 def require_unavailable_repos(repos: RepoSet, new: list[Candidate], cache: PackageCache, update: bool) -> list[str]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from reconcile.context import Context
+from reconcile.ostree import Deployment
 from reconcile.report import Reporter
 from reconcile.repos.config import FetchMode, load_repo_configs, read_main
 from reconcile.repos.source import RepoSet
@@ -38,3 +40,38 @@ def open_repos(
     repos = RepoSet(configs, cache_root, reporter, mode, root, localpkg_gpgcheck=gpgcheck_local)
     repos.releasever = variables.values.get("releasever")
     return repos
+
+
+def deployment_etc(ctx: Context, dep: Deployment) -> tuple[Path, Path | None]:
+    """The deployment's /etc and the root of its tree (None for the running host, whose paths are real)."""
+    if str(ctx.sysroot.path) == "/":
+        return Path("/etc"), None
+    root = ctx.sysroot.deployment_dir(dep)
+    return root / "etc", root
+
+
+def open_deployment_repos(
+    ctx: Context,
+    dep: Deployment,
+    reposdir: Path | None,
+    cache_root: Path,
+    version: str | None,
+    local_check: bool | None,
+    *,
+    override: str | None = None,
+) -> RepoSet:
+    """The repos a deployment's /etc configures. `version`: the detected $releasever; `override`: one that wins
+    over the vars files too."""
+    etc, root = deployment_etc(ctx, dep)
+    return open_repos(
+        etc,
+        reposdir,
+        cache_root,
+        ctx.reporter,
+        arch=ctx.arch,
+        releasever=version,
+        releasever_override=override,
+        mode=ctx.fetch,
+        localpkg_gpgcheck=local_check,
+        root=root,
+    )

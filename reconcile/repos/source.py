@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 from reconcile.errors import DownloadError, PackageError, ReconcileError, SignatureError
 from reconcile.report import Reporter
@@ -33,6 +34,27 @@ class WantedPackage:
     location: str
     baseurl: str
     size: int = 0
+
+
+class Pinned(Protocol):
+    """A package pinned by a plan or chosen by the solver: what a download needs of it."""
+
+    @property
+    def nevra(self) -> Any: ...
+    @property
+    def repo(self) -> str: ...
+    @property
+    def checksum(self) -> str: ...
+    @property
+    def location(self) -> str: ...
+    @property
+    def baseurl(self) -> str: ...
+    @property
+    def size(self) -> int: ...
+
+
+def wanted(p: Pinned) -> WantedPackage:
+    return WantedPackage(str(p.nevra), p.repo, p.checksum, p.location, p.baseurl, p.size)
 
 
 class RepoSet:
