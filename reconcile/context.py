@@ -38,5 +38,7 @@ class Context:
         return self.sysroot.path / "ostree" / "deploy" / stateroot / "var" / "cache" / "reconcile"
 
     def reload(self) -> None:
+        """Read the sysroot again after it changed on disk (a lock taken, a deployment written): the repo
+        handle is replaced too, so callers holding the old one must not keep using it."""
         self.sysroot.load()
         self.repo = self.sysroot.repo()

@@ -4,7 +4,6 @@ rpm-ostree `.origin` keyfile accepted as input for migration."""
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from pathlib import Path
 from typing import Annotated, Any
@@ -117,9 +116,6 @@ class DesiredOrigin(_Model):
             "releasever": self.options.releasever,
             "localpkg_gpgcheck": self.options.localpkg_gpgcheck,
         }
-
-    def digest(self) -> str:
-        return hashlib.sha256(json.dumps(self.normalized(), sort_keys=True).encode()).hexdigest()
 
 
 class LoadedOrigin(BaseModel):

@@ -48,9 +48,6 @@ class Reporter:
         if not self.quiet:
             self._line(message)
 
-    def warn(self, message: str) -> None:
-        self._line(f"warning: {message}", "yellow")
-
     @contextlib.contextmanager
     def step(self, name: str) -> Iterator[None]:
         """A named, timed step; shown as a spinner on a TTY and as one line otherwise."""

@@ -84,3 +84,21 @@ def test_a_sysusers_file_that_does_not_declare_the_owner_is_an_error_in_the_plan
     result = host.run("apply")
     assert result.code != 0 and "ghostuser" in result.stderr, result.stderr
     assert host.state() == before
+
+
+def test_a_range_too_small_for_the_accounts_is_a_clear_error(host: Host) -> None:
+    crowded = Package(
+        "crowded",
+        files=(
+            File("/usr/lib/sysusers.d/crowded.conf", "r - 700-700\nu first -\nu second -\n"),
+            File("/usr/share/crowded/x", "x\n", user="second"),
+        ),
+    )
+    host.publish([crowded])
+    host.write_origin(["crowded"])
+    before = host.state()
+    result = host.run("apply")
+    assert result.code == 1, result.stderr
+    assert "No free system id is left for the account" in result.stderr and "700-700" in result.stderr
+    assert "internal error" not in result.stderr
+    assert host.state() == before

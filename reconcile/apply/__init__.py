@@ -60,6 +60,7 @@ def apply_plan(
     origin = build_origin(loaded.desired, target.local, dep.get_origin(), new_deployment=True)
     with ctx.reporter.step("Deploying"):
         new = deploy(ctx, current.stateroot, commit, origin, dep)
+    ctx.reload()  # the sysroot changed on disk: read it (and its repo) again before pruning against it
     with ctx.reporter.step("Cleaning up"):
         collect_garbage(ctx)
         fetcher.finish()

@@ -65,8 +65,8 @@ def deploy(ctx: Context, stateroot: str, commit: str, origin: KeyFile, merge: De
 
 def collect_garbage(ctx: Context) -> None:
     """Keep package-cache refs of packages some deployment still layers, and refs on layered deployments'
-    bases (so a later removal can rebuild from them); prune the rest."""
-    ctx.reload()
+    bases (so a later removal can rebuild from them); prune the rest. `ctx` must see the new deployment
+    (Context.reload after deploying)."""
     states = all_deployments(ctx.sysroot, ctx.repo)
     keep = {pkgcache_ref(p.nevra) for s in states for p in s.layered}
     for ref in ctx.repo.refs(PKGCACHE_PREFIX):

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from reconcile import ostree
 from reconcile.accounts import Declared
+from reconcile.errors import PackageError
 from reconcile.ostree import MutableTree, Repo
 from reconcile.rpm.payload import Owners
 from reconcile.selinux import Labeler, label_xattrs
@@ -120,7 +121,11 @@ class AccountDb:
             for candidate in range(high, low - 1, -1):
                 if candidate not in reserved:
                     return candidate
-        raise ValueError(f"no free system id left for {name}")
+        ranges = ", ".join(f"{low}-{high}" for low, high in self.ranges)
+        raise PackageError(
+            f"No free system id is left for the account {name!r} in {ranges}.",
+            hint="Nothing was deployed. Widen the range (a sysusers.d `r` line) or give the account an id.",
+        )
 
     def _in_range(self, candidate: int) -> bool:
         return any(low <= candidate <= high for low, high in self.ranges)
@@ -131,7 +136,10 @@ class AccountDb:
             parts = path.split("/")
             parent = ostree.tree_walk(tree, parts[:-1])
             if parent is None:
-                raise ValueError(f"the base has no /{'/'.join(parts[:-1])} for its account files")
+                raise PackageError(
+                    f"The base has no /{'/'.join(parts[:-1])} for its account files; cannot write /{path}.",
+                    hint="Nothing was deployed. The base's passwd/group layout is not one reconcile knows.",
+                )
             mode = stat.S_IFREG | 0o644
             xattrs = label_xattrs(labeler, "/" + path, mode)
             csum = repo.write_file(0, 0, mode, self.texts[path].encode(), xattrs)

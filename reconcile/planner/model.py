@@ -28,10 +28,6 @@ class Action(StrEnum):
     UPDATE = "update"
     DELETE = "delete"
 
-    @property
-    def is_destructive(self) -> bool:
-        return self is Action.DELETE
-
 
 class ChangeKind(StrEnum):
     BASE = "base"
@@ -93,10 +89,6 @@ class Resolution(_Frozen):
         default_factory=list, description="Same NEVRA, another build (e.g. a local RPM file that changed)."
     )
     inactive: list[InactiveRequest] = Field(default_factory=list)
-
-    @property
-    def is_empty(self) -> bool:
-        return not (self.added or self.removed or self.upgraded or self.downgraded or self.replaced)
 
 
 class Check(_Frozen):
