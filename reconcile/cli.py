@@ -153,10 +153,10 @@ def _plan_exit(args: argparse.Namespace, plan: Plan) -> int:
     return EXIT_CHANGES if (args.detailed_exitcode and plan.has_changes) else 0
 
 
-def _make_plan(args: argparse.Namespace, ctx: Context, loaded: LoadedOrigin, *, for_apply: bool = False) -> Plan:
+def _make_plan(args: argparse.Namespace, ctx: Context, loaded: LoadedOrigin) -> Plan:
     from reconcile.planner.plan import make_plan
 
-    return make_plan(ctx, loaded, args.reposdir, args.stateroot, update=args.update, whole_packages=for_apply)
+    return make_plan(ctx, loaded, args.reposdir, args.stateroot, update=args.update)
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -191,35 +191,35 @@ def cmd_edit(args: argparse.Namespace) -> int:
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
-    from reconcile.apply import apply_plan
-    from reconcile.origin import load_origin
+    from reconcile.apply import ApplyRequest, apply
 
     saved = None
     if args.plan_file is not None:
         from reconcile.planner.saved import read_plan
 
         saved = read_plan(args.plan_file)
-    ctx = _context(args)
-    ctx.sysroot.lock(args.lock_timeout, lambda: ctx.reporter.info(f"Waiting for the lock of {args.sysroot}…"))
-    try:
-        ctx.reload()
-        if saved is not None:
-            plan = saved
-            loaded = _origin_of_saved(plan)
-        else:
-            loaded = load_origin(args.origin)
-            plan = _make_plan(args, ctx, loaded, for_apply=True)
-        if not args.json and plan.has_changes:
+    request = ApplyRequest(
+        origin=args.origin,
+        saved=saved,
+        reposdir=args.reposdir,
+        stateroot=args.stateroot,
+        update=args.update,
+        download_only=args.download_only,
+        lock_timeout=args.lock_timeout,
+    )
+
+    def review(plan: Plan) -> bool:
+        if not args.json:
             _show(plan, "text")
-        confirm = plan.has_changes and plan.applyable and not args.download_only
-        if confirm and not args.yes and sys.stdin.isatty() and not _confirm():
-            ctx.reporter.info("Aborted; nothing was changed.")
-            return 1
-        result = apply_plan(
-            ctx, plan, loaded, saved=saved is not None, reposdir=args.reposdir, download_only=args.download_only
-        )
-    finally:
-        ctx.sysroot.unlock()
+        if not plan.applyable or args.download_only or args.yes or not sys.stdin.isatty():
+            return True
+        return _confirm()
+
+    ctx = _context(args)
+    plan, result = apply(ctx, request, review)
+    if result.aborted:
+        ctx.reporter.info(result.message)
+        return 1
     if args.json:
         doc = {
             "plan": json.loads(plan.model_dump_json()),
@@ -234,19 +234,6 @@ def cmd_apply(args: argparse.Namespace) -> int:
     else:
         _out(result.message)
     return EXIT_CHANGES if (args.detailed_exitcode and result.changed) else 0
-
-
-def _origin_of_saved(plan: Plan) -> LoadedOrigin:
-    """The origin file a saved plan was made from; a changed or missing file makes the plan stale."""
-    from reconcile.errors import InvalidInputError, StalePlanError
-    from reconcile.origin import load_origin
-
-    try:
-        return load_origin(Path(plan.origin.path))
-    except InvalidInputError as e:
-        raise StalePlanError(
-            f"The plan is stale: its origin file {plan.origin.path} can no longer be read as it was ({e.message})"
-        ) from None
 
 
 def _confirm() -> bool:

@@ -1,9 +1,10 @@
-"""`apply_plan()`: turn a Plan into a deployment, step by step: verify fresh, fetch, import, assemble,
-commit, deploy, clean up. The caller holds the sysroot lock."""
+"""`apply()`: the checklist. Lock the sysroot, plan (or read the saved plan), let the caller review it, then
+`apply_plan()`: verify fresh, fetch, import, assemble, commit, deploy, clean up."""
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,8 +13,8 @@ from reconcile.apply.deploy import build_origin, collect_garbage, deploy
 from reconcile.apply.packages import PackageFetcher
 from reconcile.context import Context
 from reconcile.deployed import DeploymentState, current_deployment
-from reconcile.errors import ReconcileError, StalePlanError
-from reconcile.origin import LoadedOrigin
+from reconcile.errors import InvalidInputError, ReconcileError, StalePlanError
+from reconcile.origin import LoadedOrigin, load_origin
 from reconcile.planner import model as m
 
 
@@ -22,6 +23,59 @@ class ApplyResult:
     changed: bool
     deployed: str | None
     message: str
+    aborted: bool = False
+
+
+@dataclass(frozen=True)
+class ApplyRequest:
+    """Plan against `origin` and apply that, or apply the `saved` plan exactly (its own origin file)."""
+
+    origin: Path | None
+    saved: m.Plan | None = None
+    reposdir: Path | None = None
+    stateroot: str | None = None
+    update: bool = False
+    download_only: bool = False
+    lock_timeout: float = 60.0
+
+
+def apply(ctx: Context, request: ApplyRequest, review: Callable[[m.Plan], bool]) -> tuple[m.Plan, ApplyResult]:
+    """Under the sysroot lock: the plan, `review(plan)` when it changes anything (False aborts), then
+    apply_plan. Returns the plan applied and what happened."""
+    ctx.sysroot.lock(request.lock_timeout, lambda: ctx.reporter.info(f"Waiting for the lock of {ctx.sysroot.path}…"))
+    try:
+        ctx.reload()  # another process may have deployed while we waited
+        plan, loaded = _plan_under_lock(ctx, request)
+        if plan.has_changes and not review(plan):
+            return plan, ApplyResult(False, None, "Aborted; nothing was changed.", aborted=True)
+        saved = request.saved is not None
+        result = apply_plan(
+            ctx, plan, loaded, saved=saved, reposdir=request.reposdir, download_only=request.download_only
+        )
+        return plan, result
+    finally:
+        ctx.sysroot.unlock()
+
+
+def _plan_under_lock(ctx: Context, request: ApplyRequest) -> tuple[m.Plan, LoadedOrigin]:
+    from reconcile.planner.plan import make_plan
+
+    if request.saved is not None:
+        return request.saved, _origin_of_saved(request.saved)
+    assert request.origin is not None
+    loaded = load_origin(request.origin)
+    plan = make_plan(ctx, loaded, request.reposdir, request.stateroot, update=request.update, whole_packages=True)
+    return plan, loaded
+
+
+def _origin_of_saved(plan: m.Plan) -> LoadedOrigin:
+    """The origin file a saved plan was made from; a changed or missing file makes the plan stale."""
+    try:
+        return load_origin(Path(plan.origin.path))
+    except InvalidInputError as e:
+        raise StalePlanError(
+            f"The plan is stale: its origin file {plan.origin.path} can no longer be read as it was ({e.message})"
+        ) from None
 
 
 def apply_plan(
