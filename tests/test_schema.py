@@ -22,3 +22,25 @@ def test_every_field_is_documented() -> None:
         fields.update(definition.get("properties", {}))
     missing = sorted(f for f in fields if f"`{f}`" not in doc)
     assert not missing, f"docs/plan-format.md does not document {missing}"
+
+
+def _enums(node: object) -> list[tuple[str, list[str]]]:
+    """Every closed vocabulary in the schema: (where, values)."""
+    found: list[tuple[str, list[str]]] = []
+    if isinstance(node, dict):
+        if "enum" in node:
+            found.append((str(node.get("title", "?")), [str(v) for v in node["enum"] if v is not None]))
+        for value in node.values():
+            found += _enums(value)
+    elif isinstance(node, list):
+        for value in node:
+            found += _enums(value)
+    return found
+
+
+def test_every_value_of_every_vocabulary_is_documented() -> None:
+    doc = (SCHEMA.parent / "plan-format.md").read_text()
+    enums = _enums(plan_schema())
+    assert any(title == "CheckKind" for title, _ in enums), "check kinds are a closed vocabulary in the schema"
+    missing = sorted({f"{title}: {v}" for title, values in enums for v in values if f"`{v}`" not in doc})
+    assert not missing, f"docs/plan-format.md does not document {missing}"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import stat
 
 from reconcile.accounts import Declared
-from reconcile.planner.model import Check
+from reconcile.planner.model import Check, CheckKind, Severity
 from reconcile.rpm import header as h
 from reconcile.rpm.header import FileEntry
 from reconcile.rpm.payload import Owners, relocate
@@ -17,15 +17,27 @@ def scriptlet_checks(package: str, hdr: h.Header, ignore: list[str]) -> list[Che
     """What will run (info), what is ignored and why (info), and what cannot run at all (error)."""
     found = classify([hdr], ignore)
     checks = [
-        Check(kind="scriptlet", severity="error", package=package, message=f"{what}: {why}.")
+        Check(kind=CheckKind.SCRIPTLET, severity=Severity.ERROR, package=package, message=f"{what}: {why}.")
         for what, why in found.refused
     ]
     for s in found.run:
         what = f"%{s.kind} ({' '.join(s.prog)})" + (f" on {', '.join(s.prefixes)}" if s.prefixes else "")
-        checks.append(Check(kind="scriptlet", severity="info", package=package, message=f"{package}: will run {what}."))
+        checks.append(
+            Check(
+                kind=CheckKind.SCRIPTLET,
+                severity=Severity.INFO,
+                package=package,
+                message=f"{package}: will run {what}.",
+            )
+        )
     for s, why in found.ignored:
         checks.append(
-            Check(kind="scriptlet", severity="info", package=package, message=f"{package}: ignores %{s.kind} ({why}).")
+            Check(
+                kind=CheckKind.SCRIPTLET,
+                severity=Severity.INFO,
+                package=package,
+                message=f"{package}: ignores %{s.kind} ({why}).",
+            )
         )
     return checks
 
@@ -35,8 +47,8 @@ def type_checks(package: str, files: list[FileEntry]) -> list[Check]:
     names = {stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device", stat.S_IFIFO: "a FIFO"}
     return [
         Check(
-            kind="special-file",
-            severity="error",
+            kind=CheckKind.SPECIAL_FILE,
+            severity=Severity.ERROR,
             package=package,
             message=f"{package} ships {f.path}, {names.get(stat.S_IFMT(f.mode), 'a special file')}, "
             "which an OSTree tree cannot hold.",
@@ -59,8 +71,8 @@ def path_checks(package: str, paths: list[str]) -> list[Check]:
     shown = ", ".join(refused[:3]) + (f" and {len(refused) - 3} more" if len(refused) > 3 else "")
     return [
         Check(
-            kind="forbidden-path",
-            severity="error",
+            kind=CheckKind.FORBIDDEN_PATH,
+            severity=Severity.ERROR,
             package=package,
             message=f"{package} ships {shown}, outside the paths an OSTree deployment can take.",
         )
@@ -84,15 +96,15 @@ def owner_checks(package: str, files: list[FileEntry], owners: Owners, wanted: D
             how = "%pre" if where == "%pre" else "sysusers.d"
             how += "" if by == package else f" of {by}"
             message = f"{package}: will create the {kind} {name!r} ({how}) before import; it owns {path}."
-            checks.append(Check(kind="account", severity="info", package=package, message=message))
+            checks.append(Check(kind=CheckKind.ACCOUNT, severity=Severity.INFO, package=package, message=message))
             continue
         table = "passwd" if kind == "user" else "group file"
         message = f"{package}: {path} is owned by the {kind} {name!r}, which the base's {table} does not define."
-        checks.append(Check(kind="unknown-owner", severity="error", package=package, message=message))
+        checks.append(Check(kind=CheckKind.UNKNOWN_OWNER, severity=Severity.ERROR, package=package, message=message))
     for mem in wanted.members:
         if mem.source.partition(" ")[0] == package:
             message = f"{package}: will add the user {mem.user!r} to the group {mem.group!r} (sysusers.d)."
-            checks.append(Check(kind="account", severity="info", package=package, message=message))
+            checks.append(Check(kind=CheckKind.ACCOUNT, severity=Severity.INFO, package=package, message=message))
     return checks
 
 
@@ -106,8 +118,8 @@ def var_checks(package: str, files: list[FileEntry]) -> list[Check]:
         if f.caps:
             checks.append(
                 Check(
-                    kind="var-content",
-                    severity="warning",
+                    kind=CheckKind.VAR_CONTENT,
+                    severity=Severity.WARNING,
                     package=package,
                     message=f"{package}: the file capabilities of {f.path} ({f.caps}) are dropped; "
                     "tmpfiles.d, which creates /var and /run content at boot, cannot set them.",
@@ -119,8 +131,8 @@ def var_checks(package: str, files: list[FileEntry]) -> list[Check]:
         if len(paths) > 1:
             checks.append(
                 Check(
-                    kind="var-content",
-                    severity="warning",
+                    kind=CheckKind.VAR_CONTENT,
+                    severity=Severity.WARNING,
                     package=package,
                     message=f"{package}: the hard links {', '.join(paths)} become separate copies under /var.",
                 )

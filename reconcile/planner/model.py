@@ -91,9 +91,31 @@ class Resolution(_Frozen):
     inactive: list[InactiveRequest] = Field(default_factory=list)
 
 
+class CheckKind(StrEnum):
+    """What a pre-flight finding is about (docs/plan-format.md describes each)."""
+
+    SCRIPTLET = "scriptlet"
+    FORBIDDEN_PATH = "forbidden-path"
+    SPECIAL_FILE = "special-file"
+    UNKNOWN_OWNER = "unknown-owner"
+    ACCOUNT = "account"
+    VAR_CONTENT = "var-content"
+    FILE_CONFLICT = "file-conflict"
+    SIGNATURE = "signature"
+    REPO = "repo"
+    BASE_CONFLICTS = "base-conflicts"
+    BASE_OBSOLETES = "base-obsoletes"
+
+
+class Severity(StrEnum):
+    ERROR = "error"
+    WARNING = "warning"
+    INFO = "info"
+
+
 class Check(_Frozen):
-    kind: str
-    severity: Literal["error", "warning", "info"]
+    kind: CheckKind
+    severity: Severity
     package: str | None = None
     message: str
 

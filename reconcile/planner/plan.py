@@ -227,9 +227,11 @@ def _resolve(
         message = f"{pkg} {kind} the base package {other}" + (
             ", which overrides.remove drops." if other in removed else "."
         )
-        resolved.checks.append(m.Check(kind=f"base-{kind}", severity=severity, package=pkg, message=message))
+        resolved.checks.append(
+            m.Check(kind=m.CheckKind(f"base-{kind}"), severity=m.Severity(severity), package=pkg, message=message)
+        )
     for text in [*(repos.warnings if repos is not None else []), *warnings]:
-        resolved.checks.append(m.Check(kind="repo", severity="warning", message=text))
+        resolved.checks.append(m.Check(kind=m.CheckKind.REPO, severity=m.Severity.WARNING, message=text))
     return resolved
 
 

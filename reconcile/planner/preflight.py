@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from reconcile.accounts import Declared
 from reconcile.ostree import Repo
 from reconcile.planner.checks import owner_checks, path_checks, scriptlet_checks, type_checks, var_checks
-from reconcile.planner.model import Check
+from reconcile.planner.model import Check, CheckKind, Severity
 from reconcile.rpm import header as h
 from reconcile.rpm.header import FileEntry, Header
 from reconcile.rpm.nevra import Nevra
@@ -66,8 +66,8 @@ def conflict_checks(repo: Repo, base: str, layered: dict[str, Header], new: set[
             if difference:
                 checks.append(
                     Check(
-                        kind="file-conflict",
-                        severity="error",
+                        kind=CheckKind.FILE_CONFLICT,
+                        severity=Severity.ERROR,
                         package=other_owner if other_owner in new else first_owner,
                         message=f"{path} is shipped by {first_owner} and {other_owner} with {difference}.",
                     )

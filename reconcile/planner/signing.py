@@ -34,7 +34,9 @@ def signature_checks(
         verdict = signatures.check_header(raw, keys)
         if not verdict.ok or verdict.signer is None:
             message = signature_failure(nevra, repo_id, repos.by_id.get(repo_id), verdict, keys)
-            checks.append(m.Check(kind="signature", severity="error", package=nevra, message=message))
+            checks.append(
+                m.Check(kind=m.CheckKind.SIGNATURE, severity=m.Severity.ERROR, package=nevra, message=message)
+            )
             continue
         if nevra not in new:
             continue
