@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,17 +15,58 @@ import pytest
 from signing import SigningKey, make_signing_key, stop_agent
 from support import Package, Result, RpmFactory, exampleos, ostree, reconcile, state_of
 
+# -- test tiers -----------------------------------------------------------------------------------
+# A test is marked by what it needs; each need has a probe, and a test whose probe fails is skipped with the
+# reason, or fails when RECONCILE_TEST_TIERS=all (make test: CI must never skip a tier silently).
+ROOT_FIXTURES = {"host", "base", "selinux_host", "selinux_bases"}  # sysroots (a tmpfs on /boot), bare repos
 
-def _sandbox_works() -> bool:
+
+def _is_root() -> str | None:
+    return None if os.geteuid() == 0 else "needs root: it mounts a tmpfs on each test sysroot's /boot"
+
+
+def _has_libostree() -> str | None:
+    probe = subprocess.run(
+        [sys.executable, "-c", "import gi; gi.require_version('OSTree', '1.0'); from gi.repository import OSTree"],
+        capture_output=True,
+        check=False,
+    )
+    return None if probe.returncode == 0 else "needs libostree's GObject bindings (gir1.2-ostree-1.0, PyGObject)"
+
+
+def _sandbox_works() -> str | None:
     """Scriptlets run in bubblewrap; a plain chroot (where / is not a mount point) cannot host it."""
     probe = subprocess.run(["bwrap", "--bind", "/", "/", "true"], capture_output=True, check=False)
-    return probe.returncode == 0
+    return None if probe.returncode == 0 else "needs a working bubblewrap (is / a mount point?)"
 
 
-needs_sandbox = pytest.mark.skipif(not _sandbox_works(), reason="bwrap cannot run here (is / a mount point?)")
+PROBES = {"root": _is_root, "ostree": _has_libostree, "sandbox": _sandbox_works}
+needs_sandbox = pytest.mark.sandbox
+needs_root = pytest.mark.root
 
-if os.geteuid() != 0:
-    pytest.exit("the test suite runs as root: it mounts a tmpfs on each test sysroot's /boot", returncode=1)
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if ROOT_FIXTURES & set(getattr(item, "fixturenames", ())) or item.get_closest_marker("sandbox"):
+            item.add_marker(pytest.mark.root)
+            item.add_marker(pytest.mark.ostree)
+
+
+_probed: dict[str, str | None] = {}
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    for need, probe in PROBES.items():
+        if item.get_closest_marker(need) is None:
+            continue
+        if need not in _probed:
+            _probed[need] = probe()
+        reason = _probed[need]
+        if reason is None:
+            continue
+        if os.environ.get("RECONCILE_TEST_TIERS") == "all":
+            pytest.fail(f"{reason} (RECONCILE_TEST_TIERS=all: no tier may be skipped)", pytrace=False)
+        pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
+pytestmark = [pytest.mark.root, pytest.mark.ostree]  # the harness builds real sysroots
 
 
 def test_quick_benchmarks_run(tmp_path: Path) -> None:
