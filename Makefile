@@ -62,5 +62,7 @@ clean:
 	-$(PY) -c 'import sys; sys.path.insert(0, "examples"); import exampleos, pathlib; exampleos.teardown_sysroot(pathlib.Path("build/demo/sysroot"))'
 	rm -rf build .apt-installed
 
-docs/plan.schema.json: reconcile/planner/model.py
-	$(PY) -m reconcile.planner.schema > $@
+docs/plan.schema.json docs/status.schema.json docs/apply.schema.json: reconcile/planner/model.py reconcile/status.py reconcile/api.py
+	$(PY) -m reconcile.planner.schema plan > docs/plan.schema.json
+	$(PY) -m reconcile.planner.schema status > docs/status.schema.json
+	$(PY) -m reconcile.planner.schema apply > docs/apply.schema.json

@@ -154,6 +154,7 @@ def _plan_exit(args: argparse.Namespace, plan: Plan) -> int:
 
 
 def _make_plan(args: argparse.Namespace, ctx: Context, loaded: LoadedOrigin) -> Plan:
+    """make_plan for an origin already loaded: add/remove plan the edited text before writing it."""
     from reconcile.planner.plan import make_plan
 
     return make_plan(ctx, loaded, args.reposdir, args.stateroot, update=args.update)
@@ -191,14 +192,14 @@ def cmd_edit(args: argparse.Namespace) -> int:
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
-    from reconcile.apply import ApplyRequest, apply
+    from reconcile import api
 
     saved = None
     if args.plan_file is not None:
         from reconcile.planner.saved import read_plan
 
         saved = read_plan(args.plan_file)
-    request = ApplyRequest(
+    request = api.ApplyRequest(
         origin=args.origin,
         saved=saved,
         reposdir=args.reposdir,
@@ -216,24 +217,12 @@ def cmd_apply(args: argparse.Namespace) -> int:
         return _confirm()
 
     ctx = _context(args)
-    plan, result = apply(ctx, request, review)
-    if result.aborted:
-        ctx.reporter.info(result.message)
+    report = api.apply(ctx, request, review)
+    if report.aborted:
+        ctx.reporter.info(report.result.message)
         return 1
-    if args.json:
-        doc = {
-            "plan": json.loads(plan.model_dump_json()),
-            "result": {
-                "changed": result.changed,
-                "deployment": result.deployed,
-                "message": result.message,
-                "timings": [{"step": t.name, "seconds": round(t.seconds, 4)} for t in ctx.reporter.timings],
-            },
-        }
-        _out(json.dumps(doc, indent=2))
-    else:
-        _out(result.message)
-    return EXIT_CHANGES if (args.detailed_exitcode and result.changed) else 0
+    _out(report.model_dump_json(indent=2) if args.json else report.result.message)
+    return EXIT_CHANGES if (args.detailed_exitcode and report.result.changed) else 0
 
 
 def _confirm() -> bool:
@@ -263,9 +252,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from reconcile.status import render_status_json, render_status_text, status_document
+    from reconcile import api
+    from reconcile.status import render_status_json, render_status_text
 
-    doc = status_document(_context(args))
+    doc = api.status(_context(args))
     _out(render_status_json(doc) if args.json else render_status_text(doc))
     return 0
 

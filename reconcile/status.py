@@ -1,77 +1,104 @@
-"""`reconcile status`: the deployments in boot order, requested vs layered packages."""
+"""`reconcile status`: the deployments in boot order, requested vs layered packages, as a typed document
+(`status --json`, docs/status.schema.json) and as text."""
 
 from __future__ import annotations
 
 import datetime
-import json
-from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from reconcile.context import Context
 from reconcile.deployed import DeploymentState, all_deployments
 
+STATUS_FORMAT_VERSION = "1.0"
 
-def status_document(ctx: Context) -> dict[str, Any]:
+
+class DeploymentStatus(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    index: int = Field(description="Position in boot order (0 is the default).")
+    id: str = Field(description="`<stateroot>-<checksum>.<serial>`.")
+    stateroot: str
+    checksum: str = Field(description="The deployed commit.")
+    serial: int
+    booted: bool
+    default: bool
+    origin: str | None = Field(description="The origin's refspec or baserefspec.")
+    version: str | None
+    timestamp: int = Field(description="The commit's timestamp (seconds since the epoch).")
+    base_checksum: str = Field(description="The base commit (the deployed commit itself when nothing is layered).")
+    requested_packages: list[str]
+    layered_packages: list[str] = Field(description="NEVRAs layered on the base.")
+    inactive_requests: list[str] = Field(description="Requests the base already provides.")
+    requested_local_packages: list[str] = Field(description="`<sha256>:<nevra>` pins of local RPM files.")
+    requested_base_removals: list[str] = Field(description="Names the origin's overrides.remove lists.")
+    removed_base_packages: list[str] = Field(description="NEVRAs of base packages the deployment dropped.")
+    state_digest: str | None
+
+
+class Status(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    format_version: str = STATUS_FORMAT_VERSION
+    sysroot: str
+    deployments: list[DeploymentStatus]
+
+
+def status_document(ctx: Context) -> Status:
     states = all_deployments(ctx.sysroot, ctx.repo)
-    return {
-        "sysroot": str(ctx.sysroot.path),
-        "deployments": [_deployment(s, i) for i, s in enumerate(states)],
-    }
+    return Status(sysroot=str(ctx.sysroot.path), deployments=[_deployment(s, i) for i, s in enumerate(states)])
 
 
-def _deployment(s: DeploymentState, index: int) -> dict[str, Any]:
-    return {
-        "index": index,
-        "id": f"{s.stateroot}-{s.id}",
-        "stateroot": s.stateroot,
-        "checksum": s.checksum,
-        "serial": s.serial,
-        "booted": s.booted,
-        "default": index == 0,
-        "origin": s.refspec,
-        "version": s.version,
-        "timestamp": s.timestamp,
-        "base_checksum": s.base_checksum,
-        "requested_packages": sorted(s.requested),
-        "layered_packages": [str(p.nevra) for p in s.layered],
-        "inactive_requests": sorted(s.inactive_requests),
-        "requested_local_packages": sorted(s.local),
-        "requested_base_removals": sorted(s.override_remove),
-        "removed_base_packages": s.removed_base,
-        "state_digest": s.state_digest,
-    }
+def _deployment(s: DeploymentState, index: int) -> DeploymentStatus:
+    return DeploymentStatus(
+        index=index,
+        id=f"{s.stateroot}-{s.id}",
+        stateroot=s.stateroot,
+        checksum=s.checksum,
+        serial=s.serial,
+        booted=s.booted,
+        default=index == 0,
+        origin=s.refspec,
+        version=s.version,
+        timestamp=s.timestamp,
+        base_checksum=s.base_checksum,
+        requested_packages=sorted(s.requested),
+        layered_packages=[str(p.nevra) for p in s.layered],
+        inactive_requests=sorted(s.inactive_requests),
+        requested_local_packages=sorted(s.local),
+        requested_base_removals=sorted(s.override_remove),
+        removed_base_packages=s.removed_base,
+        state_digest=s.state_digest,
+    )
 
 
-def render_status_json(doc: dict[str, Any]) -> str:
-    return json.dumps(doc, indent=2)
+def render_status_json(doc: Status) -> str:
+    return doc.model_dump_json(indent=2)
 
 
-def render_status_text(doc: dict[str, Any]) -> str:
-    deployments = doc["deployments"]
-    if not deployments:
-        return f"No deployments in {doc['sysroot']}."
-    lines = [f"Deployments in {doc['sysroot']}, in boot order:"]
-    for d in deployments:
-        marks = [m for m, on in (("booted", d["booted"]), ("default", d["default"])) if on]
-        if not d["default"] and d["index"] == 1:
+def render_status_text(doc: Status) -> str:
+    if not doc.deployments:
+        return f"No deployments in {doc.sysroot}."
+    lines = [f"Deployments in {doc.sysroot}, in boot order:"]
+    for d in doc.deployments:
+        marks = [m for m, on in (("booted", d.booted), ("default", d.default)) if on]
+        if not d.default and d.index == 1:
             marks.append("rollback")
-        bullet = "●" if d["booted"] else "*" if d["default"] else " "
-        lines.append(f"{bullet} {d['stateroot']}:{d['origin']}" + (f"  ({', '.join(marks)})" if marks else ""))
-        when = datetime.datetime.fromtimestamp(d["timestamp"], datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-        rows = [
-            ("Commit", f"{d['checksum']}.{d['serial']}"),
-            ("Version", f"{d['version']} ({when})" if d["version"] else when),
-        ]
-        if d["base_checksum"] != d["checksum"]:
-            rows.append(("Base", d["base_checksum"]))
-        if d["requested_packages"]:
-            rows.append(("Requested", ", ".join(d["requested_packages"])))
-        if d["layered_packages"]:
-            rows.append(("Layered", ", ".join(d["layered_packages"])))
-        if d["requested_local_packages"]:
-            rows.append(("Local", ", ".join(p.split(":", 1)[-1] for p in d["requested_local_packages"])))
-        if d["removed_base_packages"]:
-            rows.append(("Removed", ", ".join(d["removed_base_packages"]) + " (from the base)"))
-        if d["inactive_requests"]:
-            rows.append(("Inactive", ", ".join(d["inactive_requests"]) + " (provided by the base)"))
+        bullet = "●" if d.booted else "*" if d.default else " "
+        lines.append(f"{bullet} {d.stateroot}:{d.origin}" + (f"  ({', '.join(marks)})" if marks else ""))
+        when = datetime.datetime.fromtimestamp(d.timestamp, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        rows = [("Commit", f"{d.checksum}.{d.serial}"), ("Version", f"{d.version} ({when})" if d.version else when)]
+        if d.base_checksum != d.checksum:
+            rows.append(("Base", d.base_checksum))
+        if d.requested_packages:
+            rows.append(("Requested", ", ".join(d.requested_packages)))
+        if d.layered_packages:
+            rows.append(("Layered", ", ".join(d.layered_packages)))
+        if d.requested_local_packages:
+            rows.append(("Local", ", ".join(p.split(":", 1)[-1] for p in d.requested_local_packages)))
+        if d.removed_base_packages:
+            rows.append(("Removed", ", ".join(d.removed_base_packages) + " (from the base)"))
+        if d.inactive_requests:
+            rows.append(("Inactive", ", ".join(d.inactive_requests) + " (provided by the base)"))
         lines += [f"      {k + ':':<11}{v}" for k, v in rows]
     return "\n".join(lines)
