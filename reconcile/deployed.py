@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from reconcile import commitmeta, ostree
+from reconcile import commitmeta
 from reconcile.commitmeta import LayeredPackage
 from reconcile.errors import ReconcileError, UsageError
-from reconcile.origin_keyfile import unsupported_keys
+from reconcile.origin_keyfile import read_origin_keyfile
 from reconcile.ostree import Deployment, Repo, Sysroot
 from reconcile.rpm.nevra import Nevra
 
@@ -72,19 +72,7 @@ class DeploymentState:
 
 
 def read_deployment(sysroot: Sysroot, repo: Repo, dep: Deployment, index: int) -> DeploymentState:
-    origin = dep.get_origin()
-    fields = ostree.KeyfileFields(None, [], [], [])
-    recommends = True
-    ignore_scripts: list[str] = []
-    releasever = localpkg = None
-    unsupported: list[str] = []
-    if origin is not None:
-        fields = ostree.keyfile_fields(origin)
-        unsupported = unsupported_keys(origin)
-        recommends = ostree.keyfile_get(origin, "reconcile", "recommends") != "false"
-        ignore_scripts = ostree.keyfile_get_list(origin, "reconcile", "ignore-scripts")
-        releasever = ostree.keyfile_get(origin, "reconcile", "releasever")
-        localpkg = _keyfile_bool(ostree.keyfile_get(origin, "reconcile", "localpkg-gpgcheck"))
+    fields = read_origin_keyfile(dep.get_origin())
     checksum = dep.get_csum()
     meta = repo.commit_metadata(checksum)
     booted = sysroot.booted()
@@ -98,10 +86,10 @@ def read_deployment(sysroot: Sysroot, repo: Repo, dep: Deployment, index: int) -
         requested=fields.requested,
         local=fields.local,
         override_remove=fields.removals,
-        recommends=recommends,
-        ignore_scripts=ignore_scripts,
-        releasever=releasever,
-        localpkg_gpgcheck=localpkg,
+        recommends=fields.recommends,
+        ignore_scripts=fields.ignore_scripts,
+        releasever=fields.releasever,
+        localpkg_gpgcheck=fields.localpkg_gpgcheck,
         base_checksum=str(meta.get(commitmeta.BASE, checksum)),
         layered=commitmeta.layered_packages(meta),
         active_requests=list(meta.get(commitmeta.REQUESTED, [])),
@@ -111,12 +99,8 @@ def read_deployment(sysroot: Sysroot, repo: Repo, dep: Deployment, index: int) -
         format_version=int(meta.get(commitmeta.FORMAT, 0)),
         version=meta.get(commitmeta.VERSION),
         timestamp=repo.commit_timestamp(checksum),
-        unsupported_origin_keys=unsupported,
+        unsupported_origin_keys=fields.unsupported,
     )
-
-
-def _keyfile_bool(value: str | None) -> bool | None:
-    return None if value is None else value == "true"
 
 
 def all_deployments(sysroot: Sysroot, repo: Repo) -> list[DeploymentState]:

@@ -1,4 +1,5 @@
-"""rpm-ostree's `.origin` keyfile: read as input for migration, and checked for keys that change the tree.
+"""The deployment origin keyfile, rpm-ostree's format: the one codec that reads and writes it (a deployment's
+origin, and `.origin` files given as input for migration), and the check for keys that change the tree.
 
 reconcile implements refspec/baserefspec, `[packages] requested` and `requested-local` (`<sha256>:<nevra>`, resolved
 against the package cache), and `[overrides] remove`. Any other key that makes rpm-ostree build a different
@@ -7,12 +8,16 @@ tree is refused by name: dropping it silently would deploy something else than t
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reconcile import ostree
 from reconcile.errors import InvalidInputError
 from reconcile.ostree import KeyFile
+
+if TYPE_CHECKING:
+    from reconcile.origin import DesiredOrigin
 
 _IMPLEMENTED = {
     ("origin", "refspec"),
@@ -25,6 +30,84 @@ _NO_TREE_EFFECT = {("origin", "custom-url"), ("origin", "custom-description")}
 _OWN_GROUPS = {"reconcile", "libostree-transient"}  # reconcile's options; libostree's pinning
 # Booleans that change nothing while false (rpm-ostree may write them as `false`).
 _OFF_IS_HARMLESS = {("rpmostree", "regenerate-initramfs"), ("rpmostree", "ex-cliwrap")}
+
+
+# Groups and keys reconcile owns in a deployment's origin; everything else is carried over untouched.
+_OWNED_KEYS = (
+    *sorted(_IMPLEMENTED),
+    ("reconcile", "recommends"),
+    ("reconcile", "ignore-scripts"),
+    ("reconcile", "releasever"),
+    ("reconcile", "localpkg-gpgcheck"),
+)
+
+
+@dataclass(frozen=True)
+class OriginFields:
+    """What a deployment origin says: the base, the packages, reconcile's options, and what it cannot honour."""
+
+    refspec: str | None = None
+    requested: list[str] = field(default_factory=list)
+    local: list[str] = field(default_factory=list)  # `<sha256>:<nevra>` pins
+    removals: list[str] = field(default_factory=list)
+    recommends: bool = True
+    ignore_scripts: list[str] = field(default_factory=list)
+    releasever: str | None = None
+    localpkg_gpgcheck: bool | None = None
+    unsupported: list[str] = field(default_factory=list)
+
+
+def read_origin_keyfile(kf: KeyFile | None) -> OriginFields:
+    if kf is None:
+        return OriginFields()
+    get, get_list = ostree.keyfile_get, ostree.keyfile_get_list
+    localpkg = get(kf, "reconcile", "localpkg-gpgcheck")
+    return OriginFields(
+        refspec=get(kf, "origin", "refspec") or get(kf, "origin", "baserefspec"),
+        requested=get_list(kf, "packages", "requested"),
+        local=get_list(kf, "packages", "requested-local"),
+        removals=get_list(kf, "overrides", "remove"),
+        recommends=get(kf, "reconcile", "recommends") != "false",
+        ignore_scripts=get_list(kf, "reconcile", "ignore-scripts"),
+        releasever=get(kf, "reconcile", "releasever"),
+        localpkg_gpgcheck=None if localpkg is None else localpkg == "true",
+        unsupported=unsupported_keys(kf),
+    )
+
+
+def write_origin_keyfile(
+    desired: DesiredOrigin, local_pins: list[str], previous: KeyFile | None, *, new_deployment: bool
+) -> KeyFile:
+    """The deployment origin: `baserefspec` when anything is requested (plain `refspec` keeps
+    `ostree admin upgrade` working otherwise), lists written with GLib's trailing `;`."""
+    kf = ostree.keyfile_copy(previous) if previous is not None else ostree.KeyFile.new()
+    if new_deployment:
+        ostree.keyfile_remove(kf, "libostree-transient")  # pinning belongs to the old deployment
+    for group, key in _OWNED_KEYS:
+        ostree.keyfile_remove(kf, group, key)
+    requested = sorted(desired.packages.requested)
+    removals = sorted(desired.overrides.remove)
+    key = "baserefspec" if requested or local_pins or removals else "refspec"
+    kf.set_string("origin", key, desired.origin.baserefspec)
+    if requested:
+        kf.set_string_list("packages", "requested", requested)
+    if local_pins:
+        kf.set_string_list("packages", "requested-local", sorted(local_pins))
+    if removals:
+        kf.set_string_list("overrides", "remove", removals)
+    options = desired.options
+    if not options.recommends:
+        kf.set_string("reconcile", "recommends", "false")
+    if options.ignore_scripts:
+        kf.set_string_list("reconcile", "ignore-scripts", sorted(options.ignore_scripts))
+    if options.releasever is not None:
+        kf.set_string("reconcile", "releasever", options.releasever)
+    if options.localpkg_gpgcheck is not None:
+        kf.set_string("reconcile", "localpkg-gpgcheck", "true" if options.localpkg_gpgcheck else "false")
+    for group in ("packages", "overrides", "reconcile"):
+        if kf.has_group(group) and not kf.get_keys(group)[0]:
+            ostree.keyfile_remove(kf, group)
+    return kf
 
 
 def unsupported_keys(kf: KeyFile) -> list[str]:
@@ -57,10 +140,9 @@ def parse_keyfile(path: Path, text: str) -> dict[str, Any]:
         kf = ostree.keyfile_from_text(text)
     except Exception as e:
         raise InvalidInputError(f"{path} is not a valid keyfile: {e}") from None
-    unsupported = unsupported_keys(kf)
-    if unsupported:
-        raise refusal(str(path), unsupported)
-    fields = ostree.keyfile_fields(kf)
+    fields = read_origin_keyfile(kf)
+    if fields.unsupported:
+        raise refusal(str(path), fields.unsupported)
     if fields.refspec is None:
         raise InvalidInputError(f"{path} has no [origin] refspec or baserefspec.")
     return {

@@ -519,25 +519,6 @@ class Sysroot:
             _call("sysroot cleanup", self.gi.cleanup, None)
 
 
-@dataclass(frozen=True)
-class KeyfileFields:
-    """What an rpm-ostree style deployment origin says about the base and the packages."""
-
-    refspec: str | None
-    requested: list[str]
-    local: list[str]
-    removals: list[str]
-
-
-def keyfile_fields(kf: GLib.KeyFile) -> KeyfileFields:
-    return KeyfileFields(
-        refspec=keyfile_get(kf, "origin", "refspec") or keyfile_get(kf, "origin", "baserefspec"),
-        requested=keyfile_get_list(kf, "packages", "requested"),
-        local=keyfile_get_list(kf, "packages", "requested-local"),
-        removals=keyfile_get_list(kf, "overrides", "remove"),
-    )
-
-
 def keyfile_from_text(text: str) -> GLib.KeyFile:
     kf = GLib.KeyFile.new()
     try:

@@ -119,3 +119,35 @@ def load_origin_text(text: str) -> list[str]:
     import tomllib
 
     return list(tomllib.loads(text)["packages"]["requested"])
+
+
+def test_the_origin_keyfile_codec_round_trips_and_keeps_other_keys(tmp_path: Path) -> None:
+    from reconcile import ostree
+    from reconcile.origin_keyfile import read_origin_keyfile, write_origin_keyfile
+
+    f = tmp_path / "o.toml"
+    f.write_text(
+        '[origin]\nbaserefspec = "r"\n[packages]\nrequested = ["b", "a"]\n[overrides]\nremove = ["x"]\n'
+        '[options]\nrecommends = false\nignore_scripts = ["a.%post"]\nreleasever = "41"\nlocalpkg_gpgcheck = true\n'
+    )
+    desired = load_origin(f).desired
+    previous = ostree.keyfile_from_text(
+        "[origin]\nrefspec=old\ncustom-description=mine\n[libostree-transient]\npinned=1\n"
+    )
+    kf = write_origin_keyfile(desired, ["0" * 64 + ":l-1-1.noarch"], previous, new_deployment=True)
+    fields = read_origin_keyfile(kf)
+    assert (fields.refspec, fields.requested, fields.removals, fields.local) == (
+        "r",
+        ["a", "b"],
+        ["x"],
+        ["0" * 64 + ":l-1-1.noarch"],
+    )
+    assert (fields.recommends, fields.ignore_scripts, fields.releasever, fields.localpkg_gpgcheck) == (
+        False,
+        ["a.%post"],
+        "41",
+        True,
+    )
+    assert ostree.keyfile_get(kf, "origin", "custom-description") == "mine", "keys reconcile does not own stay"
+    assert ostree.keyfile_get(kf, "origin", "refspec") is None and not kf.has_group("libostree-transient")
+    assert fields.unsupported == []

@@ -9,12 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reconcile.apply.deploy import build_origin, collect_garbage, deploy
+from reconcile.apply.deploy import collect_garbage, deploy
 from reconcile.apply.packages import PackageFetcher
 from reconcile.context import Context
 from reconcile.deployed import DeploymentState, current_deployment
 from reconcile.errors import InvalidInputError, ReconcileError, StalePlanError
 from reconcile.origin import LoadedOrigin, load_origin
+from reconcile.origin_keyfile import write_origin_keyfile
 from reconcile.planner import model as m
 
 
@@ -101,7 +102,7 @@ def apply_plan(
     if download_only:
         return _download_only(ctx, fetcher)
     if not target.needs_deployment:
-        origin = build_origin(loaded.desired, target.local, dep.get_origin(), new_deployment=False)
+        origin = write_origin_keyfile(loaded.desired, target.local, dep.get_origin(), new_deployment=False)
         ctx.sysroot.write_origin(dep, origin)
         return ApplyResult(True, None, f"Updated the origin of deployment {current.id}; no new deployment was needed.")
     commit = target.base_checksum
@@ -111,7 +112,7 @@ def apply_plan(
         accounts = _previous_accounts(ctx, current, dep)
         inputs = BuildInputs(plan, loaded.desired.options.ignore_scripts, accounts, fetcher)
         commit = build_layered_commit(ctx, inputs)
-    origin = build_origin(loaded.desired, target.local, dep.get_origin(), new_deployment=True)
+    origin = write_origin_keyfile(loaded.desired, target.local, dep.get_origin(), new_deployment=True)
     with ctx.reporter.step("Deploying"):
         new = deploy(ctx, current.stateroot, commit, origin, dep)
     ctx.reload()  # the sysroot changed on disk: read it (and its repo) again before pruning against it
