@@ -1,10 +1,12 @@
-"""Names of the commit metadata keys reconcile writes, and reading them back (DESIGN §3)."""
+"""The commit metadata reconcile writes, and the codecs that read and write it (DESIGN §3): `LayeredCommit` for
+layered commits, `PackageCommit` for package-cache commits (compose writes a base's pkglist with the same names)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from reconcile import ostree
 from reconcile.ostree import Variant
 from reconcile.rpm.nevra import Nevra
 
@@ -52,3 +54,84 @@ def nevra_list(nevras: list[Nevra]) -> Variant:
 
 def sources_variant(packages: list[LayeredPackage]) -> Variant:
     return Variant("a{s(ss)}", {str(p.nevra): (p.checksum, p.repo) for p in packages})
+
+
+@dataclass(frozen=True)
+class LayeredCommit:
+    """A layered commit's metadata. A plain base reads as its own base with nothing layered."""
+
+    base: str
+    pkglist: list[Nevra] = field(default_factory=list)  # base (minus removals) plus layered, as rpm-ostree lists
+    layered: list[LayeredPackage] = field(default_factory=list)
+    requested: list[str] = field(default_factory=list)  # the active request specs
+    requested_names: list[str] | None = None  # layered packages a request chose (None: an older commit)
+    removed_base: list[Nevra] = field(default_factory=list)
+    state_digest: str | None = None
+    format_version: int = 0
+    version: str | None = None
+
+    def to_metadata(self) -> dict[str, Any]:
+        return {
+            PKGLIST: nevra_list(self.pkglist),
+            LAYERED: nevra_list([p.nevra for p in self.layered]),
+            LAYERED_SOURCES: sources_variant(self.layered),
+            REQUESTED: Variant("as", self.requested),
+            REQUESTED_NAMES: Variant("as", self.requested_names or []),
+            REMOVED_BASE: nevra_list(self.removed_base),
+            BASE: Variant("s", self.base),
+            STATE_DIGEST: Variant("s", self.state_digest or ""),
+            FORMAT: Variant("u", self.format_version),
+        }
+
+    @classmethod
+    def from_metadata(cls, commit: str, meta: dict[str, Any]) -> LayeredCommit:
+        return cls(
+            base=str(meta.get(BASE, commit)),
+            pkglist=[Nevra.from_tuple(t) for t in meta.get(PKGLIST, [])],
+            layered=layered_packages(meta),
+            requested=list(meta.get(REQUESTED, [])),
+            requested_names=list(meta[REQUESTED_NAMES]) if REQUESTED_NAMES in meta else None,
+            removed_base=[Nevra.from_tuple(t) for t in meta.get(REMOVED_BASE, [])],
+            state_digest=meta.get(STATE_DIGEST),
+            format_version=int(meta.get(FORMAT, 0)),
+            version=meta.get(VERSION),
+        )
+
+
+@dataclass(frozen=True)
+class PackageCommit:
+    """A package-cache commit's metadata: what it was imported from and against."""
+
+    nevra: Nevra
+    header: bytes  # lead, signature header and header, as the RPM had them
+    checksum: str  # of the RPM, from the repodata (or of the local file)
+    owners: dict[str, int]  # the part of the owner map the package uses
+    policy: str
+    import_format: int
+    mode: str
+
+    def to_metadata(self) -> dict[str, Any]:
+        return {
+            PKG_NEVRA: Variant("(sssss)", self.nevra.as_tuple()),
+            PKG_HEADER: ostree.bytes_variant(self.header),
+            PKG_CHECKSUM: Variant("s", self.checksum),
+            PKG_OWNERS: Variant("a{si}", self.owners),
+            PKG_POLICY: Variant("s", self.policy),
+            PKG_IMPORT: Variant("u", self.import_format),
+            PKG_MODE: Variant("s", self.mode),
+        }
+
+    @classmethod
+    def from_metadata(cls, meta: dict[str, Any]) -> PackageCommit | None:
+        """None for a commit that is not a (complete) package-cache commit."""
+        if PKG_NEVRA not in meta or not meta.get(PKG_HEADER):
+            return None
+        return cls(
+            nevra=Nevra.from_tuple(meta[PKG_NEVRA]),
+            header=bytes(meta[PKG_HEADER]),
+            checksum=str(meta.get(PKG_CHECKSUM, "")),
+            owners=dict(meta.get(PKG_OWNERS, {})),
+            policy=str(meta.get(PKG_POLICY, "")),
+            import_format=int(meta.get(PKG_IMPORT, 0)),
+            mode=str(meta.get(PKG_MODE, "")),
+        )

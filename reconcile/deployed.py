@@ -10,7 +10,6 @@ from reconcile.commitmeta import LayeredPackage
 from reconcile.errors import ReconcileError, UsageError
 from reconcile.origin_keyfile import read_origin_keyfile
 from reconcile.ostree import Deployment, Repo, Sysroot
-from reconcile.rpm.nevra import Nevra
 
 
 @dataclass(frozen=True)
@@ -74,7 +73,7 @@ class DeploymentState:
 def read_deployment(sysroot: Sysroot, repo: Repo, dep: Deployment, index: int) -> DeploymentState:
     fields = read_origin_keyfile(dep.get_origin())
     checksum = dep.get_csum()
-    meta = repo.commit_metadata(checksum)
+    commit = commitmeta.LayeredCommit.from_metadata(checksum, repo.commit_metadata(checksum))
     booted = sysroot.booted()
     return DeploymentState(
         stateroot=dep.get_osname(),
@@ -90,14 +89,14 @@ def read_deployment(sysroot: Sysroot, repo: Repo, dep: Deployment, index: int) -
         ignore_scripts=fields.ignore_scripts,
         releasever=fields.releasever,
         localpkg_gpgcheck=fields.localpkg_gpgcheck,
-        base_checksum=str(meta.get(commitmeta.BASE, checksum)),
-        layered=commitmeta.layered_packages(meta),
-        active_requests=list(meta.get(commitmeta.REQUESTED, [])),
-        requested_names=list(meta[commitmeta.REQUESTED_NAMES]) if commitmeta.REQUESTED_NAMES in meta else None,
-        removed_base=[str(Nevra.from_tuple(t)) for t in meta.get(commitmeta.REMOVED_BASE, [])],
-        state_digest=meta.get(commitmeta.STATE_DIGEST),
-        format_version=int(meta.get(commitmeta.FORMAT, 0)),
-        version=meta.get(commitmeta.VERSION),
+        base_checksum=commit.base,
+        layered=commit.layered,
+        active_requests=commit.requested,
+        requested_names=commit.requested_names,
+        removed_base=[str(n) for n in commit.removed_base],
+        state_digest=commit.state_digest,
+        format_version=commit.format_version,
+        version=commit.version,
         timestamp=repo.commit_timestamp(checksum),
         unsupported_origin_keys=fields.unsupported,
     )

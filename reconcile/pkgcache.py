@@ -6,6 +6,7 @@ the RPM, the ids its owners map to in the target tree, the SELinux policy and th
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import stat
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from typing import Any
 from reconcile import commitmeta as cm
 from reconcile import ostree
 from reconcile.errors import PackageError
-from reconcile.ostree import Repo, Variant
+from reconcile.ostree import Repo
 from reconcile.rpm import header as h
 from reconcile.rpm.nevra import Nevra, pkgcache_ref
 from reconcile.rpm.payload import Owners, PayloadImporter
@@ -86,26 +87,26 @@ class PackageCache:
         commit = self.repo.resolve(pkgcache_ref(nevra))
         if commit is None:
             return None
-        meta = self.repo.commit_metadata(commit)
+        pc = cm.PackageCommit.from_metadata(self.repo.commit_metadata(commit))
         if (
-            meta.get(cm.PKG_CHECKSUM) != checksum
-            or meta.get(cm.PKG_IMPORT) != IMPORT_FORMAT
-            or meta.get(cm.PKG_MODE) != self.mode
-            or not self._owners_match(dict(meta.get(cm.PKG_OWNERS, {})))
+            pc is None
+            or pc.checksum != checksum
+            or pc.import_format != IMPORT_FORMAT
+            or pc.mode != self.mode
+            or not self._owners_match(pc.owners)
         ):
             return None
-        if meta.get(cm.PKG_POLICY, NO_POLICY) != self.policy:
-            commit = self._relabel(commit, meta)
+        if pc.policy != self.policy:
+            commit = self._relabel(commit, pc)
         return CachedPackage(nevra, commit, checksum, repo_id)
 
-    def _relabel(self, commit: str, meta: dict[str, Any]) -> str:
+    def _relabel(self, commit: str, pc: cm.PackageCommit) -> str:
         """Rewrite a package commit's objects with this policy's labels (inside the caller's transaction)."""
         contents, dirmeta = self.repo.commit_root(commit)
         tree = ostree.new_tree()
         self._relabel_dir(tree, contents, dirmeta, "")
-        metadata = self.repo.commit_metadata_variants(commit)
-        metadata[cm.PKG_POLICY] = Variant("s", self.policy)
-        nevra = Nevra.from_tuple(meta[cm.PKG_NEVRA])
+        metadata = dataclasses.replace(pc, policy=self.policy).to_metadata()
+        nevra = pc.nevra
         root = self.repo.write_mtree(tree)
         new = self.repo.write_commit(None, str(nevra), metadata, root, self.repo.commit_timestamp(commit))
         self.repo.set_ref(pkgcache_ref(nevra), new)
@@ -136,10 +137,8 @@ class PackageCache:
         commit = self.repo.resolve(pkgcache_ref(nevra))
         if commit is None:
             return None
-        meta = self.repo.commit_metadata(commit)
-        if meta.get(cm.PKG_CHECKSUM) != checksum or not meta.get(cm.PKG_HEADER):
-            return None
-        return bytes(meta[cm.PKG_HEADER])
+        pc = cm.PackageCommit.from_metadata(self.repo.commit_metadata(commit))
+        return pc.header if pc is not None and pc.checksum == checksum else None
 
     def cached_header(self, nevra: Nevra, checksum: str) -> h.Header | None:
         """The header of a package the cache holds (any import), to check it before downloading."""
@@ -183,15 +182,15 @@ class PackageCache:
             imported = importer.run(f)
         root = self.repo.write_mtree(imported.tree)
         files = h.file_entries(headers.header)
-        metadata: dict[str, Any] = {
-            cm.PKG_NEVRA: Variant("(sssss)", nevra.as_tuple()),
-            cm.PKG_HEADER: ostree.bytes_variant(headers.raw),
-            cm.PKG_CHECKSUM: Variant("s", checksum),
-            cm.PKG_OWNERS: Variant("a{si}", self.owners.used_by([f for f in files if not f.is_ghost])),
-            cm.PKG_POLICY: Variant("s", self.policy),
-            cm.PKG_IMPORT: Variant("u", IMPORT_FORMAT),
-            cm.PKG_MODE: Variant("s", self.mode),
-        }
+        metadata = cm.PackageCommit(
+            nevra=nevra,
+            header=headers.raw,
+            checksum=checksum,
+            owners=self.owners.used_by([f for f in files if not f.is_ghost]),
+            policy=self.policy,
+            import_format=IMPORT_FORMAT,
+            mode=self.mode,
+        ).to_metadata()
         timestamp = headers.header.integer(h.BUILDTIME, 0) or 0
         commit = self.repo.write_commit(None, str(nevra), metadata, root, timestamp)
         cached = CachedPackage(nevra, commit, checksum, repo_id)
@@ -199,10 +198,10 @@ class PackageCache:
         return cached
 
     def header_raw(self, commit: str) -> bytes:
-        raw = self.repo.commit_metadata(commit).get(cm.PKG_HEADER)
-        if not raw:
+        pc = cm.PackageCommit.from_metadata(self.repo.commit_metadata(commit))
+        if pc is None:
             raise PackageError(f"The package-cache commit {commit} lacks its RPM header.")
-        return bytes(raw)
+        return pc.header
 
 
 def ships_bootstrap_files(headers: h.RpmHeaders) -> bool:

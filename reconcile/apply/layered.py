@@ -27,7 +27,7 @@ from reconcile.apply.users import AccountDb
 from reconcile.commitmeta import LayeredPackage
 from reconcile.context import Context
 from reconcile.errors import PackageError
-from reconcile.ostree import MutableTree, Repo, Variant
+from reconcile.ostree import MutableTree, Repo
 from reconcile.pkgcache import CachedPackage, PackageCache, read_rpm
 from reconcile.planner import model as m
 from reconcile.report import Reporter
@@ -173,22 +173,21 @@ def _assemble(
 def _commit(repo: Repo, target: m.Target, tree: MutableTree, packages: list[CachedPackage]) -> str:
     base = target.base_checksum
     root = repo.write_mtree(tree)
-    base_meta = repo.commit_metadata(base)
     gone = set(target.remove_base)
-    base_pkgs = [n for n in (Nevra.from_tuple(t) for t in base_meta.get(cm.PKGLIST, [])) if str(n) not in gone]
-    layered = [LayeredPackage(p.nevra, p.checksum, p.repo) for p in packages]
-    metadata: dict[str, Any] = {
-        **boot_metadata(repo, base),
-        cm.PKGLIST: cm.nevra_list(sorted(base_pkgs + [p.nevra for p in packages])),
-        cm.LAYERED: cm.nevra_list([p.nevra for p in packages]),
-        cm.LAYERED_SOURCES: cm.sources_variant(layered),
-        cm.REQUESTED: Variant("as", target.active_requests),
-        cm.REQUESTED_NAMES: Variant("as", sorted(p.name for p in target.packages if p.requested)),
-        cm.REMOVED_BASE: cm.nevra_list([Nevra.parse(n) for n in target.remove_base]),
-        cm.BASE: Variant("s", base),
-        cm.STATE_DIGEST: Variant("s", target.state_digest or ""),
-        cm.FORMAT: Variant("u", m.ASSEMBLY_FORMAT_VERSION),
-    }
+    base_pkgs = [
+        n for n in cm.LayeredCommit.from_metadata(base, repo.commit_metadata(base)).pkglist if str(n) not in gone
+    ]
+    layered = cm.LayeredCommit(
+        base=base,
+        pkglist=sorted(base_pkgs + [p.nevra for p in packages]),
+        layered=[LayeredPackage(p.nevra, p.checksum, p.repo) for p in packages],
+        requested=target.active_requests,
+        requested_names=sorted(p.name for p in target.packages if p.requested),
+        removed_base=[Nevra.parse(n) for n in target.remove_base],
+        state_digest=target.state_digest,
+        format_version=m.ASSEMBLY_FORMAT_VERSION,
+    )
+    metadata: dict[str, Any] = {**boot_metadata(repo, base), **layered.to_metadata()}
     subject = f"reconcile: {target.base_refspec} + " + ", ".join(str(p.nevra) for p in packages)
     if target.remove_base:
         subject += " - " + ", ".join(target.remove_base)
