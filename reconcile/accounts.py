@@ -7,6 +7,7 @@ import re
 import shlex
 import stat
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 
 from reconcile.ostree import Repo
@@ -14,14 +15,19 @@ from reconcile.rpm import header as h
 from reconcile.rpm.header import Header
 from reconcile.rpm.nevra import Nevra, pkgcache_ref
 from reconcile.rpm.payload import read_payload_files, tree_path
-from reconcile.rpm.scriptlets import RUN
+from reconcile.rpm.scriptlets import RUN, ScriptKind
 
 SYSUSERS_DIRS = ("/usr/lib/sysusers.d/", "/etc/sysusers.d/")
 
 
+class AccountKind(StrEnum):
+    USER = "user"
+    GROUP = "group"
+
+
 @dataclass(frozen=True)
 class AccountRequest:
-    kind: str  # "user" or "group"
+    kind: AccountKind
     name: str
     id: int | None = None
     group: str | None = None
@@ -55,15 +61,15 @@ class Declared:
     def __bool__(self) -> bool:
         return bool(self.accounts or self.members)
 
-    def creates(self, kind: str, name: str) -> str | None:
+    def creates(self, kind: AccountKind, name: str) -> str | None:
         """Where the declaration that creates this user or group comes from, or None."""
         for r in self.accounts:
             if r.name == name and r.kind == kind:
                 return r.source
-            if kind == "group" and r.kind == "user" and (r.group or r.name) == name:
+            if kind is AccountKind.GROUP and r.kind is AccountKind.USER and (r.group or r.name) == name:
                 return r.source
         for mem in self.members:  # an `m` line creates a missing user and group implicitly
-            if (mem.user if kind == "user" else mem.group) == name:
+            if (mem.user if kind is AccountKind.USER else mem.group) == name:
                 return mem.source
         return None
 
@@ -99,7 +105,7 @@ def declared(hdr: Header, package: str, sysusers: dict[str, bytes]) -> Declared:
 
 def from_pre_script(hdr: Header, package: str) -> list[AccountRequest]:
     """useradd/groupadd calls in a %pre script (the common `getent ... || useradd ...` idiom included)."""
-    body = hdr.string(RUN["pre"][0])
+    body = hdr.string(RUN[ScriptKind.PRE][0])
     requests = []
     for match in re.finditer(r"\b(useradd|groupadd)\b([^\n;|&]*)", body):
         if "#" in body[body.rfind("\n", 0, match.start()) + 1 : match.start()]:
@@ -113,12 +119,12 @@ def from_pre_script(hdr: Header, package: str) -> list[AccountRequest]:
             continue
         source = f"{package} %pre"
         if match.group(1) == "groupadd":
-            requests.append(AccountRequest("group", name, _int(options.get("-g")), source=source))
+            requests.append(AccountRequest(AccountKind.GROUP, name, _int(options.get("-g")), source=source))
         else:
             group = options.get("-g")
             requests.append(
                 AccountRequest(
-                    "user",
+                    AccountKind.USER,
                     name,
                     _int(options.get("-u")),
                     group=group if group and not group.isdigit() else name,
@@ -171,12 +177,12 @@ def from_sysusers(text: str, source: str) -> Declared:
         kind, name = words[0].rstrip("!"), words[1]
         ident = _field(words, 2, "")
         if kind == "g":
-            out.accounts.append(AccountRequest("group", name, _int(ident), source=source))
+            out.accounts.append(AccountRequest(AccountKind.GROUP, name, _int(ident), source=source))
         elif kind == "u":
             uid, _, gid = ident.partition(":")
             group = gid if gid and not gid.isdigit() else name
             gecos, home, shell = _field(words, 3, ""), _field(words, 4, "/"), _field(words, 5, "/sbin/nologin")
-            out.accounts.append(AccountRequest("user", name, _int(uid), group, gecos, home, shell, source))
+            out.accounts.append(AccountRequest(AccountKind.USER, name, _int(uid), group, gecos, home, shell, source))
         elif kind == "m" and ident:
             out.members.append(Membership(name, ident, source))
         elif kind == "r" and ident:

@@ -15,7 +15,7 @@ from reconcile.rpm import header as h
 from reconcile.rpm.header import Header
 from reconcile.rpm.nevra import Nevra
 from reconcile.rpm.rpmdb import TreeRpmdbReader
-from reconcile.rpm.scriptlets import Scriptlet, ScriptSet, classify, transaction_order
+from reconcile.rpm.scriptlets import PHASES, ScriptKind, Scriptlet, ScriptSet, classify, transaction_order
 
 TRANSFILETRIGGER_INDEX = "Transfiletriggername"
 
@@ -45,7 +45,7 @@ def plan_scripts(
     if mine.refused:
         what, why = mine.refused[0]
         raise PackageError(f"{what}: {why}.", hint="Nothing was deployed. Remove the package from the origin.")
-    ordered = [s for s in mine.run if s.kind in ("pre", "post", "posttrans")]
+    ordered = [s for s in mine.run if s.kind in PHASES]
     # Nothing to order (no scripts, or one package's): skip the graph and its networkx import.
     if len({s.nevra.name for s in ordered}) > 1:
         order, dropped = transaction_order(list(headers.values()))
@@ -53,9 +53,9 @@ def plan_scripts(
         order, dropped = sorted((Nevra.from_header(hdr) for hdr in headers.values()), key=str), []
     position = {n.name: i for i, n in enumerate(order)}
     by_kind = {kind: sorted((s for s in mine.run if s.kind == kind), key=lambda s: position[s.nevra.name])
-               for kind in ("pre", "post", "posttrans")}  # fmt: skip
+               for kind in PHASES}  # fmt: skip
     erased = erased or set()
-    mine_triggers = [s for s in mine.run if s.kind == "transfiletriggerin"]
+    mine_triggers = [s for s in mine.run if s.kind is ScriptKind.TRANSFILETRIGGERIN]
     base_set = _base_triggers(repo, base, ignore, erased)
     fired = []
     with TreeRpmdbReader(repo, base) as db:
@@ -69,7 +69,8 @@ def plan_scripts(
             if paths:
                 fired.append((trigger, sorted(paths)))
     ignored = mine.ignored + base_set.ignored
-    return ScriptPlan(by_kind["pre"], by_kind["post"], by_kind["posttrans"], fired, ignored, dropped)
+    pre, post, posttrans = (by_kind[kind] for kind in PHASES)
+    return ScriptPlan(pre, post, posttrans, fired, ignored, dropped)
 
 
 def _matching(hdr: Header, prefix: str) -> list[str]:
@@ -86,7 +87,7 @@ def _base_triggers(repo: Repo, base: str, ignore: list[str], erased: set[str]) -
     with TreeRpmdbReader(repo, base) as db:
         headers = [hdr for hdr in db.indexed(TRANSFILETRIGGER_INDEX) if str(Nevra.from_header(hdr)) not in erased]
     found = classify(headers, ignore)
-    found.run = [s for s in found.run if s.kind == "transfiletriggerin"]
+    found.run = [s for s in found.run if s.kind is ScriptKind.TRANSFILETRIGGERIN]
     return found
 
 

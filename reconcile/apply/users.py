@@ -13,7 +13,7 @@ import stat
 from dataclasses import dataclass, field
 
 from reconcile import ostree
-from reconcile.accounts import Declared
+from reconcile.accounts import AccountKind, Declared
 from reconcile.errors import PackageError
 from reconcile.ostree import MutableTree, Repo
 from reconcile.rpm.payload import Owners
@@ -59,9 +59,9 @@ class AccountDb:
         """Groups first, then users, then memberships, in sysusers' order."""
         self.ranges = sorted(wanted.ranges) or [(SYSTEM_MIN, SYSTEM_MAX)]
         requests = wanted.accounts
-        for r in sorted((r for r in requests if r.kind == "group"), key=lambda r: r.name):
+        for r in sorted((r for r in requests if r.kind is AccountKind.GROUP), key=lambda r: r.name):
             self._group(r.name, r.id)
-        for r in sorted((r for r in requests if r.kind == "user"), key=lambda r: r.name):
+        for r in sorted((r for r in requests if r.kind is AccountKind.USER), key=lambda r: r.name):
             self._user(r.name, r.id, r.group or r.name, f"{r.gecos}:{r.home}:{r.shell}", r.source)
         for mem in wanted.members:
             self._group(mem.group, None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import stat
 
-from reconcile.accounts import Declared
+from reconcile.accounts import AccountKind, Declared
 from reconcile.planner.model import Check, CheckKind, Severity
 from reconcile.rpm import header as h
 from reconcile.rpm.header import FileEntry
@@ -82,12 +82,12 @@ def path_checks(package: str, paths: list[str]) -> list[Check]:
 def owner_checks(package: str, files: list[FileEntry], owners: Owners, wanted: Declared) -> list[Check]:
     """File owners the base's passwd/group do not define are an error, unless a layered package declares them
     (`wanted`, what apply will create first: sysusers.d lines or useradd/groupadd in %pre)."""
-    missing: dict[tuple[str, str], str] = {}
+    missing: dict[tuple[AccountKind, str], str] = {}
     for f in files:
         if f.user not in owners.users:
-            missing.setdefault(("user", f.user), f.path)
+            missing.setdefault((AccountKind.USER, f.user), f.path)
         if f.group not in owners.groups:
-            missing.setdefault(("group", f.group), f.path)
+            missing.setdefault((AccountKind.GROUP, f.group), f.path)
     checks = []
     for (kind, name), path in sorted(missing.items()):
         source = wanted.creates(kind, name)
@@ -98,7 +98,7 @@ def owner_checks(package: str, files: list[FileEntry], owners: Owners, wanted: D
             message = f"{package}: will create the {kind} {name!r} ({how}) before import; it owns {path}."
             checks.append(Check(kind=CheckKind.ACCOUNT, severity=Severity.INFO, package=package, message=message))
             continue
-        table = "passwd" if kind == "user" else "group file"
+        table = "passwd" if kind is AccountKind.USER else "group file"
         message = f"{package}: {path} is owned by the {kind} {name!r}, which the base's {table} does not define."
         checks.append(Check(kind=CheckKind.UNKNOWN_OWNER, severity=Severity.ERROR, package=package, message=message))
     for mem in wanted.members:

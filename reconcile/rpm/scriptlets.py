@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from reconcile.rpm import header as h
 from reconcile.rpm.header import Header
@@ -17,10 +18,28 @@ from reconcile.rpm.nevra import Nevra
 
 # kind -> (body tag, interpreter tag), from the header module's one table of script tags.
 _BY_KIND = {name.lstrip("%"): (body, prog) for body, (prog, name) in h.SCRIPT_TAGS.items()}
+
+
+class ScriptKind(StrEnum):
+    """The scripts reconcile runs, and the ones it shows as never needed; values are rpm's names without %."""
+
+    PRE = "pre"
+    POST = "post"
+    POSTTRANS = "posttrans"
+    TRANSFILETRIGGERIN = "transfiletriggerin"
+    PREUN = "preun"
+    POSTUN = "postun"
+    PRETRANS = "pretrans"
+    VERIFYSCRIPT = "verifyscript"
+
+
+PHASES = (ScriptKind.PRE, ScriptKind.POST, ScriptKind.POSTTRANS)
 # The per-package scripts reconcile runs.
-RUN = {kind: _BY_KIND[kind] for kind in ("pre", "post", "posttrans")}
+RUN = {kind: _BY_KIND[kind] for kind in PHASES}
 # Scripts of removal or verification: a layered tree is always rebuilt from the base, never uninstalled.
-NEVER_NEEDED = {kind: _BY_KIND[kind] for kind in ("preun", "postun", "pretrans", "verifyscript")}
+NEVER_NEEDED = {
+    kind: _BY_KIND[kind] for kind in (ScriptKind.PREUN, ScriptKind.POSTUN, ScriptKind.PRETRANS, ScriptKind.VERIFYSCRIPT)
+}
 TRANSFILETRIGGER = (5076, 5077, 5079, 5080, 5082, 5085)  # scripts, progs, names, index, flags, priorities
 FILETRIGGER_SCRIPTS, TRIGGER_SCRIPTS = _BY_KIND["filetrigger"][0], _BY_KIND["trigger"][0]
 SENSE_TRIGGERIN = 1 << 16
@@ -41,7 +60,7 @@ DEFAULT_IGNORED = frozenset(
 @dataclass(frozen=True)
 class Scriptlet:
     nevra: Nevra
-    kind: str  # "pre", "post", "posttrans", "transfiletriggerin"
+    kind: ScriptKind
     prog: tuple[str, ...]
     body: str
     prefixes: tuple[str, ...] = ()
@@ -101,7 +120,7 @@ def _transfiletriggers(hdr: Header, nevra: Nevra, refused: list[tuple[str, str]]
             continue
         prog = (progs[i],) if i < len(progs) and progs[i] else ("/bin/sh",)
         prio = priorities[i] if i < len(priorities) else 1000000
-        out.append(Scriptlet(nevra, "transfiletriggerin", prog, body, tuple(names[j] for j in members), prio))
+        out.append(Scriptlet(nevra, ScriptKind.TRANSFILETRIGGERIN, prog, body, tuple(names[j] for j in members), prio))
     return out
 
 
