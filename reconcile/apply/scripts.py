@@ -56,9 +56,9 @@ def plan_scripts(
                for kind in PHASES}  # fmt: skip
     erased = erased or set()
     mine_triggers = [s for s in mine.run if s.kind is ScriptKind.TRANSFILETRIGGERIN]
-    base_set = _base_triggers(repo, base, ignore, erased)
     fired = []
-    with TreeRpmdbReader(repo, base) as db:
+    with TreeRpmdbReader(repo, base) as db:  # opened once: on a non-bare repo it is a copy of the whole rpmdb
+        base_set = _base_triggers(db, ignore, erased)
         for trigger in sorted(mine_triggers + base_set.run, key=lambda s: (-s.priority, s.nevra.name)):
             paths = {p for hdr in headers.values() for prefix in trigger.prefixes for p in _matching(hdr, prefix)}
             if trigger in mine_triggers:  # its package is being installed: what is installed already counts too
@@ -82,10 +82,9 @@ def _matching(hdr: Header, prefix: str) -> list[str]:
     return [p for p in h.file_paths(hdr) if p.startswith(prefix)]
 
 
-def _base_triggers(repo: Repo, base: str, ignore: list[str], erased: set[str]) -> ScriptSet:
+def _base_triggers(db: TreeRpmdbReader, ignore: list[str], erased: set[str]) -> ScriptSet:
     """%transfiletriggerin scripts of base packages, found through the rpmdb's own trigger index."""
-    with TreeRpmdbReader(repo, base) as db:
-        headers = [hdr for hdr in db.indexed(TRANSFILETRIGGER_INDEX) if str(Nevra.from_header(hdr)) not in erased]
+    headers = [hdr for hdr in db.indexed(TRANSFILETRIGGER_INDEX) if str(Nevra.from_header(hdr)) not in erased]
     found = classify(headers, ignore)
     found.run = [s for s in found.run if s.kind is ScriptKind.TRANSFILETRIGGERIN]
     return found
