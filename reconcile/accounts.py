@@ -14,8 +14,9 @@ from reconcile.ostree import Repo
 from reconcile.rpm import header as h
 from reconcile.rpm.header import Header
 from reconcile.rpm.nevra import Nevra, pkgcache_ref
-from reconcile.rpm.payload import read_payload_files, tree_path
+from reconcile.rpm.payload import read_payload_files
 from reconcile.rpm.scriptlets import RUN, ScriptKind
+from reconcile.rpm.treerules import tree_path
 
 SYSUSERS_DIRS = ("/usr/lib/sysusers.d/", "/etc/sysusers.d/")
 
@@ -60,6 +61,14 @@ class Declared:
 
     def __bool__(self) -> bool:
         return bool(self.accounts or self.members)
+
+    def names(self, kind: AccountKind) -> set[str]:
+        """Every user (or group) name these declarations create, the names `creates` answers for."""
+        out = {r.name for r in self.accounts if r.kind is kind}
+        if kind is AccountKind.GROUP:
+            out |= {r.group or r.name for r in self.accounts if r.kind is AccountKind.USER}
+        out |= {mem.user if kind is AccountKind.USER else mem.group for mem in self.members}
+        return out
 
     def creates(self, kind: AccountKind, name: str) -> str | None:
         """Where the declaration that creates this user or group comes from, or None."""

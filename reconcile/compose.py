@@ -28,7 +28,7 @@ from reconcile.repos.config import load_repo_configs
 from reconcile.repos.source import RepoSet, wanted
 from reconcile.repos.variables import Variables
 from reconcile.rpm.nevra import Nevra
-from reconcile.rpm.payload import Owners
+from reconcile.rpm.treerules import Owners
 from reconcile.selinux import label_xattrs, labeler_for
 
 COMPOSE_MODE = "compose"

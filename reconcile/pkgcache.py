@@ -19,7 +19,8 @@ from reconcile.errors import PackageError
 from reconcile.ostree import Repo
 from reconcile.rpm import header as h
 from reconcile.rpm.nevra import Nevra, pkgcache_ref
-from reconcile.rpm.payload import Owners, PayloadImporter
+from reconcile.rpm.payload import PayloadImporter
+from reconcile.rpm.treerules import Owners
 from reconcile.selinux import NO_POLICY, SELINUX_XATTR, Labeler
 
 IMPORT_FORMAT = 1
@@ -175,8 +176,9 @@ class PackageCache:
             refuse_scriptlets(headers, nevra)  # composing a base runs no scriptlets yet
         if self.owners is None:
             raise PackageError("internal: the package cache was opened without an owner map")
+        composing = self.mode == "compose"  # a compose has no plan that checked the files first
         importer = PayloadImporter(
-            self.repo, nevra.name, headers, self.owners, allow_skeleton=self.mode == "compose", labeler=self.labeler
+            self.repo, nevra.name, headers, self.owners, composing, labeler=self.labeler, planned=not composing
         )
         with open(path, "rb") as f:
             imported = importer.run(f)

@@ -9,7 +9,7 @@ import pytest
 from reconcile.errors import InvalidInputError
 from reconcile.origin import load_origin
 from reconcile.rpm.nevra import Nevra, pkgcache_ref, rpmvercmp
-from reconcile.rpm.payload import relocate
+from reconcile.rpm.treerules import PathRefused, Placement, place
 
 
 @pytest.mark.parametrize(
@@ -58,13 +58,13 @@ def test_pkgcache_ref_escapes_like_rpm_ostree() -> None:
     ],
 )
 def test_path_rules(path: str, want: tuple[str, str]) -> None:
-    assert relocate(path, allow_skeleton=False) == want
+    assert place(path, allow_skeleton=False) == (Placement(want[0]), want[1])
 
 
 @pytest.mark.parametrize("path", ["/srv/x", "/home/user/x", "/usr/../etc/x", "relative/x", "/proc"])
 def test_refused_paths(path: str) -> None:
-    with pytest.raises(ValueError):
-        relocate(path, allow_skeleton=False)
+    with pytest.raises(PathRefused):
+        place(path, allow_skeleton=False)
 
 
 def test_origin_keeps_requests_as_a_set(tmp_path: Path) -> None:

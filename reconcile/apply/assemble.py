@@ -20,8 +20,9 @@ from reconcile.ostree import MutableTree, Repo, Variant
 from reconcile.pkgcache import CachedPackage, PackageCache
 from reconcile.rpm import header as h
 from reconcile.rpm.nevra import Nevra
-from reconcile.rpm.payload import tmpfiles_conf_name, tree_path
+from reconcile.rpm.payload import tmpfiles_conf_name
 from reconcile.rpm.rpmdb import DEFAULT_RPMDB_DIR, RPMDB_FILE, build_rpmdb, find_rpmdb, read_headers
+from reconcile.rpm.treerules import PathRefused, tree_path
 from reconcile.selinux import Labeler, label_xattrs
 
 BASE_OWNER = "the base"
@@ -161,7 +162,7 @@ def remove_base_packages(repo: Repo, tree: MutableTree, base: str, nevras: list[
 def _tree_path(path: str) -> str | None:
     try:
         return tree_path(path, allow_skeleton=True)
-    except ValueError:
+    except PathRefused:
         return None
 
 

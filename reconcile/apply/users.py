@@ -16,7 +16,7 @@ from reconcile import ostree
 from reconcile.accounts import AccountKind, Declared
 from reconcile.errors import PackageError
 from reconcile.ostree import MutableTree, Repo
-from reconcile.rpm.payload import Owners
+from reconcile.rpm.treerules import Owners
 from reconcile.selinux import Labeler, label_xattrs
 
 SYSTEM_MAX = 999

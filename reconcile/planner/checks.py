@@ -3,14 +3,12 @@ repos' file lists. Findings are values in the plan; errors make it unapplyable."
 
 from __future__ import annotations
 
-import stat
-
 from reconcile.accounts import AccountKind, Declared
 from reconcile.planner.model import Check, CheckKind, Severity
 from reconcile.rpm import header as h
 from reconcile.rpm.header import FileEntry
-from reconcile.rpm.payload import Owners, relocate
 from reconcile.rpm.scriptlets import classify
+from reconcile.rpm.treerules import Finding, Owners, Rule, file_findings
 
 
 def scriptlet_checks(package: str, hdr: h.Header, ignore: list[str]) -> list[Check]:
@@ -42,46 +40,41 @@ def scriptlet_checks(package: str, hdr: h.Header, ignore: list[str]) -> list[Che
     return checks
 
 
-def type_checks(package: str, files: list[FileEntry]) -> list[Check]:
-    """Device nodes, FIFOs and sockets cannot be OSTree content."""
-    names = {stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device", stat.S_IFIFO: "a FIFO"}
-    return [
-        Check(
-            kind=CheckKind.SPECIAL_FILE,
-            severity=Severity.ERROR,
-            package=package,
-            message=f"{package} ships {f.path}, {names.get(stat.S_IFMT(f.mode), 'a special file')}, "
-            "which an OSTree tree cannot hold.",
-        )
-        for f in files
-        if stat.S_IFMT(f.mode) not in (stat.S_IFREG, stat.S_IFDIR, stat.S_IFLNK)
-    ]
-
-
-def path_checks(package: str, paths: list[str]) -> list[Check]:
-    """Paths the OSTree path rules refuse (one finding per package, naming the first few paths)."""
-    refused = []
-    for path in paths:
-        try:
-            relocate(path, allow_skeleton=False)
-        except ValueError:
-            refused.append(path)
-    if not refused:
-        return []
-    shown = ", ".join(refused[:3]) + (f" and {len(refused) - 3} more" if len(refused) > 3 else "")
-    return [
-        Check(
-            kind=CheckKind.FORBIDDEN_PATH,
-            severity=Severity.ERROR,
-            package=package,
-            message=f"{package} ships {shown}, outside the paths an OSTree deployment can take.",
-        )
-    ]
-
-
-def owner_checks(package: str, files: list[FileEntry], owners: Owners, wanted: Declared) -> list[Check]:
-    """File owners the base's passwd/group do not define are an error, unless a layered package declares them
+def file_checks(package: str, files: list[FileEntry], owners: Owners, wanted: Declared) -> list[Check]:
+    """The tree rules over a package's files (treerules.file_findings, the rules the importer meets again).
+    Owners the base's passwd/group do not define are an error unless a layered package declares them
     (`wanted`, what apply will create first: sysusers.d lines or useradd/groupadd in %pre)."""
+    users = owners.users.keys() | wanted.names(AccountKind.USER)
+    groups = owners.groups.keys() | wanted.names(AccountKind.GROUP)
+    found = file_findings(files, users, groups, allow_skeleton=False)
+    by_rule: dict[Rule, list[Finding]] = {}
+    for finding in found:
+        by_rule.setdefault(finding.rule, []).append(finding)
+    checks = [_error(CheckKind.SPECIAL_FILE, package, f.message(package)) for f in by_rule.get(Rule.SPECIAL_FILE, [])]
+    refused = [f.path for f in by_rule.get(Rule.FORBIDDEN_PATH, [])]
+    if refused:  # one finding per package, naming the first few paths
+        shown = ", ".join(refused[:3]) + (f" and {len(refused) - 3} more" if len(refused) > 3 else "")
+        message = f"{package} ships {shown}, outside the paths an OSTree deployment can take."
+        checks.append(_error(CheckKind.FORBIDDEN_PATH, package, message))
+    unknown: dict[str, Finding] = {}
+    for f in by_rule.get(Rule.UNKNOWN_OWNER, []):
+        unknown.setdefault(f.detail, f)  # one finding per missing name, naming its first file
+    checks += [_error(CheckKind.UNKNOWN_OWNER, package, f.message(package)) for _, f in sorted(unknown.items())]
+    checks += _account_checks(package, files, owners, wanted)
+    warnings = [f for rule in (Rule.CAPS_DROPPED, Rule.LINKS_SPLIT) for f in by_rule.get(rule, [])]
+    checks += [
+        Check(kind=CheckKind.VAR_CONTENT, severity=Severity.WARNING, package=package, message=f.message(package))
+        for f in warnings
+    ]
+    return checks
+
+
+def _error(kind: CheckKind, package: str, message: str) -> Check:
+    return Check(kind=kind, severity=Severity.ERROR, package=package, message=message)
+
+
+def _account_checks(package: str, files: list[FileEntry], owners: Owners, wanted: Declared) -> list[Check]:
+    """The accounts apply creates before import for this package's files, and its group memberships."""
     missing: dict[tuple[AccountKind, str], str] = {}
     for f in files:
         if f.user not in owners.users:
@@ -91,50 +84,15 @@ def owner_checks(package: str, files: list[FileEntry], owners: Owners, wanted: D
     checks = []
     for (kind, name), path in sorted(missing.items()):
         source = wanted.creates(kind, name)
-        if source is not None:
-            by, _, where = source.partition(" ")
-            how = "%pre" if where == "%pre" else "sysusers.d"
-            how += "" if by == package else f" of {by}"
-            message = f"{package}: will create the {kind} {name!r} ({how}) before import; it owns {path}."
-            checks.append(Check(kind=CheckKind.ACCOUNT, severity=Severity.INFO, package=package, message=message))
-            continue
-        table = "passwd" if kind is AccountKind.USER else "group file"
-        message = f"{package}: {path} is owned by the {kind} {name!r}, which the base's {table} does not define."
-        checks.append(Check(kind=CheckKind.UNKNOWN_OWNER, severity=Severity.ERROR, package=package, message=message))
+        if source is None:
+            continue  # an unknown owner: the tree rules report it
+        by, _, where = source.partition(" ")
+        how = "%pre" if where == "%pre" else "sysusers.d"
+        how += "" if by == package else f" of {by}"
+        message = f"{package}: will create the {kind} {name!r} ({how}) before import; it owns {path}."
+        checks.append(Check(kind=CheckKind.ACCOUNT, severity=Severity.INFO, package=package, message=message))
     for mem in wanted.members:
         if mem.source.partition(" ")[0] == package:
             message = f"{package}: will add the user {mem.user!r} to the group {mem.group!r} (sysusers.d)."
             checks.append(Check(kind=CheckKind.ACCOUNT, severity=Severity.INFO, package=package, message=message))
-    return checks
-
-
-def var_checks(package: str, files: list[FileEntry]) -> list[Check]:
-    """What tmpfiles.d cannot express about /var and /run content is said, not dropped silently."""
-    checks = []
-    links: dict[tuple[int, int], list[str]] = {}
-    for f in files:
-        if f.path.split("/")[1:2] not in (["var"], ["run"]):
-            continue
-        if f.caps:
-            checks.append(
-                Check(
-                    kind=CheckKind.VAR_CONTENT,
-                    severity=Severity.WARNING,
-                    package=package,
-                    message=f"{package}: the file capabilities of {f.path} ({f.caps}) are dropped; "
-                    "tmpfiles.d, which creates /var and /run content at boot, cannot set them.",
-                )
-            )
-        if stat.S_ISREG(f.mode):
-            links.setdefault((f.device, f.inode), []).append(f.path)
-    for paths in links.values():
-        if len(paths) > 1:
-            checks.append(
-                Check(
-                    kind=CheckKind.VAR_CONTENT,
-                    severity=Severity.WARNING,
-                    package=package,
-                    message=f"{package}: the hard links {', '.join(paths)} become separate copies under /var.",
-                )
-            )
     return checks

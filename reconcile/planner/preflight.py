@@ -9,25 +9,19 @@ from collections.abc import Iterable
 
 from reconcile.accounts import Declared
 from reconcile.ostree import Repo
-from reconcile.planner.checks import owner_checks, path_checks, scriptlet_checks, type_checks, var_checks
+from reconcile.planner.checks import file_checks, scriptlet_checks
 from reconcile.planner.model import Check, CheckKind, Severity
 from reconcile.rpm import header as h
 from reconcile.rpm.header import FileEntry, Header
 from reconcile.rpm.nevra import Nevra
-from reconcile.rpm.payload import Owners, tree_path
 from reconcile.rpm.rpmdb import TreeRpmdbReader
+from reconcile.rpm.treerules import Owners, PathRefused, tree_path
 
 
 def package_checks(nevra: str, hdr: Header, owners: Owners, ignore: list[str], wanted: Declared) -> list[Check]:
     """`wanted`: the accounts every layered package declares (accounts.declared), as apply will create them."""
     files = [f for f in h.file_entries(hdr) if not f.is_ghost]
-    return (
-        scriptlet_checks(nevra, hdr, ignore)
-        + type_checks(nevra, files)
-        + path_checks(nevra, [f.path for f in files])
-        + owner_checks(nevra, files, owners, wanted)
-        + var_checks(nevra, files)
-    )
+    return scriptlet_checks(nevra, hdr, ignore) + file_checks(nevra, files, owners, wanted)
 
 
 def conflict_checks(repo: Repo, base: str, layered: dict[str, Header], new: set[str], removed: set[str]) -> list[Check]:
@@ -82,8 +76,8 @@ def _paths_in_tree(repo: Repo, commit: str, paths: Iterable[str]) -> list[str]:
     for path in paths:
         try:
             where = tree_path(path, allow_skeleton=False)
-        except ValueError:
-            continue  # refused by the path checks
+        except PathRefused:
+            continue  # refused by the tree rules
         if not where:
             continue
         parent, _, name = where.rpartition("/")

@@ -2,14 +2,11 @@
 
 The cpio stream carries only names, types and bytes (rpm writes uid/gid 0 and drops capabilities), so
 owners, modes and link targets come from the header, and every payload entry must match a header file.
-Paths follow the OSTree rules (DESIGN §3): `/etc` moves to `/usr/etc`, `/var` and `/run` content becomes
-tmpfiles.d entries (regular files go to `/usr/share/factory` and are copied at boot), `/opt` moves to
-`/usr/lib/opt` with a symlink, `/boot` to `/usr/lib/ostree-boot`.
+Where each path goes and what is refused is decided by rpm/treerules.py, the rules the plan applied too.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import stat
 from collections.abc import Callable, Iterator
@@ -23,57 +20,23 @@ from reconcile.ostree import MutableTree, Repo
 from reconcile.rpm import header as h
 from reconcile.rpm.fcaps import CapabilityError, capability_xattr
 from reconcile.rpm.header import FileEntry, RpmHeaders
+from reconcile.rpm.treerules import (
+    FACTORY,
+    USRMERGE,
+    Owners,
+    Placement,
+    file_findings,
+    keeps_capabilities,
+    place,
+    tree_path,
+)
 from reconcile.selinux import SELINUX_XATTR, Labeler
 
 INLINE_MAX = 1 << 20
 CAPABILITY_XATTR = b"security.capability\0"
 READ_BLOCK = 1 << 16
 DEFAULT_DIR_MODE = stat.S_IFDIR | 0o755
-FACTORY = "usr/share/factory"  # where /var and /run file content waits for systemd-tmpfiles
-_USRMERGE = {"bin": "usr/bin", "sbin": "usr/sbin", "lib": "usr/lib", "lib64": "usr/lib64"}
-# Empty directories and symlinks a base's filesystem package puts at the top level (compose only).
-_SKELETON = {
-    "proc",
-    "sys",
-    "dev",
-    "tmp",
-    "sysroot",
-    "home",
-    "root",
-    "mnt",
-    "srv",
-    "media",
-    "ostree",
-    "afs",
-    "opt",
-}
 _PAYLOAD_DIGEST_ALGOS = {8: "sha256", 9: "sha384", 10: "sha512", 2: "sha1"}
-
-
-class Owners:
-    """User and group names mapped to ids through a tree's passwd and group files."""
-
-    def __init__(self, users: dict[str, int], groups: dict[str, int]) -> None:
-        self.users = {"root": 0, **users}
-        self.groups = {"root": 0, **groups}
-
-    @staticmethod
-    def parse(passwd: str, group: str) -> tuple[dict[str, int], dict[str, int]]:
-        def table(text: str) -> dict[str, int]:
-            out: dict[str, int] = {}
-            for line in text.splitlines():
-                parts = line.split(":")
-                if len(parts) >= 3 and parts[2].isdigit() and not line.startswith("#"):
-                    out.setdefault(parts[0], int(parts[2]))
-            return out
-
-        return table(passwd), table(group)
-
-    def used_by(self, files: list[FileEntry]) -> dict[str, int]:
-        """The part of the mapping a package uses, recorded in its cache commit to know when to re-import."""
-        used = {f"u:{f.user}": self.users.get(f.user, -1) for f in files}
-        used.update({f"g:{f.group}": self.groups.get(f.group, -1) for f in files})
-        return dict(sorted(used.items()))
 
 
 @dataclass
@@ -131,43 +94,6 @@ class _HashingReader:
                 self.hash.update(block)
 
 
-@functools.lru_cache(maxsize=1 << 16)
-def relocate(path: str, allow_skeleton: bool) -> tuple[str, str | None]:
-    """Map a package path to ("tree", relpath) or ("tmpfiles", path) or raise with the reason."""
-    parts = [p for p in path.split("/") if p]
-    if not path.startswith("/") or any(p in (".", "..") for p in parts):
-        raise ValueError("is not a clean absolute path")
-    if not parts:
-        return "skip", None
-    top, rest = parts[0], parts[1:]
-    if top == "usr":
-        return "tree", "/".join(parts)
-    if top == "etc":
-        return "tree", "/".join(["usr", "etc", *rest])
-    if top == "boot":
-        return "tree", "/".join(["usr", "lib", "ostree-boot", *rest])
-    if top == "opt":
-        if rest:
-            return "tree", "/".join(["usr", "lib", "opt", *rest])
-        return ("toplevel", top) if allow_skeleton else ("skip", None)
-    if top in ("var", "run"):
-        return ("tmpfiles", path) if rest else ("tree", top)
-    if top in _USRMERGE:
-        return ("tree", "/".join([_USRMERGE[top], *rest])) if rest else ("toplevel", top)
-    if not rest and allow_skeleton:
-        return "toplevel", top
-    raise ValueError("is outside the paths an OSTree deployment can take (/usr, /etc, /var, /run, /opt, /boot)")
-
-
-def tree_path(path: str, allow_skeleton: bool) -> str | None:
-    """Where a package path lands in the tree, relative to its root: /var and /run content as its factory
-    copy, None for a path that lands nowhere. Raises ValueError as `relocate` does."""
-    where, rel = relocate(path, allow_skeleton)
-    if where == "tmpfiles":
-        return "/".join([FACTORY, *[p for p in path.split("/") if p]])
-    return rel if where in ("tree", "toplevel") else None
-
-
 def tmpfiles_conf_name(pkg: str) -> str:
     """The tmpfiles.d file (in /usr/lib/tmpfiles.d) generated for a package's /var, /run and /opt entries."""
     return f"reconcile-pkg-{pkg}.conf"
@@ -184,8 +110,10 @@ class PayloadImporter:
         owners: Owners,
         allow_skeleton: bool,
         labeler: Labeler | None = None,
+        planned: bool = True,
     ) -> None:
         self.repo = repo
+        self.planned = planned
         self.pkg = pkg
         self.headers = headers
         self.owners = owners
@@ -208,11 +136,8 @@ class PayloadImporter:
             files = h.file_entries(hdr)
         except h.HeaderError as e:
             raise self.fail(f"its header is damaged: {e}.") from None
-        by_path: dict[str, FileEntry] = {}
-        for fe in files:
-            if not fe.is_ghost:
-                self._check_entry(fe)
-            by_path[fe.path] = fe
+        self._check_rules(files)
+        by_path = {fe.path: fe for fe in files}
         groups = self._hardlink_groups(files)
         group_csum: dict[tuple[int, int], str] = {}
         seen: set[str] = set()
@@ -265,31 +190,24 @@ class PayloadImporter:
         return ImportedTree(self.root, self.tmpfiles)
 
     # -- checks ------------------------------------------------------------------------------------
-    def _check_entry(self, fe: FileEntry) -> None:
-        kind = stat.S_IFMT(fe.mode)
-        if kind not in (stat.S_IFREG, stat.S_IFDIR, stat.S_IFLNK):
-            what = {
-                stat.S_IFCHR: "a character device",
-                stat.S_IFBLK: "a block device",
-                stat.S_IFIFO: "a FIFO",
-            }
-            raise self.fail(f"{fe.path!r} is {what.get(kind, 'a special file')}, which OSTree trees cannot hold.")
-        try:
-            relocate(fe.path, self.allow_skeleton)
-        except ValueError as e:
-            raise self.fail(f"the path {fe.path!r} {e}.") from None
-        self.owners_of(fe)
+    def _check_rules(self, files: list[FileEntry]) -> None:
+        """The tree rules the plan applied to this package (treerules): after a plan, a refusal here means
+        the two disagree, which is a bug, never a silent difference."""
+        found = file_findings(files, self.owners.users.keys(), self.owners.groups.keys(), self.allow_skeleton)
+        refused = [f for f in found if f.refuses]
+        if not refused:
+            return
+        message = refused[0].message(self.pkg) + (f" ({len(refused) - 1} more findings)" if len(refused) > 1 else "")
+        if not self.planned:
+            raise PackageError(message)
+        raise PackageError(
+            f"Plan and apply disagree about {self.pkg}: the plan found its files fit the tree, but the import "
+            f"finds this: {message} Nothing was deployed.",
+            hint="This is a bug in reconcile; please report it with the plan (`reconcile plan --json`).",
+        )
 
     def owners_of(self, fe: FileEntry) -> tuple[int, int]:
-        uid = self.owners.users.get(fe.user)
-        gid = self.owners.groups.get(fe.group)
-        if uid is None:
-            raise self.fail(f"{fe.path!r} is owned by the user {fe.user!r}, which the base's passwd does not define.")
-        if gid is None:
-            raise self.fail(
-                f"{fe.path!r} is owned by the group {fe.group!r}, which the base's group file does not define."
-            )
-        return uid, gid
+        return self.owners.users[fe.user], self.owners.groups[fe.group]
 
     @staticmethod
     def _hardlink_groups(files: list[FileEntry]) -> dict[tuple[int, int], list[FileEntry]]:
@@ -390,9 +308,8 @@ class PayloadImporter:
         return ostree.xattrs(pairs)
 
     def _file_xattrs(self, fe: FileEntry) -> Any:
-        var = relocate(fe.path, self.allow_skeleton)[0] == "tmpfiles"
         # tmpfiles.d cannot set capabilities: the plan warns, the factory copy goes without them.
-        return self._xattrs(self._tree_path(fe.path), fe.mode, "" if var else fe.caps)
+        return self._xattrs(self._tree_path(fe.path), fe.mode, fe.caps if keeps_capabilities(fe.path) else "")
 
     def _ensure_dirs(self, parts: list[str], for_path: str = "") -> MutableTree:
         """The directory `parts` of the package tree, created as needed. The tree starts empty, so a Python
@@ -415,20 +332,20 @@ class PayloadImporter:
         return sub
 
     def _place_dir(self, fe: FileEntry) -> None:
-        where, rel = relocate(fe.path, self.allow_skeleton)
+        where, rel = place(fe.path, self.allow_skeleton)
         uid, gid = self.owners_of(fe)
-        if where == "tmpfiles":
+        if where is Placement.TMPFILES:
             self.tmpfiles.append(f"d {_quote(fe.path)} {stat.S_IMODE(fe.mode):04o} {fe.user} {fe.group} - -")
             return
-        if where == "skip" or rel is None or (where == "toplevel" and rel in _USRMERGE):
+        if where is Placement.SKIP or rel is None or (where is Placement.TOPLEVEL and rel in USRMERGE):
             return  # a package owning /bin as a directory means /usr/bin on a usrmerged tree
         self._note_opt(fe.path)
         mt = self._ensure_dirs(rel.split("/"), fe.path)
         mt.set_metadata_checksum(self.repo.write_dirmeta(uid, gid, fe.mode, self._xattrs(f"/{rel}", fe.mode, fe.caps)))
 
     def _place_file(self, fe: FileEntry, csum: str) -> None:
-        where, rel = relocate(fe.path, self.allow_skeleton)
-        if where == "tmpfiles":
+        where, rel = place(fe.path, self.allow_skeleton)
+        if where is Placement.TMPFILES:
             self._var_file(fe, csum)
             return
         if rel is None:
