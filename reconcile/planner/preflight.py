@@ -5,17 +5,14 @@ conflicts up front."""
 from __future__ import annotations
 
 import stat
-from collections.abc import Iterable
 
 from reconcile.accounts import Declared
-from reconcile.ostree import Repo
 from reconcile.planner.checks import file_checks, scriptlet_checks
 from reconcile.planner.model import Check, CheckKind, Severity
+from reconcile.planner.ports import DeployedSystem
 from reconcile.rpm import header as h
 from reconcile.rpm.header import FileEntry, Header
-from reconcile.rpm.nevra import Nevra
-from reconcile.rpm.rpmdb import TreeRpmdbReader
-from reconcile.rpm.treerules import Owners, PathRefused, tree_path
+from reconcile.rpm.treerules import Owners
 
 
 def package_checks(nevra: str, hdr: Header, owners: Owners, ignore: list[str], wanted: Declared) -> list[Check]:
@@ -24,32 +21,20 @@ def package_checks(nevra: str, hdr: Header, owners: Owners, ignore: list[str], w
     return scriptlet_checks(nevra, hdr, ignore) + file_checks(nevra, files, owners, wanted)
 
 
-def conflict_checks(repo: Repo, base: str, layered: dict[str, Header], new: set[str], removed: set[str]) -> list[Check]:
+def conflict_checks(
+    system: DeployedSystem, base: str, layered: dict[str, Header], new: set[str], removed: set[str]
+) -> list[Check]:
     """Paths shipped twice with different content, type, link target, mode or owner, from the header digests:
-    between a new package and the base or any other layered package. The base side costs what the layered
-    packages touch: their directories are looked up in the base tree, and only paths found there are looked
-    up in the base rpmdb's index."""
+    between a new package and the base or any other layered package."""
     files: dict[str, list[tuple[str, FileEntry]]] = {}
     for nevra, hdr in sorted(layered.items()):
         for fe in h.file_entries(hdr):
             if not fe.is_ghost and not stat.S_ISDIR(fe.mode):
                 files.setdefault(fe.path, []).append((nevra, fe))
-    in_base = _paths_in_tree(repo, base, files)
-    base_entries: dict[str, dict[str, FileEntry]] = {}  # owner -> its file list by path, parsed once
-    if in_base:
-        with TreeRpmdbReader(repo, base) as db:
-            for path in in_base:
-                for hdr in db.owners(path):
-                    owner = str(Nevra.from_header(hdr))
-                    if owner in removed:
-                        continue
-                    if owner not in base_entries:
-                        base_entries[owner] = {}
-                        for f in h.file_entries(hdr):
-                            base_entries[owner].setdefault(f.path, f)
-                    fe = base_entries[owner][path]
-                    if not fe.is_ghost and not stat.S_ISDIR(fe.mode):
-                        files[path].insert(0, (f"base package {owner}", fe))
+    for path, entries in system.base_entries(base, list(files), removed).items():
+        for owner, fe in entries:  # as before: the last owner found comes first
+            if not fe.is_ghost and not stat.S_ISDIR(fe.mode):
+                files[path].insert(0, (f"base package {owner}", fe))
     checks = []
     for path, owners in sorted(files.items()):
         first_owner, first = owners[0]
@@ -67,30 +52,6 @@ def conflict_checks(repo: Repo, base: str, layered: dict[str, Header], new: set[
                     )
                 )
     return checks
-
-
-def _paths_in_tree(repo: Repo, commit: str, paths: Iterable[str]) -> list[str]:
-    """Which package paths already exist in a commit, reading one dirtree per directory touched."""
-    listings: dict[str, set[str]] = {}
-    found = []
-    for path in paths:
-        try:
-            where = tree_path(path, allow_skeleton=False)
-        except PathRefused:
-            continue  # refused by the tree rules
-        if not where:
-            continue
-        parent, _, name = where.rpartition("/")
-        if parent not in listings:
-            entry = repo.lookup_path(commit, parent) if parent else ("dir", repo.commit_root(commit)[0])
-            names: set[str] = set()
-            if entry and entry[0] == "dir":
-                listing = repo.load_dirtree(entry[1])
-                names = {n for n, _ in listing.files} | {n for n, _t, _m in listing.dirs}
-            listings[parent] = names
-        if name in listings[parent]:
-            found.append(path)
-    return found
 
 
 def _difference(a: FileEntry, b: FileEntry) -> str | None:

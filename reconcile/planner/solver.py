@@ -95,6 +95,7 @@ class Solver:
         self.layered = self.pool.add_repo(LAYERED_REPO)
         self.local = self.pool.add_repo(LOCAL_REPO)
         self.repos: dict[str, RepoMetadata] = {}
+        self._header_repos: list[solv.Repo] = []  # repos given as headers (add_packages), not as rpm-md
         self._data: dict[str, Any] = {}
         self._sources: dict[int, Source] = {}
         self._caches: dict[str, Path] = {}
@@ -120,6 +121,14 @@ class Solver:
             raise ResolutionError(f"The primary metadata of [{meta.id}] cannot be read by libsolv.", [])
         f.close()
         self._write_cache(repo, cache)
+
+    def add_packages(self, repo_id: str, packages: list[tuple[Header, Source]], priority: int = 99) -> None:
+        """A repo given as package headers, each with where it comes from (a source that is not rpm-md)."""
+        repo = self.pool.add_repo(repo_id)
+        repo.priority = -priority
+        for hdr, source in packages:
+            self._sources[self._add_header(repo, hdr).id] = source
+        self._header_repos.append(repo)
 
     @staticmethod
     def _load_cache(repo: solv.Repo, cache: Path) -> bool:
@@ -234,10 +243,15 @@ class Solver:
         return d.Rel(rel, self.pool.Dep(version)) if version and rel else d
 
     def _finish_loading(self) -> None:
+        best = max(
+            [-m.config.priority for m in self.repos.values()] + [r.priority for r in self._header_repos], default=0
+        )
+        for repo in self._header_repos:
+            repo.internalize()
         for repo in (self.base, self.layered, self.local):
             repo.internalize()
             # Layered and local packages compete with the best repos, not below them (FAVOR keeps them).
-            repo.priority = max((-m.config.priority for m in self.repos.values()), default=0)
+            repo.priority = best
         self.pool.installed = self.base
         self._apply_filters()
         self._remember_file_provides(self.pool.addfileprovides_queue())
@@ -307,7 +321,7 @@ class Solver:
             selections.append(sel)
             jobs += sel.jobs(solv.Job.SOLVER_INSTALL)
         if unknown:
-            repos = ", ".join(f"[{r}]" for r in self.repos)
+            repos = ", ".join(f"[{r}]" for r in [*self.repos, *(r.name for r in self._header_repos)])
             where = f"the base or the enabled repos ({repos})" if repos else "the base (no repo is available)"
             raise ResolutionError(
                 f"No package matches {', '.join(repr(u) for u in unknown)} in {where}.",
@@ -440,7 +454,7 @@ class Solver:
         nevra = Nevra.from_evr(s.name, s.evr, s.arch)
         if s.id in self._sources:
             src = self._sources[s.id]
-            twin = self._repo_twin(s, src.checksum)
+            twin = self._repo_twin(s, src.checksum) if s.repo in (self.layered, self.local) else None
             if twin is not None:
                 return twin
             return Candidate(nevra, src.repo, src.checksum, src.location, src.baseurl)
@@ -454,7 +468,8 @@ class Solver:
     def _repo_twin(self, s: solv.XSolvable, checksum: str) -> Candidate | None:
         """The same build in a repo, so a kept package can still be fetched if its cache is gone."""
         for other in self.pool.whatprovides(self.pool.Dep(s.name).Rel(solv.REL_EQ, self.pool.Dep(s.evr))):
-            if other.repo.name in self.repos and other.name == s.name and other.arch == s.arch:
+            in_repo = other.repo.name in self.repos or other.repo in self._header_repos
+            if in_repo and other.name == s.name and other.arch == s.arch:
                 candidate = self._candidate(other)
                 if not checksum or candidate.checksum == checksum:
                     return candidate

@@ -9,36 +9,98 @@ import tempfile
 from pathlib import Path
 
 from reconcile.context import Context
+from reconcile.deployed import DeploymentState
 from reconcile.errors import PackageError, ReconcileError, SignatureError
 from reconcile.files import write_atomically
-from reconcile.pkgcache import PackageCache
-from reconcile.planner.solver import Candidate, Solver
+from reconcile.planner import model as m
+from reconcile.planner.ostree_system import OstreeSystem
+from reconcile.planner.ports import CachedPackages, PackageSource, Resolver, SourceOpener
+from reconcile.planner.signing import signature_checks
+from reconcile.planner.solver import Candidate
+from reconcile.repos.host import open_deployment_repos
+from reconcile.repos.metadata import RepoMetadata
 from reconcile.repos.source import LOCAL_REPO, RepoSet, is_downloaded, signature_failure, wanted
 from reconcile.repos.transfer import Download, TransferError
 from reconcile.rpm import header as h
 from reconcile.rpm import signatures
 from reconcile.rpm.nevra import Nevra
 
-_OS_RELEASE = ("usr/lib/os-release", "etc/os-release", "usr/etc/os-release")
+
+class RepoSource:
+    """The host's repos as the planner's package source (ports.PackageSource): librepo and rpm-md."""
+
+    def __init__(self, repos: RepoSet, packages: CachedPackages, header_cache: Path) -> None:
+        self.repos = repos
+        self.packages = packages
+        self.header_cache = header_cache
+        self.releasever = repos.releasever
+
+    @property
+    def warnings(self) -> list[str]:
+        return self.repos.warnings
+
+    def feed(self, resolver: Resolver, *, force: bool) -> list[m.RepoUsed]:
+        used = []
+        for meta in self.repos.load_metadata(force=force):
+            resolver.add_repo(meta)
+            used.append(_repo_used(meta))
+        return used
+
+    def filelists(self, meta: RepoMetadata) -> Path | None:
+        return self.repos.filelists(meta)
+
+    def read_headers(self, candidates: list[Candidate], whole: bool) -> dict[str, h.RpmHeaders]:
+        return read_headers(candidates, self.packages, self.header_cache, self.repos, whole=whole)
+
+    def download(self, candidates: list[Candidate]) -> dict[str, Path]:
+        return self.repos.download([wanted(c) for c in candidates])
+
+    def discard(self, candidates: list[Candidate]) -> None:
+        self.repos.discard([wanted(c) for c in candidates])
+
+    def signature_checks(
+        self, raws: dict[str, tuple[str, bytes]], new: set[str]
+    ) -> tuple[list[m.Check], list[m.SigningKey]]:
+        return signature_checks(raws, self.repos, new)
+
+    def require_unavailable(self, new: list[Candidate], update: bool) -> list[str]:
+        return require_unavailable_repos(self.repos, new, self.packages, update)
+
+    def unavailable_error(self, cause: ReconcileError) -> ReconcileError | None:
+        return unavailable_error(self.repos, cause) if self.repos.unavailable else None
 
 
-def releasever(ctx: Context, solver: Solver, base: str) -> str | None:
-    """The base's system-release version, else its VERSION_ID (dnf's detection, with rpm-ostree's fallback)."""
-    found = solver.base_release()
-    if found:
-        return found
-    for path in _OS_RELEASE:
-        text = ctx.repo.read_text(base, path)
-        if text is None:
-            continue
-        for line in text.splitlines():
-            key, _, value = line.partition("=")
-            if key.strip() == "VERSION_ID" and value.strip().strip("\"'"):
-                return value.strip().strip("\"'")
-    return None
+def repo_source_opener(ctx: Context, system: OstreeSystem, reposdir: Path | None) -> SourceOpener:
+    """Opens the repos the current deployment's /etc configures (or `reposdir`)."""
+
+    def open_source(
+        current: DeploymentState, releasever: str | None, local_check: bool | None, override: str | None
+    ) -> PackageSource:
+        if system.deployment is None:
+            raise RuntimeError("repo_source_opener: the system's current deployment was not read first")
+        cache_root = ctx.cachedir(current.stateroot)
+        repos = open_deployment_repos(
+            ctx, system.deployment, reposdir, cache_root, releasever, local_check, override=override
+        )
+        return RepoSource(repos, system.packages, cache_root / "headers")
+
+    return open_source
 
 
-def require_unavailable_repos(repos: RepoSet, new: list[Candidate], cache: PackageCache, update: bool) -> list[str]:
+def _repo_used(meta: RepoMetadata) -> m.RepoUsed:
+    cfg = meta.config
+    return m.RepoUsed(
+        id=cfg.id,
+        file=str(cfg.source),
+        url=meta.baseurl,
+        revision=meta.revision,
+        repomd_sha256=meta.repomd_sha256,
+        gpgcheck=cfg.gpgcheck,
+        repo_gpgcheck=cfg.repo_gpgcheck,
+    )
+
+
+def require_unavailable_repos(repos: RepoSet, new: list[Candidate], cache: CachedPackages, update: bool) -> list[str]:
     """An unreachable repo fails the plan unless the plan needs nothing new: every package it adds is already in
     the package cache or downloaded, and no update was asked for. Returns the warnings for the repos it skipped."""
     if not repos.unavailable:
@@ -76,7 +138,7 @@ def _downloaded(repos: RepoSet, c: Candidate) -> bool:
 
 def read_headers(
     candidates: list[Candidate],
-    cache: PackageCache,
+    cache: CachedPackages,
     header_cache: Path,
     repos: RepoSet | None,
     *,
