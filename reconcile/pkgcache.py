@@ -120,14 +120,14 @@ class PackageCache:
         for name, csum in entries.files:
             child = f"{path}/{name}"
 
-            def relabelled(old: list[tuple[bytes, bytes]], mode: int, child: str = child) -> Any:
+            def relabelled(old: list[tuple[bytes, bytes]], mode: int, child: str = child) -> ostree.Xattrs | None:
                 return self._labelled(old, child, mode)
 
             ostree.tree_replace_file(tree, name, self.repo.copy_with_xattrs(csum, relabelled))
         for name, sub_contents, sub_meta in entries.dirs:
             self._relabel_dir(ostree.tree_ensure_dir(tree, name), sub_contents, sub_meta, f"{path}/{name}")
 
-    def _labelled(self, xattrs: list[tuple[bytes, bytes]], path: str, mode: int) -> Any:
+    def _labelled(self, xattrs: list[tuple[bytes, bytes]], path: str, mode: int) -> ostree.Xattrs | None:
         pairs = [(k, v) for k, v in xattrs if k != SELINUX_XATTR]
         if self.labeler is not None:
             pairs.insert(0, (SELINUX_XATTR, self.labeler.label(path, mode)))

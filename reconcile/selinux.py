@@ -8,7 +8,6 @@ the binary policy, so a file-contexts change would go unnoticed).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from reconcile import ostree
 from reconcile.errors import ReconcileError
@@ -24,7 +23,7 @@ class Labeler:
     """Labels paths of the final tree (e.g. /usr/etc/foo) the way the base's policy would."""
 
     policy_id: str
-    policy: Any
+    policy: ostree.SePolicy
 
     def label(self, path: str, mode: int) -> bytes:
         label = ostree.sepolicy_label(self.policy, path, mode)
@@ -36,7 +35,7 @@ class Labeler:
         return label.encode() + b"\0"
 
 
-def label_xattrs(labeler: Labeler | None, path: str, mode: int) -> Any:
+def label_xattrs(labeler: Labeler | None, path: str, mode: int) -> ostree.Xattrs | None:
     """The xattrs to write a final-tree path with: its label, or none when the base has no policy."""
     return ostree.xattrs([(SELINUX_XATTR, labeler.label(path, mode))]) if labeler else None
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ComposedBase, Host, compose_base, needs_sandbox
-from support import Dir, File, Package, RpmFactory, Symlink, exampleos, ostree
+from support import Dir, File, Hardlink, Package, RpmFactory, Symlink, exampleos, ostree
 
 HOST_POLICY = Path("/etc/selinux/default")
 
@@ -323,3 +323,21 @@ def test_a_package_that_loads_a_policy_module_is_labelled_by_the_new_policy(
     base_policy = ostree(sysrepo, "ls", "-d", "-C", base.commit, "/usr/etc/selinux").split()[4]
     new_policy = ostree(sysrepo, "ls", "-d", "-C", dep["checksum"], "/usr/etc/selinux").split()[4]
     assert recorded == new_policy != base_policy, "the package commit names the policy that labelled it"
+
+
+def test_hard_links_the_policy_labels_differently_are_separate_objects(selinux_host: Host) -> None:
+    """One inode in the package, two labels in the policy (bin_t and usr_t): each path gets its own object."""
+    host = selinux_host
+    linked = Package(
+        "linked",
+        files=(File("/usr/bin/linked", "#!/bin/sh\n", mode=0o755), Hardlink("/usr/share/linked", "/usr/bin/linked")),
+    )
+    host.publish([linked])
+    host.write_origin(["linked"], base="example/selinux")
+    host.apply_ok()
+    tree = host.deployment_path(host.default())
+    contexts = file_contexts(tree)
+    for rel in ("usr/bin/linked", "usr/share/linked"):
+        assert label_of(tree / rel) == libselinux_label(contexts, "/" + rel, os.lstat(tree / rel).st_mode), rel
+    assert label_of(tree / "usr/bin/linked") != label_of(tree / "usr/share/linked")
+    assert (tree / "usr/share/linked").read_text() == "#!/bin/sh\n"

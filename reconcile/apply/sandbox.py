@@ -21,11 +21,10 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from reconcile import ostree
 from reconcile.errors import PackageError
-from reconcile.ostree import MutableTree, Repo
+from reconcile.ostree import MutableTree, Repo, SePolicy, Xattrs
 from reconcile.process import run
 from reconcile.rpm.scriptlets import Scriptlet
 
@@ -166,7 +165,7 @@ class Sandbox:
             )
         return time.monotonic() - start
 
-    def fold(self, tree: MutableTree, policy: Any) -> None:
+    def fold(self, tree: MutableTree, policy: SePolicy | None) -> None:
         """Apply the upper layer to `tree`: whiteouts delete, opaque directories replace, the rest is written."""
         root_meta = tree.get_metadata_checksum()
         for path, is_dir in sorted(_upper_entries(self.upper), key=lambda e: e[0].count("/"), reverse=True):
@@ -178,7 +177,7 @@ class Sandbox:
             elif is_dir and _xattr(full, OPAQUE) == b"y":  # an opaque directory replaces the lower one
                 ostree.tree_remove_path(tree, path)
 
-        def xattrs(relpath: str) -> Any:
+        def xattrs(relpath: str) -> Xattrs | None:
             on_disk = self.upper / relpath.lstrip("/")
             pairs = []
             with contextlib.suppress(OSError):

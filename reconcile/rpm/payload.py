@@ -173,7 +173,10 @@ class PayloadImporter:
             for fe in members:
                 # A member whose path labels differently cannot share the object (nor the inode).
                 wanted = self._file_xattrs(fe)
-                csum = written[0] if wanted == written[1] else self.repo.copy_with_xattrs(written[0], wanted)
+                if wanted == written[1]:
+                    csum = written[0]
+                else:
+                    csum = self.repo.copy_with_xattrs(written[0], _replaced_by(wanted))
                 self._place_file(fe, csum)
         for name in sorted(self.opt_links):
             self.tmpfiles.append(f"L /opt/{_quote(name)} - - - - /usr/lib/opt/{_quote(name)}")
@@ -294,7 +297,7 @@ class PayloadImporter:
     def _tree_path(self, path: str) -> str:
         return "/" + (tree_path(path, self.allow_skeleton) or "")
 
-    def _xattrs(self, tree_path: str, mode: int, caps: str = "") -> Any:
+    def _xattrs(self, tree_path: str, mode: int, caps: str = "") -> ostree.Xattrs | None:
         if self.labeler is None and not caps:
             return None
         pairs = []
@@ -307,7 +310,7 @@ class PayloadImporter:
                 raise self.fail(f"the file capabilities of {tree_path} are invalid: {e}.") from None
         return ostree.xattrs(pairs)
 
-    def _file_xattrs(self, fe: FileEntry) -> Any:
+    def _file_xattrs(self, fe: FileEntry) -> ostree.Xattrs | None:
         # tmpfiles.d cannot set capabilities: the plan warns, the factory copy goes without them.
         return self._xattrs(self._tree_path(fe.path), fe.mode, fe.caps if keeps_capabilities(fe.path) else "")
 
@@ -382,6 +385,11 @@ class PayloadImporter:
         self._files.add("/".join(parts))
         self.tmpfiles.append(f"C {path} - - - - /usr/share/factory{path}")
         self.tmpfiles.append(f"z {path} {mode} {fe.user} {fe.group} - -")
+
+
+def _replaced_by(xattrs: ostree.Xattrs | None) -> Callable[[list[tuple[bytes, bytes]], int], ostree.Xattrs | None]:
+    """A copy_with_xattrs transform that sets `xattrs` whatever the object had."""
+    return lambda _old, _mode: xattrs
 
 
 def _blocks(entry: Any) -> Iterator[bytes]:
