@@ -49,3 +49,15 @@ def test_every_value_of_every_vocabulary_is_documented() -> None:
     assert any(title == "CheckKind" for title, _ in enums), "check kinds are a closed vocabulary in the schema"
     missing = sorted({f"{title}: {v}" for title, values in enums for v in values if f"`{v}`" not in doc})
     assert not missing, f"docs/plan-format.md does not document {missing}"
+
+
+def test_every_inner_vocabulary_is_documented() -> None:
+    """Closed vocabularies that are not document fields (tree rules, placements, script and account kinds)."""
+    from reconcile.accounts import AccountKind
+    from reconcile.rpm.scriptlets import ScriptKind
+    from reconcile.rpm.treerules import Placement, Rule
+
+    doc = (SCHEMA.parent / "plan-format.md").read_text()
+    missing = [f"{e.__name__}: {v.value}" for e in (Rule, Placement, ScriptKind, AccountKind) for v in e]
+    missing = [m for m in missing if f"`{m.split(': ')[1]}`" not in doc]
+    assert not missing, f"docs/plan-format.md does not document {missing}"

@@ -14,14 +14,12 @@ from reconcile.deployed import DeploymentState
 from reconcile.errors import ReconcileError
 from reconcile.planner import model as m
 from reconcile.planner.local import LocalPackage
-from reconcile.planner.solver import Candidate, SolveResult, Source
+from reconcile.planner.solver import Candidate, FileLists, SolveResult, Source
 from reconcile.report import Reporter
 from reconcile.repos.metadata import RepoMetadata
 from reconcile.rpm.header import FileEntry, Header, RpmHeaders
 from reconcile.rpm.nevra import Nevra
 from reconcile.rpm.treerules import Owners
-
-FileLists = Callable[[RepoMetadata], Path | None]
 
 
 class CachedPackages(Protocol):

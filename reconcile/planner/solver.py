@@ -18,12 +18,14 @@ import solv
 
 from reconcile.errors import ResolutionError
 from reconcile.planner.explain import Reason, explain
+from reconcile.planner.solvfiles import describe_problem, load_solv, names_a_path, nevra_forms, write_solv
 from reconcile.repos.metadata import RepoMetadata
 from reconcile.rpm import header as h
 from reconcile.rpm.header import Header
 from reconcile.rpm.nevra import Nevra
 
 log = logging.getLogger("reconcile.solver")
+FileLists = Callable[[RepoMetadata], Path | None]
 BASE_REPO = "@base"
 LAYERED_REPO = "@layered"
 LOCAL_REPO = "@local"
@@ -114,13 +116,13 @@ class Solver:
         self.repos[meta.id] = meta
         cache = Path(str(meta.primary) + ".solv")
         self._caches[meta.id] = cache
-        if self._load_cache(repo, cache):
+        if load_solv(repo, cache):
             return
         f = solv.xfopen(str(meta.primary))
         if f is None or not repo.add_rpmmd(f, None):
             raise ResolutionError(f"The primary metadata of [{meta.id}] cannot be read by libsolv.", [])
         f.close()
-        self._write_cache(repo, cache)
+        write_solv(repo, cache)
 
     def add_packages(self, repo_id: str, packages: list[tuple[Header, Source]], priority: int = 99) -> None:
         """A repo given as package headers, each with where it comes from (a source that is not rpm-md)."""
@@ -129,26 +131,6 @@ class Solver:
         for hdr, source in packages:
             self._sources[self._add_header(repo, hdr).id] = source
         self._header_repos.append(repo)
-
-    @staticmethod
-    def _load_cache(repo: solv.Repo, cache: Path) -> bool:
-        """Load a .solv cache into an empty repo; an unreadable one leaves the repo empty, to be rebuilt."""
-        if not cache.exists():
-            return False
-        f = solv.xfopen(str(cache))
-        ok = bool(repo.add_solv(f))
-        f.close()
-        if not ok:
-            repo.empty()
-        return ok
-
-    @staticmethod
-    def _write_cache(repo: solv.Repo, cache: Path) -> None:
-        tmp = cache.with_name(cache.name + ".tmp")
-        out = solv.xfopen(str(tmp), "w")
-        if out is not None and repo.write(out):
-            out.close()
-            tmp.replace(cache)
 
     def _remember_file_provides(self, added: list[int]) -> None:
         """Store the file provides libsolv just computed in each repo's .solv cache, as dnf and libsolv's
@@ -164,9 +146,9 @@ class Solver:
             for dep in added:
                 data.add_idarray(solv.SOLVID_META, solv.REPOSITORY_ADDEDFILEPROVIDES, dep)
             data.internalize()
-            self._write_cache(repo, cache)  # type: ignore[arg-type]
+            write_solv(repo, cache)  # type: ignore[arg-type]
 
-    def add_filelists(self, fetch: Callable[[RepoMetadata], Path | None]) -> None:
+    def add_filelists(self, fetch: FileLists) -> None:
         """Complete file lists for every repo (primary lists only a few paths); only when needed."""
         self._filelists_loaded = True
         for repo in self.pool.repos:
@@ -188,14 +170,14 @@ class Solver:
     def add_base(self, headers: Callable[[], list[Header]], cache: Path | None = None) -> None:
         """The base's packages, with their file lists; cached as .solv by base commit (so a big base costs
         its header parsing once, not on every plan)."""
-        if cache is not None and self._load_cache(self.base, cache):
+        if cache is not None and load_solv(self.base, cache):
             return
         for hdr in headers():
             self._add_header(self.base, hdr)
         self.base.internalize()
         if cache is not None:
             cache.parent.mkdir(parents=True, exist_ok=True)
-            self._write_cache(self.base, cache)
+            write_solv(self.base, cache)
 
     def add_layered(self, headers: list[Header], sources: dict[str, Source]) -> None:
         """The packages layered now, so they can be kept at their version even when a repo moved on."""
@@ -265,7 +247,7 @@ class Solver:
                 continue
             cfg = meta.config
             for s in repo.solvables:
-                forms = _nevra_forms(s)
+                forms = nevra_forms(s)
                 if cfg.includepkgs and not any(fnmatch.fnmatchcase(f, p) for f in forms for p in cfg.includepkgs):
                     self._excluded[s.id] = f"not in includepkgs of [{cfg.id}] ({cfg.where})"
                 elif any(fnmatch.fnmatchcase(f, p) for f in forms for p in cfg.excludepkgs):
@@ -301,12 +283,25 @@ class Solver:
         remove: tuple[str, ...] | list[str] = (),
         update: bool = False,
         local: tuple[solv.XSolvable, ...] | list[solv.XSolvable] = (),
-        filelists: Callable[[RepoMetadata], Path | None] | None = None,
+        filelists: FileLists | None = None,
     ) -> SolveResult:
         """`filelists` fetches a repo's file lists, loaded only when a dependency on a path needs them."""
         self._finish_loading()
         result = SolveResult()
         jobs, dropped = self._base_jobs(remove, result)
+        selections = self._requests(requests, dropped, result)
+        jobs += [job for sel in selections for job in sel.jobs(solv.Job.SOLVER_INSTALL)]
+        jobs += [self.pool.Job(solv.Job.SOLVER_SOLVABLE | solv.Job.SOLVER_INSTALL, s.id) for s in local]
+        if not update:  # converge: what is layered stays at its version
+            jobs += [
+                self.pool.Job(solv.Job.SOLVER_SOLVABLE | solv.Job.SOLVER_FAVOR, s.id) for s in self.layered.solvables
+            ]
+        solver = self._solve_loading_filelists(jobs, recommends, filelists, result)
+        self._record(solver, selections, list(local), result)
+        return result
+
+    def _requests(self, requests: list[str], dropped: set[solv.XSolvable], result: SolveResult) -> list[solv.Selection]:
+        """The selection of each request; requests the base provides are inactive, unknown ones an error."""
         selections = []
         unknown = []
         for spec in requests:
@@ -319,7 +314,6 @@ class Solver:
                 result.inactive.append((spec, str(installed[0])))
                 continue
             selections.append(sel)
-            jobs += sel.jobs(solv.Job.SOLVER_INSTALL)
         if unknown:
             repos = ", ".join(f"[{r}]" for r in [*self.repos, *(r.name for r in self._header_repos)])
             where = f"the base or the enabled repos ({repos})" if repos else "the base (no repo is available)"
@@ -328,15 +322,15 @@ class Solver:
                 [self._why_unknown(u) for u in unknown],
                 hint="Check the spelling, or add the repo that ships it to --reposdir.",
             )
-        for s in local:
-            jobs.append(self.pool.Job(solv.Job.SOLVER_SOLVABLE | solv.Job.SOLVER_INSTALL, s.id))
-        if not update:
-            jobs += [
-                self.pool.Job(solv.Job.SOLVER_SOLVABLE | solv.Job.SOLVER_FAVOR, s.id) for s in self.layered.solvables
-            ]
+        return selections
+
+    def _solve_loading_filelists(
+        self, jobs: list[solv.Job], recommends: bool, filelists: FileLists | None, result: SolveResult
+    ) -> solv.Solver:
+        """Solve; when a dependency on a path primary.xml does not list fails or goes unmet, load the file
+        lists (as libdnf does) and solve again. Raises the ResolutionError when there is no solution."""
         solver = self._solve(jobs, recommends)
         if solver is None or self._misses_a_file(solver):
-            # A dependency on a path primary.xml does not list: load the file lists (as libdnf does) and again.
             if filelists is not None and not self._filelists_loaded:
                 self.add_filelists(filelists)
                 self._finish_loading()
@@ -345,16 +339,20 @@ class Solver:
             if solver is None:
                 solver = self._solve(jobs, recommends, report=True)
         assert solver is not None
-        transaction = solver.transaction()
-        new = [s for s in transaction.newsolvables() if s.repo != self.base]
+        return solver
+
+    def _record(
+        self, solver: solv.Solver, selections: list[solv.Selection], local: list[solv.XSolvable], result: SolveResult
+    ) -> None:
+        """The new packages, which of them were asked for, the why-graph (lazily) and the base clashes."""
+        new = [s for s in solver.transaction().newsolvables() if s.repo != self.base]
         chosen = set(new)
-        asked = [s for sel in selections for s in sel.solvables() if s in chosen] + list(local)
+        asked = [s for sel in selections for s in sel.solvables() if s in chosen] + local
         result.requested.update(s.name for s in asked)
         result.packages = sorted((self._candidate(s) for s in new), key=lambda c: c.nevra)
         requested_ids = {s.id for s in asked}
         result.explain = lambda: explain(self.pool, new, requested_ids)
         result.clashes = self._base_clashes(new)
-        return result
 
     def _solve(self, jobs: list[solv.Job], recommends: bool, report: bool = False) -> solv.Solver | None:
         """A solver that found a solution; None on problems, or the ResolutionError with `report`."""
@@ -363,9 +361,9 @@ class Solver:
         problems = solver.solve(jobs)
         if not problems:
             return solver
-        if not report and any(_names_a_path(p) for p in problems):
+        if not report and any(names_a_path(p) for p in problems):
             return None
-        words = [_describe_problem(p) for p in problems]
+        words = [describe_problem(p) for p in problems]
         hint = None
         if any(self._involves_base(p) for p in problems):
             hint = (
@@ -474,25 +472,3 @@ class Solver:
                 if not checksum or candidate.checksum == checksum:
                     return candidate
         return None
-
-
-def _nevra_forms(s: solv.XSolvable) -> tuple[str, ...]:
-    """The names dnf matches excludepkgs patterns against: name, name.arch, name-version(-release)(.arch)."""
-    evr = s.evr.split(":", 1)[-1]
-    version = evr.rsplit("-", 1)[0]
-    return (s.name, f"{s.name}.{s.arch}", f"{s.name}-{version}", f"{s.name}-{evr}", f"{s.name}-{evr}.{s.arch}")
-
-
-def _names_a_path(problem: solv.Problem) -> bool:
-    for rule in problem.findallproblemrules():
-        dep = rule.info().dep
-        if dep is not None and "/" in str(dep):
-            return True
-    return False
-
-
-def _describe_problem(problem: solv.Problem) -> str:
-    rules = problem.findallproblemrules()
-    texts = [r.info().problemstr() for r in rules] if rules else [str(problem)]
-    seen = list(dict.fromkeys(t for t in texts if t))
-    return ", and ".join(seen) if seen else str(problem)
