@@ -63,6 +63,6 @@ clean:
 	rm -rf build .apt-installed
 
 docs/plan.schema.json docs/status.schema.json docs/apply.schema.json: reconcile/planner/model.py reconcile/status.py reconcile/api.py
-	$(PY) -m reconcile.planner.schema plan > docs/plan.schema.json
-	$(PY) -m reconcile.planner.schema status > docs/status.schema.json
-	$(PY) -m reconcile.planner.schema apply > docs/apply.schema.json
+	$(PY) -m reconcile.schema plan > docs/plan.schema.json
+	$(PY) -m reconcile.schema status > docs/status.schema.json
+	$(PY) -m reconcile.schema apply > docs/apply.schema.json

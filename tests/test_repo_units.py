@@ -11,9 +11,9 @@ import pytest
 from signing import SigningKey
 
 from reconcile.errors import ReconcileError
+from reconcile.openpgp import KeyFormatError, read_keys
 from reconcile.repos.config import RepoConfigError, load_repo_configs, read_main
 from reconcile.repos.ini import read_ini
-from reconcile.repos.openpgp import KeyFormatError, read_keys
 from reconcile.repos.variables import Variables, basearch
 
 VARS = Variables({"releasever": "41", "basearch": "x86_64", "arch": "x86_64", "empty": ""})

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from reconcile.planner.schema import SCHEMAS
+from reconcile.schema import SCHEMAS
 
 SCHEMA = Path(__file__).resolve().parent.parent / "docs" / "plan.schema.json"
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from reconcile.openpgp import PublicKey
 from reconcile.planner import model as m
-from reconcile.repos.openpgp import PublicKey
 from reconcile.repos.source import RepoSet, signature_failure
 from reconcile.rpm import signatures
 

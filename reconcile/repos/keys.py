@@ -18,8 +18,8 @@ from pathlib import Path
 
 from reconcile.errors import ReconcileError
 from reconcile.files import write_atomically
+from reconcile.openpgp import KeyFormatError, PublicKey, read_keys
 from reconcile.repos.config import RepoConfig
-from reconcile.repos.openpgp import KeyFormatError, PublicKey, read_keys
 from reconcile.repos.transfer import Download, Downloader, TransferError, local_path
 
 

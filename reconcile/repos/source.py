@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from reconcile.errors import DownloadError, PackageError, ReconcileError, SignatureError
+from reconcile.openpgp import PublicKey
 from reconcile.report import Reporter
 from reconcile.repos.config import FetchMode, RepoConfig, RepoConfigs
 from reconcile.repos.keys import KeyStore
 from reconcile.repos.metadata import RepoMetadata, RepoUnavailable, fetch_filelists, refresh
-from reconcile.repos.openpgp import PublicKey
 from reconcile.repos.transfer import Download, Downloader, TransferError, local_path, repo_label
 from reconcile.rpm import signatures
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from reconcile.errors import ReconcileError
-from reconcile.repos.openpgp import PublicKey
+from reconcile.openpgp import PublicKey
 
 _STATUS = re.compile(r"^\s+(?P<what>.+?): (?P<status>OK|NOKEY|NOTTRUSTED|BAD|NOTFOUND)\b", re.MULTILINE)
 _KEY_ID = re.compile(r"[Kk]ey ID ([0-9a-fA-F]+)")

@@ -1,5 +1,5 @@
 """The JSON Schemas of reconcile's documents, generated from the pydantic models:
-`python -m reconcile.planner.schema [plan|status|apply]` (docs/*.schema.json)."""
+`python -m reconcile.schema [plan|status|apply]` (docs/*.schema.json)."""
 
 from __future__ import annotations
 
