@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import tomllib
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -158,6 +159,19 @@ def parse_toml_document(path: Path, text: str) -> tomlkit.TOMLDocument:
     except tomlkit.exceptions.ParseError as e:
         reason = str(e).split(" at line ")[0]
         raise InvalidInputError(f"{path} is not valid TOML.", [f"{path}:{e.line} (column {e.col}): {reason}"]) from None
+    except tomlkit.exceptions.TOMLKitError as e:  # a key given twice: tomlkit says which, but not where
+        raise InvalidInputError(f"{path} is not valid TOML.", [_located(path, text, str(e))]) from None
+
+
+def _located(path: Path, text: str, reason: str) -> str:
+    """`reason` at the line Python's own TOML parser finds the same error on."""
+    try:
+        tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        where = re.search(r"\(at line (\d+), column (\d+)\)", str(e))
+        if where:
+            return f"{path}:{where[1]} (column {where[2]}): {reason}"
+    return f"{path}: {reason}"
 
 
 def parse_origin(path: Path, raw: bytes) -> LoadedOrigin:

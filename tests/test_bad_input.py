@@ -99,6 +99,14 @@ def test_toml_syntax_error(host: Host) -> None:
     assert_failed_cleanly(host, before, result, 65, "origin.toml:2")
 
 
+def test_a_key_given_twice(host: Host) -> None:
+    host.origin.write_text('[origin]\nbaserefspec = "example/base"\nbaserefspec = "example/base"\n')
+    before = host.state()
+    for command in ("plan", "apply"):
+        result = host.run(command)
+        assert_failed_cleanly(host, before, result, 65, "origin.toml:3", 'Key "baserefspec" already exists')
+
+
 def test_missing_origin_file(host: Host) -> None:
     before = host.state()
     result = host.run("plan")

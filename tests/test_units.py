@@ -151,3 +151,13 @@ def test_the_origin_keyfile_codec_round_trips_and_keeps_other_keys(tmp_path: Pat
     assert ostree.keyfile_get(kf, "origin", "custom-description") == "mine", "keys reconcile does not own stay"
     assert ostree.keyfile_get(kf, "origin", "refspec") is None and not kf.has_group("libostree-transient")
     assert fields.unsupported == []
+
+
+def test_a_key_given_twice_is_an_origin_error_with_its_line(tmp_path: Path) -> None:
+    origin = tmp_path / "origin.toml"
+    origin.write_text('[origin]\nbaserefspec = "a"\n[packages]\nrequested = ["x"]\nrequested = ["y"]\n')
+    with pytest.raises(InvalidInputError) as refused:
+        load_origin(origin)
+    assert refused.value.exit_code == 65
+    [problem] = refused.value.problems
+    assert problem.startswith(f"{origin}:5 ") and problem.endswith('Key "requested" already exists.'), problem
