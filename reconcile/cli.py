@@ -275,11 +275,16 @@ def cmd_compose(args: argparse.Namespace) -> int:
     return 0
 
 
+MAX_PROBLEMS_SHOWN = 50
+
+
 def _report_error(e: ReconcileError, json_mode: bool) -> None:
     problems = getattr(e, "problems", [])
     lines = [f"error: {e.message}"]
     if problems and not (isinstance(e, ResolutionError) and len(problems) == 1 and problems[0] in e.message):
-        lines += [f"  {p}" for p in problems]
+        lines += [f"  {p}" for p in problems[:MAX_PROBLEMS_SHOWN]]
+        if len(problems) > MAX_PROBLEMS_SHOWN:  # the JSON error document lists them all
+            lines.append(f"  … and {len(problems) - MAX_PROBLEMS_SHOWN} more")
     if e.hint:
         lines.append(f"hint: {e.hint}")
     print("\n".join(lines), file=sys.stderr)

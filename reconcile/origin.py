@@ -178,12 +178,13 @@ def parse_origin(path: Path, raw: bytes) -> LoadedOrigin:
     """Validate origin file content (read from `path`, or about to be written there)."""
     text = decode_origin(path, raw)
     data = parse_keyfile(path, text) if is_keyfile(path) else _parse_toml(path, text)
-    problems = _duplicates(path, text, data)
+    where = Locator(text)
+    problems = _duplicates(path, where, data)
     desired = None
     try:
         desired = DesiredOrigin.model_validate(data)
     except ValidationError as e:
-        problems = [_describe(path, text, err) for err in e.errors()] + problems
+        problems = [_describe(path, where, err) for err in e.errors()] + problems
     if problems or desired is None:
         problems.sort(key=_line_of)
         raise InvalidInputError(
@@ -201,7 +202,7 @@ def _line_of(problem: str) -> int:
 _LIST_KEYS = (("packages", "requested"), ("packages", "local"), ("overrides", "remove"))
 
 
-def _duplicates(path: Path, text: str, data: dict[str, Any]) -> list[str]:
+def _duplicates(path: Path, where: Locator, data: dict[str, Any]) -> list[str]:
     """A name listed twice is a mistake worth a line number (the lists are sets)."""
     problems = []
     for table, key in _LIST_KEYS:
@@ -211,7 +212,7 @@ def _duplicates(path: Path, text: str, data: dict[str, Any]) -> list[str]:
         seen: set[str] = set()
         for i, v in enumerate(values):
             if isinstance(v, str) and v.strip() in seen:
-                line = locate(text, (table, key, i))
+                line = where.line((table, key, i))
                 problems.append(f"{path}:{line} {table}.{key}[{i}]: {v.strip()!r} is listed twice")
             elif isinstance(v, str):
                 seen.add(v.strip())
@@ -222,9 +223,9 @@ def _parse_toml(path: Path, text: str) -> dict[str, Any]:
     return parse_toml_document(path, text).unwrap()
 
 
-def _describe(path: Path, text: str, err: Any) -> str:
+def _describe(path: Path, locator: Locator, err: Any) -> str:
     loc = tuple(err["loc"])
-    line = locate(text, loc)
+    line = locator.line(loc)
     where = _dotted(loc)
     msg = str(err["msg"]).removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
@@ -249,46 +250,61 @@ _TABLE = re.compile(r"^\s*\[\s*([A-Za-z0-9_.-]+)\s*\]")
 _KEY = re.compile(r"^\s*([A-Za-z0-9_.\"'-]+)\s*=")
 
 
+class Locator:
+    """Lines of locations such as ("packages", "requested", 2) in TOML text: keys and tables are indexed in one
+    pass, and each array asked about is walked once, so locating every problem of a file costs its size."""
+
+    def __init__(self, text: str) -> None:
+        self.lines = text.splitlines()
+        self.keys: dict[str, int] = {}
+        self.tables: dict[str, int] = {}
+        self.items: dict[int, list[int]] = {}
+        table = ""
+        for n, line in enumerate(self.lines, 1):
+            m = _TABLE.match(line)
+            if m:
+                table = m.group(1)
+                self.tables.setdefault(table, n)
+                continue
+            m = _KEY.match(line)
+            if m:
+                self.keys.setdefault(".".join(filter(None, [table, m.group(1).strip("\"'")])), n)
+
+    def line(self, loc: tuple[Any, ...]) -> int | None:
+        """The 1-based line of a location, if found."""
+        keys = [p for p in loc if isinstance(p, str)]
+        index = next((p for p in loc if isinstance(p, int)), None)
+        key_line = self.keys.get(".".join(keys[:2]))
+        if key_line is None:
+            return self.tables.get(keys[0]) if keys else None
+        if index is None:
+            return key_line
+        if key_line not in self.items:
+            self.items[key_line] = _item_lines(self.lines, key_line)
+        items = self.items[key_line]
+        return items[index] if index < len(items) else key_line
+
+
 def locate(text: str, loc: tuple[Any, ...]) -> int | None:
-    """The 1-based line of a location such as ("packages", "requested", 2) in TOML text, if found."""
-    keys = [p for p in loc if isinstance(p, str)]
-    index = next((p for p in loc if isinstance(p, int)), None)
-    lines = text.splitlines()
-    table = ""
-    key_line = None
-    table_line = None
-    for n, line in enumerate(lines, 1):
-        m = _TABLE.match(line)
-        if m:
-            table = m.group(1)
-            if keys and table == keys[0] and table_line is None:
-                table_line = n
-            continue
-        m = _KEY.match(line)
-        if not m:
-            continue
-        full = ".".join(filter(None, [table, m.group(1).strip("\"'")]))
-        if full == ".".join(keys[:2]):
-            key_line = n
-            break
-    if key_line is None:
-        return table_line
-    if index is None:
-        return key_line
-    return _locate_item(lines, key_line, index) or key_line
+    """The 1-based line of one location in TOML text, if found."""
+    return Locator(text).line(loc)
 
 
-def _locate_item(lines: list[str], key_line: int, index: int) -> int | None:
-    """Walk an array value starting on `key_line` and return the line where item `index` starts."""
+def _item_lines(lines: list[str], key_line: int) -> list[int]:
+    """Walk an array value starting on `key_line`: the line where each item starts."""
     text = "\n".join(lines[key_line - 1 :])
     pos = text.index("=") + 1
     depth = 0
-    item = -1
+    found: list[int] = []
     expecting = False
     quote = ""
+    line = key_line
     i = pos
+    line += text.count("\n", 0, pos)
     while i < len(text):
         ch = text[i]
+        if ch == "\n":
+            line += 1
         if quote:
             if ch == "\\" and quote == '"':
                 i += 2
@@ -298,9 +314,10 @@ def _locate_item(lines: list[str], key_line: int, index: int) -> int | None:
             i += 1
             continue
         if ch == "#":
-            i = text.find("\n", i)
-            if i < 0:
-                return None
+            end = text.find("\n", i)
+            if end < 0:
+                return found
+            i = end
             continue
         if ch == "[":
             depth += 1
@@ -309,15 +326,13 @@ def _locate_item(lines: list[str], key_line: int, index: int) -> int | None:
         elif ch == "]":
             depth -= 1
             if depth == 0:
-                return None
+                return found
         elif ch == "," and depth == 1:
             expecting = True
         elif not ch.isspace() and depth >= 1 and expecting:
-            item += 1
             expecting = False
-            if item == index:
-                return key_line + text.count("\n", 0, i)
+            found.append(line)
         if ch in "\"'" and depth >= 1:
             quote = ch
         i += 1
-    return None
+    return found

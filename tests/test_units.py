@@ -161,3 +161,18 @@ def test_a_key_given_twice_is_an_origin_error_with_its_line(tmp_path: Path) -> N
     assert refused.value.exit_code == 65
     [problem] = refused.value.problems
     assert problem.startswith(f"{origin}:5 ") and problem.endswith('Key "requested" already exists.'), problem
+
+
+def test_a_long_list_of_problems_is_cut_to_fifty_lines_in_text(tmp_path: Path) -> None:
+    """The text names the first 50 problems and how many more; the JSON error document lists every one."""
+    from support import reconcile
+
+    origin = tmp_path / "origin.toml"
+    items = ", ".join('"pkg"' for _ in range(200))
+    origin.write_text(f'[origin]\nbaserefspec = "a"\n[packages]\nrequested = [{items}]\n')
+    text = reconcile("plan", "--sysroot", tmp_path / "none", "--origin", origin)
+    assert text.code == 65, text.stderr
+    shown = [line for line in text.stderr.splitlines() if "is listed twice" in line]
+    assert len(shown) == 50 and "  … and 149 more" in text.stderr.splitlines()
+    doc = reconcile("plan", "--sysroot", tmp_path / "none", "--origin", origin, "--json")
+    assert len(doc.json()["error"]["problems"]) == 199
