@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 import traceback
 from collections.abc import Callable
@@ -292,8 +293,25 @@ def _report_error(e: ReconcileError, json_mode: bool) -> None:
         _out(json.dumps({"error": {"message": e.message, "problems": problems, "exit_code": e.exit_code}}, indent=2))
 
 
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP, raised where the main thread is, so clean-up runs as it does for Ctrl-C: mounts and
+    temporary files go, transactions abort, and children (scripts, rpm) are killed by subprocess.run."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _terminate(signum: int, _frame: object) -> None:
+    for s in (signal.SIGTERM, signal.SIGHUP):  # a second signal must not cut the clean-up short
+        signal.signal(s, signal.SIG_IGN)
+    raise Terminated(signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    for s in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, _terminate)
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.WARNING, format="%(name)s: %(message)s", stream=sys.stderr
     )
@@ -309,6 +327,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("Interrupted.", file=sys.stderr)
         return 130
+    except Terminated as e:
+        print(f"Stopped by {signal.Signals(e.signum).name}.", file=sys.stderr)
+        return 128 + e.signum
     except Exception as e:
         if args.debug:
             traceback.print_exc()

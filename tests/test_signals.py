@@ -1,0 +1,80 @@
+"""SIGTERM and SIGHUP (what systemd, `timeout` and a closed terminal send) stop reconcile as Ctrl-C does: a
+message, the exit status 128+N, nothing changed, nothing mounted, and no script left running."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from conftest import Host, needs_sandbox
+from support import RECONCILE, File, Package, exampleos
+
+pytestmark = needs_sandbox
+
+SLOW = Package(
+    "slowpost", files=(File("/usr/share/slowpost/a", "a\n"),), scripts={"post": "echo started\nexec sleep 300"}
+)
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def _descendant(root: int, comm: str) -> int | None:
+    """A process named `comm` below `root` (the scripts run in bubblewrap's own pid namespace)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (entry / "comm").read_text().strip() != comm:
+                continue
+        except OSError:
+            continue
+        pid: int | None = int(entry.name)
+        while pid not in (None, 0, 1):
+            if pid == root:
+                return int(entry.name)
+            pid = _parent(pid)  # type: ignore[arg-type]
+    return None
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT], ids=lambda s: s.name)
+def test_a_signal_during_a_scriptlet_stops_the_apply_cleanly(host: Host, sig: signal.Signals) -> None:
+    host.publish([SLOW])
+    host.write_origin(["slowpost"])
+    before = host.state()
+    argv = [RECONCILE, "apply", "--sysroot", host.sysroot, "--origin", host.origin, "--reposdir", host.reposdir]
+    proc = subprocess.Popen(
+        [*map(str, argv), "--yes"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=exampleos.sysroot_env(),
+    )
+    try:
+        deadline = time.monotonic() + 120
+        sleeper = None
+        while sleeper is None and time.monotonic() < deadline and proc.poll() is None:
+            sleeper = _descendant(proc.pid, "sleep")
+            time.sleep(0.05)
+        assert sleeper is not None, "the %post script never started"
+        proc.send_signal(sig)
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + sig, (proc.returncode, err)
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == ("Interrupted." if sig == signal.SIGINT else f"Stopped by {sig.name}.")
+    assert not Path(f"/proc/{sleeper}").exists(), "the script ended with reconcile"
+    assert "reconcile-scripts" not in Path("/proc/mounts").read_text(), "the overlay is unmounted"
+    assert host.state() == before, "no deployment, no ref, the origin as it was"
+    leftovers = list((host.sysroot / "ostree" / "repo" / "tmp").glob("reconcile-scripts-*"))
+    assert not leftovers, leftovers
