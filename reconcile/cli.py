@@ -91,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=f"{verb} packages.requested (keeping comments), then show the plan")
         p.add_argument("specs", nargs="+", metavar="PKG")
         _plan_options(p)
+        p.add_argument(
+            "--lock-timeout", type=float, default=60.0, help="seconds to wait for another edit of the file (default 60)"
+        )
         p.set_defaults(func=cmd_edit)
 
     p = sub.add_parser("show", help="render a saved plan")
@@ -173,20 +176,27 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return _plan_exit(args, plan)
 
 
+def _say(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
 def cmd_edit(args: argparse.Namespace) -> int:
     """Edit in memory, plan with the result, and write the file only when that plan could be made."""
-    from reconcile.files import write_atomically
+    from reconcile.files import locked, write_atomically
     from reconcile.origin import decode_origin, parse_origin, read_origin
     from reconcile.origin_edit import edit_requested
 
-    text = decode_origin(args.origin, read_origin(args.origin))
     add = args.specs if args.command == "add" else []
     remove = args.specs if args.command == "remove" else []
-    new_text, done = edit_requested(args.origin, text, add, remove)
-    loaded = parse_origin(args.origin, new_text.encode())
-    plan = _make_plan(args, _context(args), loaded)
-    if done:
-        write_atomically(args.origin, new_text)
+    # Read, edit and write under one lock: concurrent edits of the file land one after the other, none lost.
+    lock = args.origin.parent / f".{args.origin.name}.lock"
+    with locked(lock, f"the origin file {args.origin}", _say, timeout=args.lock_timeout):
+        text = decode_origin(args.origin, read_origin(args.origin))
+        new_text, done = edit_requested(args.origin, text, add, remove)
+        loaded = parse_origin(args.origin, new_text.encode())
+        plan = _make_plan(args, _context(args), loaded)
+        if done:
+            write_atomically(args.origin, new_text)
     print(f"{args.origin}: " + (", ".join(done) if done else "already as asked; not changed"), file=sys.stderr)
     _show(plan, "json" if args.json else "text")
     return _plan_exit(args, plan)

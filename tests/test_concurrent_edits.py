@@ -1,0 +1,48 @@
+"""Concurrent `reconcile add` and `remove` on one origin file: every edit lands, one after the other."""
+
+from __future__ import annotations
+
+import subprocess
+import tomllib
+
+from conftest import Host
+from support import RECONCILE, File, Package, exampleos
+
+PACKAGES = [Package(f"many{i}", files=(File(f"/usr/share/many/{i}", f"{i}\n"),)) for i in range(6)]
+
+
+def test_six_concurrent_adds_all_land(host: Host) -> None:
+    host.publish(PACKAGES)
+    host.write_origin([])
+    argv = ["--sysroot", host.sysroot, "--origin", host.origin, "--reposdir", host.reposdir]
+    procs = [
+        subprocess.Popen(
+            [RECONCILE, "add", p.name, *map(str, argv)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=exampleos.sysroot_env(),
+        )
+        for p in PACKAGES
+    ]
+    results = [(p.wait(timeout=300), p.communicate()[1]) for p in procs]
+    assert all(code == 0 for code, _ in results), results
+    requested = tomllib.loads(host.origin.read_text())["packages"]["requested"]
+    assert sorted(requested) == sorted(p.name for p in PACKAGES), requested
+
+
+def test_an_edit_that_cannot_get_the_file_says_so_and_changes_nothing(host: Host) -> None:
+    import fcntl
+
+    host.publish(PACKAGES[:1])
+    host.write_origin([])
+    before = host.origin.read_text()
+    with open(host.origin.parent / f".{host.origin.name}.lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        result = host.run(
+            "add", PACKAGES[0].name, "--origin", host.origin, "--reposdir", host.reposdir, "--lock-timeout", "0.5"
+        )
+    assert result.code == 4, result.stderr
+    assert f"Waiting for another reconcile to finish with the origin file {host.origin}" in result.stderr
+    assert f"Another reconcile held the origin file {host.origin} for more than" in result.stderr
+    assert host.origin.read_text() == before
