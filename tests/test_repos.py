@@ -4,6 +4,7 @@ minrate, a proxy with credentials, parallel downloads; every failure names the r
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import os
 import re
@@ -291,4 +292,29 @@ def test_a_corrupt_primary_is_called_corrupt(host: Host) -> None:
         before = host.state()
         result = host.run("plan")
     assert_failed_cleanly(host, before, result, 1, "[test]", "test.repo", "corrupt", server.url)
+    assert "unreachable" not in result.stderr
+
+
+def test_a_primary_that_matches_its_checksum_but_is_not_rpm_md_names_its_file_and_url(host: Host) -> None:
+    repo = host.publish([])
+    primary = next((repo / "repodata").glob("*primary.xml.gz"))
+    opened = b"<metadata this is not rpm-md"
+    packed = gzip.compress(opened)
+    primary.write_bytes(packed)
+    repomd = repo / "repodata" / "repomd.xml"
+    text = repomd.read_text()
+    block = re.search(r'<data type="primary">.*?</data>', text, re.S)
+    assert block is not None
+    new = re.sub(r"(<checksum [^>]*>)[0-9a-f]+", rf"\g<1>{hashlib.sha256(packed).hexdigest()}", block.group(0))
+    new = re.sub(r"(<open-checksum [^>]*>)[0-9a-f]+", rf"\g<1>{hashlib.sha256(opened).hexdigest()}", new)
+    new = re.sub(r"<size>\d+", f"<size>{len(packed)}", new)
+    new = re.sub(r"<open-size>\d+", f"<open-size>{len(opened)}", new)
+    repomd.write_text(text.replace(block.group(0), new))
+    host.write_origin(["hello"])
+    with serve(repo) as server:
+        exampleos.write_repo_file(host.reposdir, "test", server.url)
+        before = host.state()
+        result = host.run("plan")
+    href = primary.relative_to(repo)
+    assert_failed_cleanly(host, before, result, 1, "[test]", "test.repo", "corrupt", f"{server.url}/{href}")
     assert "unreachable" not in result.stderr

@@ -20,6 +20,7 @@ from reconcile.errors import ResolutionError
 from reconcile.planner.explain import Reason, explain
 from reconcile.planner.solvfiles import describe_problem, load_solv, names_a_path, nevra_forms, write_solv
 from reconcile.repos.metadata import RepoMetadata
+from reconcile.repos.transfer import repo_label
 from reconcile.rpm import header as h
 from reconcile.rpm.header import Header
 from reconcile.rpm.nevra import Nevra
@@ -120,7 +121,12 @@ class Solver:
             return
         f = solv.xfopen(str(meta.primary))
         if f is None or not repo.add_rpmmd(f, None):
-            raise ResolutionError(f"The primary metadata of [{meta.id}] cannot be read by libsolv.", [])
+            raise ResolutionError(
+                f"The primary metadata of {repo_label(meta.config)}, {meta.primary_url} (kept as {meta.primary}), is "
+                "corrupt: libsolv cannot read it as rpm-md, although its checksum matches repomd.xml.",
+                [],
+                hint="The repo publishes broken metadata; tell its maintainer, or disable the repo.",
+            )
         f.close()
         write_solv(repo, cache)
 

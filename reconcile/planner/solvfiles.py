@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import solv
@@ -20,11 +22,20 @@ def load_solv(repo: solv.Repo, cache: Path) -> bool:
 
 
 def write_solv(repo: solv.Repo, cache: Path) -> None:
-    tmp = cache.with_name(cache.name + ".tmp")
-    out = solv.xfopen(str(tmp), "w")
-    if out is not None and repo.write(out):
-        out.close()
-        tmp.replace(cache)
+    """Write the cache beside its final name and rename it there: concurrent plans each write their own file,
+    and a reader sees a whole cache or none."""
+    fd, name = tempfile.mkstemp(prefix=f".{cache.name}.", suffix=".tmp", dir=cache.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        out = solv.xfopen(str(tmp), "w")
+        if out is not None:
+            written = repo.write(out)
+            out.close()
+            if written:
+                tmp.replace(cache)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def nevra_forms(s: solv.XSolvable) -> tuple[str, ...]:

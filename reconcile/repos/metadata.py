@@ -57,10 +57,15 @@ class RepoMetadata:
     cache: Path
     fetched_at: float
     kinds: tuple[str, ...] = field(default=())
+    primary_href: str = ""
 
     @property
     def id(self) -> str:
         return self.config.id
+
+    @property
+    def primary_url(self) -> str:
+        return f"{self.baseurl.rstrip('/')}/{self.primary_href}"
 
 
 class RepoUnavailable(ReconcileError):
@@ -222,6 +227,7 @@ def _parse(
         cache=repo_cache,
         fetched_at=fetched,
         kinds=kinds,
+        primary_href=primary.href,
     )
 
 

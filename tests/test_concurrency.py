@@ -1,4 +1,4 @@
-"""Concurrent `reconcile add` and `remove` on one origin file: every edit lands, one after the other."""
+"""Concurrent runs: edits of one origin file all land, one after the other; plans share the caches safely."""
 
 from __future__ import annotations
 
@@ -46,3 +46,25 @@ def test_an_edit_that_cannot_get_the_file_says_so_and_changes_nothing(host: Host
     assert f"Waiting for another reconcile to finish with the origin file {host.origin}" in result.stderr
     assert f"Another reconcile held the origin file {host.origin} for more than" in result.stderr
     assert host.origin.read_text() == before
+
+
+def test_ten_concurrent_plans_on_a_fresh_cache_all_succeed(host: Host) -> None:
+    """They race to write the repo metadata, the .solv caches and the header cache; every one must win."""
+    host.publish(PACKAGES)
+    host.write_origin([p.name for p in PACKAGES])
+    argv = ["plan", "--sysroot", host.sysroot, "--origin", host.origin, "--reposdir", host.reposdir, "--json"]
+    procs = [
+        subprocess.Popen(
+            [RECONCILE, *map(str, argv)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=exampleos.sysroot_env(),
+        )
+        for _ in range(10)
+    ]
+    results = [(p.wait(timeout=300), *p.communicate()) for p in procs]
+    assert all(code == 0 for code, _out, _err in results), [err for code, _out, err in results if code]
+    assert len({out for _code, out, _err in results if '"added"' in out}) >= 1
+    leftovers = [p for p in host.cachedir.rglob("*") if p.name.endswith((".tmp", ".part"))]
+    assert not leftovers, leftovers
