@@ -184,7 +184,7 @@ class Sandbox:
                 for name in os.listxattr(on_disk, follow_symlinks=False):
                     if not name.startswith("trusted.overlay."):
                         pairs.append((name.encode() + b"\0", os.getxattr(on_disk, name, follow_symlinks=False)))
-            return ostree.Variant("a(ayay)", pairs)
+            return Xattrs(ostree.Variant("a(ayay)", pairs))  # an empty list too: libostree then adds the label
 
         self.repo.write_directory(tree, self.upper, xattrs, policy)
         tree.set_metadata_checksum(root_meta)  # the upper directory's own root is not the tree's /

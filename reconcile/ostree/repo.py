@@ -324,9 +324,16 @@ class Repo:
         """Add a directory on disk to `tree`: `xattrs(commit path)` gives each entry's xattrs; with a policy,
         libostree labels every entry (and fails on one it cannot label)."""
 
+        failed: list[BaseException] = []
+
         def callback(_repo: Any, relpath: str, _info: Any, _data: Any) -> Any:
-            found = xattrs(relpath)
-            return found.variant if found else None
+            # PyGObject prints an exception raised in a callback and carries on; keep it, raise it below.
+            try:
+                found = xattrs(relpath)
+                return found.variant if found else None
+            except BaseException as e:
+                failed.append(e)
+                return None
 
         flags = OSTree.RepoCommitModifierFlags.ERROR_ON_UNLABELED if policy is not None else 0
         modifier = OSTree.RepoCommitModifier.new(flags, None, None)
@@ -335,6 +342,8 @@ class Repo:
             modifier.set_sepolicy(policy.gi)
         what = f"write_dfd_to_mtree {path}"
         unwrap(what, call(what, self.gi.write_dfd_to_mtree, AT_FDCWD, str(path), tree, modifier, None))
+        if failed:
+            raise failed[0]
 
     def tree_from_commit(self, csum: str) -> OSTree.MutableTree:
         """A lazily loaded mutable tree of a commit: cost grows with what is touched, not its size."""
