@@ -78,3 +78,42 @@ def test_a_signal_during_a_scriptlet_stops_the_apply_cleanly(host: Host, sig: si
     assert host.state() == before, "no deployment, no ref, the origin as it was"
     leftovers = list((host.sysroot / "ostree" / "repo" / "tmp").glob("reconcile-scripts-*"))
     assert not leftovers, leftovers
+
+
+def test_a_killed_apply_leaves_nothing_once_the_next_apply_has_run(host: Host) -> None:
+    """SIGKILL runs no clean-up: the overlay stays mounted until the next apply, which unmounts and removes it."""
+    host.publish([SLOW])
+    host.write_origin(["slowpost"])
+    before = host.state()
+    argv = [RECONCILE, "apply", "--sysroot", host.sysroot, "--origin", host.origin, "--reposdir", host.reposdir]
+    proc = subprocess.Popen(
+        [*map(str, argv), "--yes"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=exampleos.sysroot_env(),
+    )
+    tmp = host.sysroot / "ostree" / "repo" / "tmp"
+    try:
+        deadline = time.monotonic() + 120
+        sleeper = None
+        while sleeper is None and time.monotonic() < deadline and proc.poll() is None:
+            sleeper = _descendant(proc.pid, "sleep")
+            time.sleep(0.05)
+        assert sleeper is not None, "the %post script never started"
+        proc.kill()
+        proc.communicate(timeout=60)
+        assert str(tmp) in Path("/proc/mounts").read_text(), "the test needs a run killed with its overlay mounted"
+        assert host.state() == before
+        host.write_origin([])
+        host.apply_ok()
+        assert str(tmp) not in Path("/proc/mounts").read_text(), "the next apply unmounted it"
+        assert not [p for p in tmp.iterdir() if p.name.startswith("reconcile-")], list(tmp.iterdir())
+        assert not Path(f"/proc/{sleeper}").exists(), "the script died with its parent"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for line in Path("/proc/mounts").read_text().splitlines():  # never leave our own mount behind
+            point = line.split()[1]
+            if point.startswith(str(tmp)):
+                subprocess.run(["umount", "-l", point], check=False)

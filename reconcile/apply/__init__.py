@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from reconcile.apply.deploy import collect_garbage, deploy
+from reconcile.apply.leftovers import remove_earlier_runs
 from reconcile.apply.packages import PackageFetcher
 from reconcile.context import Context
 from reconcile.deployed import DeploymentState, current_deployment
@@ -46,6 +47,8 @@ def apply(ctx: Context, request: ApplyRequest, review: Callable[[m.Plan], bool])
     ctx.sysroot.lock(request.lock_timeout, lambda: ctx.reporter.info(f"Waiting for the lock of {ctx.sysroot.path}…"))
     try:
         ctx.reload()  # another process may have deployed while we waited
+        for problem in remove_earlier_runs(ctx.repo.path):
+            ctx.reporter.info(f"warning: what an earlier, killed apply left: {problem}")
         plan, loaded = _plan_under_lock(ctx, request)
         if plan.has_changes and not review(plan):
             return plan, ApplyResult(False, None, "Aborted; nothing was changed.", aborted=True)
