@@ -45,11 +45,8 @@ def _descendant(root: int, comm: str) -> int | None:
     return None
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT], ids=lambda s: s.name)
-def test_a_signal_during_a_scriptlet_stops_the_apply_cleanly(host: Host, sig: signal.Signals) -> None:
-    host.publish([SLOW])
-    host.write_origin(["slowpost"])
-    before = host.state()
+def _apply_until_the_script_sleeps(host: Host) -> tuple[subprocess.Popen[str], int]:
+    """An apply of SLOW, started and waited for until its %post sleeps; (the apply, the sleep's pid)."""
     argv = [RECONCILE, "apply", "--sysroot", host.sysroot, "--origin", host.origin, "--reposdir", host.reposdir]
     proc = subprocess.Popen(
         [*map(str, argv), "--yes"],
@@ -58,13 +55,24 @@ def test_a_signal_during_a_scriptlet_stops_the_apply_cleanly(host: Host, sig: si
         text=True,
         env=exampleos.sysroot_env(),
     )
+    deadline = time.monotonic() + 120
+    sleeper = None
+    while sleeper is None and time.monotonic() < deadline and proc.poll() is None:
+        sleeper = _descendant(proc.pid, "sleep")
+        time.sleep(0.05)
+    if sleeper is None:
+        proc.kill()
+        raise AssertionError(f"the %post script never started: {proc.communicate()[1]}")
+    return proc, sleeper
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT], ids=lambda s: s.name)
+def test_a_signal_during_a_scriptlet_stops_the_apply_cleanly(host: Host, sig: signal.Signals) -> None:
+    host.publish([SLOW])
+    host.write_origin(["slowpost"])
+    before = host.state()
+    proc, sleeper = _apply_until_the_script_sleeps(host)
     try:
-        deadline = time.monotonic() + 120
-        sleeper = None
-        while sleeper is None and time.monotonic() < deadline and proc.poll() is None:
-            sleeper = _descendant(proc.pid, "sleep")
-            time.sleep(0.05)
-        assert sleeper is not None, "the %post script never started"
         proc.send_signal(sig)
         _out, err = proc.communicate(timeout=60)
     finally:
@@ -74,7 +82,8 @@ def test_a_signal_during_a_scriptlet_stops_the_apply_cleanly(host: Host, sig: si
     assert "Traceback" not in err
     assert err.strip().splitlines()[-1] == ("Interrupted." if sig == signal.SIGINT else f"Stopped by {sig.name}.")
     assert not Path(f"/proc/{sleeper}").exists(), "the script ended with reconcile"
-    assert "reconcile-scripts" not in Path("/proc/mounts").read_text(), "the overlay is unmounted"
+    mounts = Path("/proc/mounts").read_text()
+    assert str(host.sysroot / "ostree" / "repo" / "tmp") not in mounts, "the overlay is unmounted"
     assert host.state() == before, "no deployment, no ref, the origin as it was"
     leftovers = list((host.sysroot / "ostree" / "repo" / "tmp").glob("reconcile-scripts-*"))
     assert not leftovers, leftovers
@@ -85,22 +94,9 @@ def test_a_killed_apply_leaves_nothing_once_the_next_apply_has_run(host: Host) -
     host.publish([SLOW])
     host.write_origin(["slowpost"])
     before = host.state()
-    argv = [RECONCILE, "apply", "--sysroot", host.sysroot, "--origin", host.origin, "--reposdir", host.reposdir]
-    proc = subprocess.Popen(
-        [*map(str, argv), "--yes"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=exampleos.sysroot_env(),
-    )
     tmp = host.sysroot / "ostree" / "repo" / "tmp"
+    proc, sleeper = _apply_until_the_script_sleeps(host)
     try:
-        deadline = time.monotonic() + 120
-        sleeper = None
-        while sleeper is None and time.monotonic() < deadline and proc.poll() is None:
-            sleeper = _descendant(proc.pid, "sleep")
-            time.sleep(0.05)
-        assert sleeper is not None, "the %post script never started"
         proc.kill()
         proc.communicate(timeout=60)
         assert str(tmp) in Path("/proc/mounts").read_text(), "the test needs a run killed with its overlay mounted"
