@@ -62,14 +62,6 @@ class Declared:
     def __bool__(self) -> bool:
         return bool(self.accounts or self.members)
 
-    def names(self, kind: AccountKind) -> set[str]:
-        """Every user (or group) name these declarations create, the names `creates` answers for."""
-        out = {r.name for r in self.accounts if r.kind is kind}
-        if kind is AccountKind.GROUP:
-            out |= {r.group or r.name for r in self.accounts if r.kind is AccountKind.USER}
-        out |= {mem.user if kind is AccountKind.USER else mem.group for mem in self.members}
-        return out
-
     def creates(self, kind: AccountKind, name: str) -> str | None:
         """Where the declaration that creates this user or group comes from, or None."""
         for r in self.accounts:

@@ -42,13 +42,10 @@ def scriptlet_checks(package: str, hdr: h.Header, ignore: list[str]) -> list[Che
 
 def file_checks(package: str, files: list[FileEntry], owners: Owners, wanted: Declared) -> list[Check]:
     """The tree rules over a package's files (treerules.file_findings, the rules the importer meets again).
-    Owners the base's passwd/group do not define are an error unless a layered package declares them
-    (`wanted`, what apply will create first: sysusers.d lines or useradd/groupadd in %pre)."""
-    users = owners.users.keys() | wanted.names(AccountKind.USER)
-    groups = owners.groups.keys() | wanted.names(AccountKind.GROUP)
-    found = file_findings(files, users, groups, allow_skeleton=False)
+    An owner the base's passwd/group do not define is an error unless a layered package declares it
+    (`wanted`, what apply creates before import: sysusers.d lines or useradd/groupadd in %pre)."""
     by_rule: dict[Rule, list[Finding]] = {}
-    for finding in found:
+    for finding in file_findings(files, owners.users.keys(), owners.groups.keys(), allow_skeleton=False):
         by_rule.setdefault(finding.rule, []).append(finding)
     checks = [_error(CheckKind.SPECIAL_FILE, package, f.message(package)) for f in by_rule.get(Rule.SPECIAL_FILE, [])]
     refused = [f.path for f in by_rule.get(Rule.FORBIDDEN_PATH, [])]
@@ -56,11 +53,18 @@ def file_checks(package: str, files: list[FileEntry], owners: Owners, wanted: De
         shown = ", ".join(refused[:3]) + (f" and {len(refused) - 3} more" if len(refused) > 3 else "")
         message = f"{package} ships {shown}, outside the paths an OSTree deployment can take."
         checks.append(_error(CheckKind.FORBIDDEN_PATH, package, message))
-    unknown: dict[str, Finding] = {}
+    missing: dict[str, Finding] = {}
     for f in by_rule.get(Rule.UNKNOWN_OWNER, []):
-        unknown.setdefault(f.detail, f)  # one finding per missing name, naming its first file
-    checks += [_error(CheckKind.UNKNOWN_OWNER, package, f.message(package)) for _, f in sorted(unknown.items())]
-    checks += _account_checks(package, files, owners, wanted)
+        missing.setdefault(f.detail, f)  # one finding per missing name, naming its first file
+    created = []
+    for detail, f in sorted(missing.items()):
+        kind, _, name = detail.partition(" ")
+        source = wanted.creates(AccountKind(kind), name)
+        if source is None:
+            checks.append(_error(CheckKind.UNKNOWN_OWNER, package, f.message(package)))
+        else:
+            created.append(_will_create(package, AccountKind(kind), name, source, f.path))
+    checks += created + _memberships(package, wanted)
     warnings = [f for rule in (Rule.CAPS_DROPPED, Rule.LINKS_SPLIT) for f in by_rule.get(rule, [])]
     checks += [
         Check(kind=CheckKind.VAR_CONTENT, severity=Severity.WARNING, package=package, message=f.message(package))
@@ -73,26 +77,23 @@ def _error(kind: CheckKind, package: str, message: str) -> Check:
     return Check(kind=kind, severity=Severity.ERROR, package=package, message=message)
 
 
-def _account_checks(package: str, files: list[FileEntry], owners: Owners, wanted: Declared) -> list[Check]:
-    """The accounts apply creates before import for this package's files, and its group memberships."""
-    missing: dict[tuple[AccountKind, str], str] = {}
-    for f in files:
-        if f.user not in owners.users:
-            missing.setdefault((AccountKind.USER, f.user), f.path)
-        if f.group not in owners.groups:
-            missing.setdefault((AccountKind.GROUP, f.group), f.path)
-    checks = []
-    for (kind, name), path in sorted(missing.items()):
-        source = wanted.creates(kind, name)
-        if source is None:
-            continue  # an unknown owner: the tree rules report it
-        by, _, where = source.partition(" ")
-        how = "%pre" if where == "%pre" else "sysusers.d"
-        how += "" if by == package else f" of {by}"
-        message = f"{package}: will create the {kind} {name!r} ({how}) before import; it owns {path}."
-        checks.append(Check(kind=CheckKind.ACCOUNT, severity=Severity.INFO, package=package, message=message))
-    for mem in wanted.members:
-        if mem.source.partition(" ")[0] == package:
-            message = f"{package}: will add the user {mem.user!r} to the group {mem.group!r} (sysusers.d)."
-            checks.append(Check(kind=CheckKind.ACCOUNT, severity=Severity.INFO, package=package, message=message))
-    return checks
+def _will_create(package: str, kind: AccountKind, name: str, source: str, path: str) -> Check:
+    """An account apply creates before import, for a file of this package."""
+    by, _, where = source.partition(" ")
+    how = "%pre" if where == "%pre" else "sysusers.d"
+    how += "" if by == package else f" of {by}"
+    message = f"{package}: will create the {kind} {name!r} ({how}) before import; it owns {path}."
+    return Check(kind=CheckKind.ACCOUNT, severity=Severity.INFO, package=package, message=message)
+
+
+def _memberships(package: str, wanted: Declared) -> list[Check]:
+    return [
+        Check(
+            kind=CheckKind.ACCOUNT,
+            severity=Severity.INFO,
+            package=package,
+            message=f"{package}: will add the user {mem.user!r} to the group {mem.group!r} (sysusers.d).",
+        )
+        for mem in wanted.members
+        if mem.source.partition(" ")[0] == package
+    ]
