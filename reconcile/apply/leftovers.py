@@ -34,7 +34,11 @@ def remove_earlier_runs(repo: Path) -> list[str]:
     for directory in left:
         stuck = []
         for point in mounts_below(directory):
-            done = subprocess.run(["umount", str(point)], capture_output=True, text=True, check=False)
+            try:
+                done = subprocess.run(["umount", str(point)], capture_output=True, text=True, check=False, timeout=60)
+            except subprocess.TimeoutExpired:
+                stuck.append(f"{point} (umount did not finish within 60 s)")
+                continue
             if done.returncode != 0:
                 stuck.append(f"{point} ({done.stderr.strip() or 'umount failed'})")
         if stuck:  # never delete through a mount: the overlay's lower layer is a checkout of repo objects
