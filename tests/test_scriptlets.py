@@ -149,7 +149,7 @@ def test_a_failing_script_fails_the_apply(host: Host) -> None:
     logged = [line for line in debug.stderr.splitlines() if "bubblewrap for failing.%post" in line]
     assert logged, debug.stderr
     command = logged[0].split(": ", 2)[-1]
-    assert command.startswith("bwrap --bind ") and "--unshare-net" in command
+    assert command.startswith("unshare --mount ") and " bwrap --bind " in command and "--unshare-net" in command
     assert command.endswith(f"/bin/sh {SCRIPT_PATH} 1"), command
     assert "exit 3" in debug.stderr, "the script itself is logged too"
 

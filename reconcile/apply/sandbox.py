@@ -3,7 +3,8 @@
 The tree is an overlayfs whose lower layer is a hardlink checkout of the layered commit: writes land in the
 upper directory, so a repo object is never modified (the checkout's files ARE the objects). Each script runs
 in bubblewrap with the tree as `/`, `/etc` bound to `/usr/etc`, throwaway tmpfs on /tmp, /var, /run and /boot, and
-no network. The upper directory, whiteouts and opaque directories included, then becomes a new commit.
+no network. The overlay is mounted only inside each script's own mount namespace, so no mount outlives a
+run, killed or not. The upper directory, whiteouts and opaque directories included, then becomes a new commit.
 (ostree-platform-notes §6 has the measured recipe.)
 """
 
@@ -63,7 +64,6 @@ class Sandbox:
         self.work = Path(tempfile.mkdtemp(prefix="reconcile-scripts-", dir=tmp))
         self.lower, self.upper = self.work / "lower", self.work / "upper"
         self.merged, self.ovl_work, self.bin = self.work / "merged", self.work / "ovl-work", self.work / "bin"
-        self.mounted = False
 
     def __enter__(self) -> Sandbox:
         try:
@@ -79,12 +79,8 @@ class Sandbox:
                 shim = self.bin / tool
                 shim.write_text(ACCOUNT_SHIM)
                 shim.chmod(0o755)
-            options = f"lowerdir={self.lower},upperdir={self.upper},workdir={self.ovl_work}"
-            options += ",redirect_dir=off,metacopy=off,index=off,xino=off"
-            run(
-                ["mount", "-t", "overlay", "reconcile-scripts", "-o", options, str(self.merged)], "Mounting the overlay"
-            )
-            self.mounted = True
+            # One trial mount (in a namespace that ends with it) so a refusal is told as such, not as a script's.
+            run(["unshare", "--mount", "--propagation", "private", "--", *self._mount()], "Mounting the overlay")
         except BaseException:
             self.close()
             raise
@@ -94,14 +90,21 @@ class Sandbox:
         self.close()
 
     def close(self) -> None:
-        if self.mounted:
-            subprocess.run(["umount", str(self.merged)], check=False, capture_output=True)
-            self.mounted = False
         # The checkout is read-only by nature (objects); unlinking its entries never touches the objects.
         shutil.rmtree(self.work, ignore_errors=True)
 
+    def _mount(self) -> list[str]:
+        options = f"lowerdir={self.lower},upperdir={self.upper},workdir={self.ovl_work}"
+        options += ",redirect_dir=off,metacopy=off,index=off,xino=off"
+        return ["mount", "-t", "overlay", "reconcile-scripts", "-o", options, str(self.merged)]
+
     def _bwrap(self, command: list[str], name: str, binds: list[str]) -> list[str]:
+        """The overlay is mounted in a mount namespace of the script's own: the kernel removes it when bubblewrap
+        ends, also when reconcile is killed (bubblewrap dies with its parent), so no mount outlives a run."""
+        mount = " ".join(shlex.quote(a) for a in self._mount())
         return [
+            "unshare", "--mount", "--propagation", "private", "--",
+            "sh", "-ec", f'{mount}; exec "$@"', "sh",
             "bwrap",
             "--bind", str(self.merged), "/",
             "--bind", str(self.merged / "usr" / "etc"), "/etc",
@@ -141,7 +144,8 @@ class Sandbox:
     def rebuild_policy(self) -> ScriptRun | None:
         """When the scripts changed the SELinux policy store, rebuild the policy with the tree's own semodule
         (as libostree does at deploy); None when they did not, or the tree has no semodule."""
-        if not (self.upper / "usr/etc/selinux").exists() or not (self.merged / "usr/sbin/semodule").exists():
+        semodule = [layer / "usr/sbin/semodule" for layer in (self.upper, self.lower)]
+        if not (self.upper / "usr/etc/selinux").exists() or not any(path.exists() for path in semodule):
             return None
         argv = self._bwrap(["/usr/sbin/semodule", "-N", "--rebuild-if-modules-changed"], "reconcile", [])
         log.debug("bubblewrap for the SELinux policy rebuild: %s", shlex.join(argv))
