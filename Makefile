@@ -12,7 +12,7 @@ APT_PACKAGES := python3 python3-venv python3-dev gcc pkg-config libgirepository1
 # metadata compression; the PyPI solv wheel reads only gzip). Linked into the venv, nothing else of dist-packages.
 DISTRO_BINDINGS := librepo rpm solv.py _solv.cpython-*.so
 
-.PHONY: demo test lint unit pure bench deps clean
+.PHONY: reliability demo test lint unit pure bench deps clean
 
 deps: $(VENV)/.installed
 
@@ -57,6 +57,14 @@ pure: deps
 	$(VENV)/bin/pytest -q -m "not root and not ostree and not sandbox"
 
 test: lint unit
+
+# The long runs behind docs/reliability.md (kills at every step, concurrency at scale, 2,000+ fuzzed origins);
+# `make test` runs a smoke of each. The figures are appended to build/reliability.txt.
+reliability: deps
+	mkdir -p build
+	RECONCILE_RELIABILITY=full RECONCILE_RELIABILITY_REPORT=$(CURDIR)/build/reliability.txt RECONCILE_TEST_TIERS=all \
+		$(VENV)/bin/pytest -q tests/test_reliability.py tests/test_origin_fuzz.py tests/test_concurrency.py \
+		tests/test_signals.py tests/test_hostile.py tests/test_repos.py tests/test_sandbox_walls.py
 
 clean:
 	-$(PY) -c 'import sys; sys.path.insert(0, "examples"); import exampleos, pathlib; exampleos.teardown_sysroot(pathlib.Path("build/demo/sysroot"))'

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import signal
@@ -60,10 +61,26 @@ def _plan_options(p: argparse.ArgumentParser) -> None:
         "-C", "--cache-only", action="store_true", help="no network: metadata, keys and packages from the cache only"
     )
     p.add_argument("--refresh", action="store_true", help="fetch repo metadata even when it has not expired")
+    p.add_argument(
+        "--transfer-deadline",
+        type=_positive_seconds,
+        metavar="SECONDS",
+        help="the most one file's download may take, however fast it still moves (default 1800)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     p.add_argument(
         "--detailed-exitcode", action="store_true", help="exit 2 when there are changes (plan) or were changes (apply)"
     )
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds above 0, not {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -130,7 +147,12 @@ def _context(args: argparse.Namespace) -> Context:
     from reconcile.report import Reporter
     from reconcile.repos.config import FetchMode
 
-    mode = FetchMode(cache_only=getattr(args, "cache_only", False), refresh=getattr(args, "refresh", False))
+    mode = FetchMode(
+        cache_only=getattr(args, "cache_only", False),
+        refresh=getattr(args, "refresh", False),
+    )
+    if getattr(args, "transfer_deadline", None):
+        mode = dataclasses.replace(mode, deadline=args.transfer_deadline)
     return Context.open(args.sysroot, Reporter(), getattr(args, "cachedir", None), mode)
 
 

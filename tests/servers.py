@@ -1,6 +1,7 @@
 """Real repo servers on 127.0.0.1 for the tests: HTTP and HTTPS (a CA made in the test, optionally requiring a
 client certificate), byte ranges, and faults on request: a delay on every response, a connection dropped
-mid-file (every time), a trickle below any sane minrate, missing files; plus an HTTP proxy with credentials."""
+mid-file (every time), a trickle below any sane minrate, missing files, damaged bytes; plus an HTTP proxy
+with credentials."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ class Faults:
     drop_after: dict[str, int] = field(default_factory=dict)  # path suffix -> bytes sent before every drop
     trickle: dict[str, float] = field(default_factory=dict)  # path suffix -> bytes per second
     missing: set[str] = field(default_factory=set)  # path suffixes answered with 404
+    corrupt: set[str] = field(default_factory=set)  # path suffixes served with bytes flipped, the length kept
     fail_first: dict[str, int] = field(default_factory=dict)  # path suffix -> how many requests get a 503 first
     log: list[tuple[str, str]] = field(default_factory=list)  # (path, Range header or "")
     concurrency: list[int] = field(default_factory=list)  # requests in flight when each one started
@@ -70,6 +72,8 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
             self.send_error(404)
             return
         data = path.read_bytes()
+        if faults.match(faults.corrupt, self.path):
+            data = bytes(b ^ 0x5A if 16 <= i < len(data) - 16 else b for i, b in enumerate(data))
         start, end = 0, len(data) - 1
         ranged = self.headers.get("Range", "")
         if ranged.startswith("bytes="):

@@ -5,8 +5,9 @@ from __future__ import annotations
 import subprocess
 import tomllib
 
-from conftest import Host
+from conftest import Host, needs_sandbox
 from support import RECONCILE, File, Package, exampleos
+from test_signals import apply_until_the_script_sleeps
 
 PACKAGES = [Package(f"many{i}", files=(File(f"/usr/share/many/{i}", f"{i}\n"),)) for i in range(6)]
 
@@ -68,3 +69,33 @@ def test_ten_concurrent_plans_on_a_fresh_cache_all_succeed(host: Host) -> None:
     assert len({out for _code, out, _err in results if '"added"' in out}) >= 1
     leftovers = [p for p in host.cachedir.rglob("*") if p.name.endswith((".tmp", ".part"))]
     assert not leftovers, leftovers
+
+
+@needs_sandbox
+def test_an_apply_that_waited_for_the_lock_plans_again_against_what_the_first_deployed(host: Host) -> None:
+    """The second apply plans and fetches without the lock, then finds the deployment moved: it plans again
+    (nothing to do) instead of stacking a second deployment or calling its plan stale."""
+    pause = Package("pause", files=(File("/usr/share/pause/a", "a\n"),), scripts={"post": "exec sleep 3"})
+    host.publish([pause])
+    host.write_origin(["pause"])
+    argv = [RECONCILE, "apply", "--sysroot", host.sysroot, "--origin", host.origin, "--reposdir", host.reposdir]
+    first, _sleeper = apply_until_the_script_sleeps(host)
+    second = subprocess.Popen(
+        [*map(str, argv), "--yes"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=exampleos.sysroot_env(),
+    )
+    try:
+        _out1, err1 = first.communicate(timeout=120)
+        out2, err2 = second.communicate(timeout=120)
+    finally:
+        for proc in (first, second):
+            if proc.poll() is None:
+                proc.kill()  # processes this test started, by their PIDs
+    assert first.returncode == 0, err1
+    assert second.returncode == 0, err2
+    assert "Waiting for the lock" in err2 and "planning again" in err2, err2
+    assert "Nothing to do" in out2, out2
+    assert len(host.status()["deployments"]) == 2, "one new deployment, not two"

@@ -8,6 +8,7 @@ import gzip
 import hashlib
 import os
 import re
+import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 from conftest import Host
 from servers import Faults, Pki, dead_url, forward_proxy, make_pki, serve
-from support import File, Package, exampleos
+from support import RECONCILE, File, Package, exampleos
 from test_bad_input import assert_failed_cleanly
 
 ARCH = os.uname().machine
@@ -180,10 +181,6 @@ def test_retries(host: Host, retries: int) -> None:
 
 def test_an_interrupted_download_resumes(host: Host) -> None:
     """apply is killed mid-download; the next apply asks only for the rest (an HTTP Range request)."""
-    import subprocess
-
-    from support import RECONCILE
-
     host.publish([BIG], examples=False)
     host.write_origin(["bigdata"])
     rpm_name = "bigdata-1.0-1.noarch.rpm"
@@ -318,3 +315,109 @@ def test_a_primary_that_matches_its_checksum_but_is_not_rpm_md_names_its_file_an
     href = primary.relative_to(repo)
     assert_failed_cleanly(host, before, result, 1, "[test]", "test.repo", "corrupt", f"{server.url}/{href}")
     assert "unreachable" not in result.stderr
+
+
+def _sysroot_lock_is_free(host: Host) -> bool:
+    import fcntl
+
+    with open(host.sysroot / "ostree" / "lock", "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        fcntl.flock(f, fcntl.LOCK_UN)
+        return True
+
+
+def test_a_mirror_that_is_slow_but_above_minrate_meets_the_deadline_and_the_sysroot_lock_stays_free(
+    host: Host,
+) -> None:
+    """minrate never fires on 4 kB/s; the transfer deadline does, and the download ran without the lock."""
+    host.publish([BIG], examples=False)
+    host.write_origin(["bigdata"])
+    rpm_name = "bigdata-1.0-1.noarch.rpm"
+    with serve(host.rpm_repo) as server:
+        exampleos.write_repo_file(host.reposdir, "test", server.url, minrate=100, retries=0)
+        assert host.run("plan").code == 0
+        server.faults.trickle[rpm_name] = 4000  # 300 kB: 75 s
+        before = host.state()
+        argv = [RECONCILE, "apply", "--sysroot", host.sysroot, "--origin", host.origin, "--reposdir", host.reposdir]
+        start = time.monotonic()
+        proc = subprocess.Popen(
+            [*map(str, argv), "--yes", "--transfer-deadline", "4"],
+            env=exampleos.sysroot_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            free_while_downloading = []
+            while proc.poll() is None:
+                files = list((host.cachedir / "packages").rglob(rpm_name))
+                if files and files[0].stat().st_size > 0:
+                    free_while_downloading.append(_sysroot_lock_is_free(host))
+                time.sleep(0.2)
+            _out, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()  # the process this test started, by its PID
+        took = time.monotonic() - start
+    assert proc.returncode == 1, err
+    assert free_while_downloading and all(free_while_downloading), free_while_downloading
+    assert "transfer deadline of 4 s" in err and "bytes/s" in err, err
+    assert "[test]" in err and f"{server.url}/{rpm_name}" in err and "bigdata-1.0-1.noarch" in err, err
+    assert "Traceback" not in err
+    assert took < 30, f"abandoned only after {took:.0f} s"
+    assert host.state() == before
+
+
+def test_repo_metadata_slower_than_the_deadline_is_abandoned(host: Host) -> None:
+    host.publish([])
+    host.write_origin(["hello"])
+    with serve(host.rpm_repo, Faults(trickle={"repomd.xml": 300})) as server:
+        exampleos.write_repo_file(host.reposdir, "test", server.url, minrate=100, retries=0)
+        before = host.state()
+        start = time.monotonic()
+        result = host.run("plan", "--transfer-deadline", "2")
+        took = time.monotonic() - start
+    assert_failed_cleanly(host, before, result, 1, "repomd.xml", "[test]", server.url, "transfer deadline of 2 s")
+    assert took < 20, f"abandoned only after {took:.0f} s"
+
+
+@pytest.mark.parametrize(
+    ("fault", "words"),
+    [
+        (Faults(drop_after={"bigdata-1.0-1.noarch.rpm": 50}), ("Cannot download",)),
+        (Faults(trickle={"bigdata-1.0-1.noarch.rpm": 1}), ("too slow",)),
+        (Faults(missing={"bigdata-1.0-1.noarch.rpm"}), ("404",)),
+        (Faults(corrupt={"bigdata-1.0-1.noarch.rpm"}), ("is corrupt",)),
+    ],
+    ids=["reset", "stall", "missing", "corrupt"],
+)
+def test_a_network_failure_reading_a_header_at_plan_time_names_the_repo_package_and_url(
+    host: Host, fault: Faults, words: tuple[str, ...]
+) -> None:
+    host.publish([BIG], examples=False)
+    host.write_origin(["bigdata"])
+    with serve(host.rpm_repo, fault) as server:
+        exampleos.write_repo_file(host.reposdir, "test", server.url, timeout=2, minrate=1000, retries=0)
+        before = host.state()
+        result = host.run("plan")
+    rpm_url = f"{server.url}/bigdata-1.0-1.noarch.rpm"
+    assert_failed_cleanly(host, before, result, 1, "[test]", "bigdata-1.0-1.noarch", rpm_url, *words)
+    assert "internal error" not in result.stderr
+
+
+def test_a_corrupt_package_download_at_apply_time_is_called_corrupt(host: Host) -> None:
+    host.publish([BIG], examples=False)
+    host.write_origin(["bigdata"])
+    rpm_name = "bigdata-1.0-1.noarch.rpm"
+    with serve(host.rpm_repo) as server:
+        exampleos.write_repo_file(host.reposdir, "test", server.url, retries=0)
+        assert host.run("plan").code == 0  # the header read whole and well
+        server.faults.corrupt.add(rpm_name)
+        before = host.state()
+        result = host.run("apply")
+    assert_failed_cleanly(host, before, result, 1, "[test]", "bigdata-1.0-1.noarch", "is corrupt", server.url)
+    assert "unreachable" not in result.stderr and "server is up" not in result.stderr
+    assert host.downloaded() == [], "the damaged file is not kept"

@@ -45,8 +45,8 @@ def _descendant(root: int, comm: str) -> int | None:
     return None
 
 
-def _apply_until_the_script_sleeps(host: Host) -> tuple[subprocess.Popen[str], int]:
-    """An apply of SLOW, started and waited for until its %post sleeps; (the apply, the sleep's pid)."""
+def apply_until_the_script_sleeps(host: Host) -> tuple[subprocess.Popen[str], int]:
+    """An apply of the origin, started and waited for until a %post sleeps; (the apply, the sleep's pid)."""
     argv = [RECONCILE, "apply", "--sysroot", host.sysroot, "--origin", host.origin, "--reposdir", host.reposdir]
     proc = subprocess.Popen(
         [*map(str, argv), "--yes"],
@@ -71,7 +71,7 @@ def test_a_signal_during_a_scriptlet_stops_the_apply_cleanly(host: Host, sig: si
     host.publish([SLOW])
     host.write_origin(["slowpost"])
     before = host.state()
-    proc, sleeper = _apply_until_the_script_sleeps(host)
+    proc, sleeper = apply_until_the_script_sleeps(host)
     try:
         proc.send_signal(sig)
         _out, err = proc.communicate(timeout=60)
@@ -82,13 +82,13 @@ def test_a_signal_during_a_scriptlet_stops_the_apply_cleanly(host: Host, sig: si
     assert "Traceback" not in err
     assert err.strip().splitlines()[-1] == ("Interrupted." if sig == signal.SIGINT else f"Stopped by {sig.name}.")
     assert not Path(f"/proc/{sleeper}").exists(), "the script ended with reconcile"
-    assert not _mounts_below(host.sysroot / "ostree" / "repo" / "tmp"), "the overlay is unmounted"
+    assert not mounts_below(host.sysroot / "ostree" / "repo" / "tmp"), "the overlay is unmounted"
     assert host.state() == before, "no deployment, no ref, the origin as it was"
     leftovers = list((host.sysroot / "ostree" / "repo" / "tmp").glob("reconcile-scripts-*"))
     assert not leftovers, leftovers
 
 
-def _mounts_below(directory: Path) -> list[str]:
+def mounts_below(directory: Path) -> list[str]:
     """Mount points under `directory` in any mount namespace of this machine (not only our own)."""
     points = set()
     for entry in Path("/proc").iterdir():
@@ -108,16 +108,16 @@ def test_a_killed_apply_leaves_no_mount_and_the_next_apply_removes_its_files(hos
     host.write_origin(["slowpost"])
     before = host.state()
     tmp = host.sysroot / "ostree" / "repo" / "tmp"
-    proc, sleeper = _apply_until_the_script_sleeps(host)
+    proc, sleeper = apply_until_the_script_sleeps(host)
     try:
-        assert _mounts_below(tmp), "the test needs a run killed while its overlay is mounted"
+        assert mounts_below(tmp), "the test needs a run killed while its overlay is mounted"
         proc.kill()
         proc.communicate(timeout=60)
         deadline = time.monotonic() + 10
         while Path(f"/proc/{sleeper}").exists() and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not Path(f"/proc/{sleeper}").exists(), "the script died with its parent"
-        assert not _mounts_below(tmp), "the overlay went with the script's mount namespace"
+        assert not mounts_below(tmp), "the overlay went with the script's mount namespace"
         assert [p for p in tmp.iterdir() if p.name.startswith("reconcile-scripts-")], "the test needs leftovers"
         assert host.state() == before
         host.write_origin([])
@@ -126,5 +126,5 @@ def test_a_killed_apply_leaves_no_mount_and_the_next_apply_removes_its_files(hos
     finally:
         if proc.poll() is None:
             proc.kill()
-        for point in _mounts_below(tmp):  # never leave a mount behind in our own namespace, should one be there
+        for point in mounts_below(tmp):  # never leave a mount behind in our own namespace, should one be there
             subprocess.run(["umount", "-l", point], check=False, capture_output=True)

@@ -1,5 +1,6 @@
-"""`apply()`: the checklist. Lock the sysroot, plan (or read the saved plan), let the caller review it, then
-`apply_plan()`: verify fresh, fetch, import, assemble, commit, deploy, clean up."""
+"""`apply()`: the checklist. Plan (or read the saved plan), let the caller review it, fetch what it pins: all
+without the sysroot lock, since those wait on mirrors. Then lock the sysroot and `apply_plan()`: verify fresh,
+verify the fetched files again, import, assemble, commit, deploy, clean up."""
 
 from __future__ import annotations
 
@@ -41,27 +42,42 @@ class ApplyRequest:
     lock_timeout: float = 60.0
 
 
+# Plans made again because another apply deployed, or the origin file changed, while this one fetched.
+MAX_PLANS = 3
+
+
 def apply(ctx: Context, request: ApplyRequest, review: Callable[[m.Plan], bool]) -> tuple[m.Plan, ApplyResult]:
-    """Under the sysroot lock: the plan, `review(plan)` when it changes anything (False aborts), then
-    apply_plan. Returns the plan applied and what happened."""
-    ctx.sysroot.lock(request.lock_timeout, lambda: ctx.reporter.info(f"Waiting for the lock of {ctx.sysroot.path}…"))
-    try:
-        ctx.reload()  # another process may have deployed while we waited
-        for problem in remove_earlier_runs(ctx.repo.path):
-            ctx.reporter.info(f"warning: what an earlier, killed apply left: {problem}")
-        plan, loaded = _plan_under_lock(ctx, request)
+    """The plan, `review(plan)` when it changes anything (False aborts), its packages fetched; then, under the
+    sysroot lock, apply_plan. A deployment or origin that moved before the lock was had means planning again
+    (a saved plan is stale instead). Returns the plan applied and what happened."""
+    for _ in range(MAX_PLANS):
+        plan, loaded = _plan(ctx, request)
         if plan.has_changes and not review(plan):
             return plan, ApplyResult(False, None, "Aborted; nothing was changed.", aborted=True)
-        saved = request.saved is not None
-        result = apply_plan(
-            ctx, plan, loaded, saved=saved, reposdir=request.reposdir, download_only=request.download_only
+        fetcher = _prefetch(ctx, plan, loaded, request)
+        if request.download_only:
+            return plan, _download_only(ctx, fetcher) if fetcher else _nothing_to_download(plan)
+        ctx.sysroot.lock(
+            request.lock_timeout, lambda: ctx.reporter.info(f"Waiting for the lock of {ctx.sysroot.path}…")
         )
-        return plan, result
-    finally:
-        ctx.sysroot.unlock()
+        try:
+            ctx.reload()  # another process may have deployed while we fetched or waited
+            for problem in remove_earlier_runs(ctx.repo.path):
+                ctx.reporter.info(f"warning: what an earlier, killed apply left: {problem}")
+            if request.saved is None and _moved(ctx, plan, request):
+                ctx.reporter.info("The deployment or the origin file changed meanwhile; planning again.")
+                continue
+            saved = request.saved is not None
+            return plan, apply_plan(ctx, plan, loaded, saved=saved, reposdir=request.reposdir, fetcher=fetcher)
+        finally:
+            ctx.sysroot.unlock()
+    raise ReconcileError(
+        f"The deployment or the origin file changed each time while reconcile planned ({MAX_PLANS} plans).",
+        hint="Another tool keeps deploying or editing the origin file; run apply again once it is done.",
+    )
 
 
-def _plan_under_lock(ctx: Context, request: ApplyRequest) -> tuple[m.Plan, LoadedOrigin]:
+def _plan(ctx: Context, request: ApplyRequest) -> tuple[m.Plan, LoadedOrigin]:
     from reconcile.planner.plan import make_plan
 
     if request.saved is not None:
@@ -70,6 +86,27 @@ def _plan_under_lock(ctx: Context, request: ApplyRequest) -> tuple[m.Plan, Loade
     loaded = load_origin(request.origin)
     plan = make_plan(ctx, loaded, request.reposdir, request.stateroot, update=request.update, whole_packages=True)
     return plan, loaded
+
+
+def _prefetch(ctx: Context, plan: m.Plan, loaded: LoadedOrigin, request: ApplyRequest) -> PackageFetcher | None:
+    """Download and verify what the plan pins before the lock is taken; None when nothing is to be fetched."""
+    saved = request.saved is not None
+    if saved:
+        _verify_fresh(ctx, plan, loaded)  # a stale saved plan fetches nothing (and is checked again under the lock)
+    if not (plan.applyable and plan.has_changes and plan.target.packages):
+        return None
+    _current, dep = current_deployment(ctx.sysroot, ctx.repo, plan.prior.stateroot)
+    fetcher = PackageFetcher(ctx, plan, dep, request.reposdir, loaded.desired.options.localpkg_gpgcheck, saved=saved)
+    fetcher.fetch(fetcher.not_cached())
+    return fetcher
+
+
+def _moved(ctx: Context, plan: m.Plan, request: ApplyRequest) -> bool:
+    """Under the lock: the deployment or the origin file is no longer what the plan was made against."""
+    assert request.origin is not None
+    current, _dep = current_deployment(ctx.sysroot, ctx.repo, plan.prior.stateroot)
+    now = load_origin(request.origin)
+    return m.fingerprint(current.id, current.base_checksum, current.requested, now.sha256) != plan.prior.fingerprint
 
 
 def _origin_of_saved(plan: m.Plan) -> LoadedOrigin:
@@ -89,10 +126,10 @@ def apply_plan(
     *,
     saved: bool = False,
     reposdir: Path | None = None,
-    download_only: bool = False,
+    fetcher: PackageFetcher | None = None,
 ) -> ApplyResult:
-    """Apply exactly `plan`. With `saved`, anything that no longer matches it is a stale plan (exit 3).
-    With `download_only`, fetch and verify what the plan needs and stop there."""
+    """Apply exactly `plan`, under the sysroot lock. With `saved`, anything that no longer matches it is a stale
+    plan (exit 3). `fetcher` has fetched the plan's packages already; they are verified again here."""
     current, dep = _verify_fresh(ctx, plan, loaded)
     if not plan.applyable:
         raise ReconcileError("The plan cannot be applied: " + " ".join(plan.errors), hint="Nothing was changed.")
@@ -101,9 +138,8 @@ def apply_plan(
     target = plan.target
     if ctx.repo.resolve(target.base_checksum) is None:
         raise StalePlanError(f"The plan's base commit {target.base_checksum[:12]} is no longer in the repo.")
-    fetcher = PackageFetcher(ctx, plan, dep, reposdir, loaded.desired.options.localpkg_gpgcheck, saved=saved)
-    if download_only:
-        return _download_only(ctx, fetcher)
+    if fetcher is None:
+        fetcher = PackageFetcher(ctx, plan, dep, reposdir, loaded.desired.options.localpkg_gpgcheck, saved=saved)
     if not target.needs_deployment:
         origin = write_origin_keyfile(loaded.desired, target.local, dep.get_origin(), new_deployment=False)
         ctx.sysroot.write_origin(dep, origin)
@@ -126,8 +162,7 @@ def apply_plan(
 
 
 def _download_only(ctx: Context, fetcher: PackageFetcher) -> ApplyResult:
-    missing = fetcher.not_cached()
-    files = fetcher.fetch(missing)
+    files = fetcher.fetch(fetcher.not_cached())  # fetched already: this lists and verifies them again
     size = sum(path.stat().st_size for path in files.values())
     where = fetcher.cache_root / "packages"
     return ApplyResult(
@@ -136,6 +171,14 @@ def _download_only(ctx: Context, fetcher: PackageFetcher) -> ApplyResult:
         f"Downloaded and verified {len(files)} package(s) ({size / 1048576:.1f} MiB) into {where}; "
         "nothing was deployed. `reconcile apply` (also with --cache-only) will use them.",
     )
+
+
+def _nothing_to_download(plan: m.Plan) -> ApplyResult:
+    if not plan.applyable:
+        raise ReconcileError("The plan cannot be applied: " + " ".join(plan.errors), hint="Nothing was changed.")
+    if not plan.has_changes:
+        return ApplyResult(False, None, "Nothing to do: the deployment already matches the origin.")
+    return ApplyResult(False, None, "Nothing to download: every package the plan needs is in the package cache.")
 
 
 def _verify_fresh(ctx: Context, plan: m.Plan, loaded: LoadedOrigin) -> tuple[DeploymentState, Any]:

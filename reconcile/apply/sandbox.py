@@ -35,6 +35,22 @@ TIMEOUT = 600
 OPAQUE = "trusted.overlay.opaque"
 SANDBOX_BIN = "/run/reconcile/bin"
 SCRIPT_PATH = "/run/reconcile/script"
+# rpm-ostree's set (a subset of Docker's default): file ownership and modes, setuid/setgid, chroot, signals.
+# Without CAP_SYS_ADMIN and CAP_MKNOD a script cannot mount or make devices, so it cannot reach the host's disks.
+CAPABILITIES = [
+    "chown",
+    "dac_override",
+    "fowner",
+    "fsetid",
+    "kill",
+    "setgid",
+    "setuid",
+    "setpcap",
+    "sys_chroot",
+    "setfcap",
+]
+# What a script may leave in the tree: /usr (and /etc, which is /usr/etc). Like rpm-ostree, the rest is dropped.
+KEPT = "usr"
 # useradd/groupadd in a script find the accounts reconcile already created from the package's declarations.
 ACCOUNT_SHIM = """#!/bin/sh
 # reconcile: accounts a package declares are created before its scripts run.
@@ -69,7 +85,7 @@ class Sandbox:
         try:
             self.repo.checkout(self.commit, self.lower)
             # Mount points bwrap needs are made in the lower layer, so they never reach the upper one.
-            for name in ("etc", "tmp", "var", "run", "proc", "dev", "boot"):
+            for name in ("etc", "tmp", "var", "run", "proc", "dev", "boot", "sys"):
                 target = self.lower / name
                 if not target.exists() and not target.is_symlink():
                     target.mkdir()
@@ -110,6 +126,8 @@ class Sandbox:
             "--bind", str(self.merged / "usr" / "etc"), "/etc",
             "--dev", "/dev",
             "--proc", "/proc",
+            "--ro-bind", "/proc/sys", "/proc/sys",  # the kernel's settings are the host's: read, never set
+            "--tmpfs", "/sys",
             "--tmpfs", "/tmp",
             "--tmpfs", "/var",
             "--tmpfs", "/run",
@@ -117,6 +135,7 @@ class Sandbox:
             *binds,
             "--ro-bind", str(self.bin), SANDBOX_BIN,
             "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-net", "--unshare-cgroup-try",
+            "--cap-drop", "ALL", *(arg for cap in CAPABILITIES for arg in ("--cap-add", f"cap_{cap}")),
             "--die-with-parent", "--new-session", "--chdir", "/", "--clearenv",
             "--setenv", "PATH", f"{SANDBOX_BIN}:/usr/sbin:/usr/bin:/sbin:/bin",
             "--setenv", "HOME", "/root",
@@ -169,8 +188,13 @@ class Sandbox:
             )
         return time.monotonic() - start
 
-    def fold(self, tree: MutableTree, policy: SePolicy | None) -> None:
-        """Apply the upper layer to `tree`: whiteouts delete, opaque directories replace, the rest is written."""
+    def fold(self, tree: MutableTree, policy: SePolicy | None) -> list[str]:
+        """Apply the upper layer to `tree`: whiteouts delete, opaque directories replace, the rest is written.
+        Returns what the scripts wrote outside /usr and /etc, which is dropped (the path rules hold there)."""
+        dropped = sorted(f"/{entry.name}" for entry in self.upper.iterdir() if entry.name != KEPT)
+        for name in dropped:
+            outside = self.upper / name.lstrip("/")
+            shutil.rmtree(outside) if outside.is_dir() and not outside.is_symlink() else outside.unlink()
         root_meta = tree.get_metadata_checksum()
         for path, is_dir in sorted(_upper_entries(self.upper), key=lambda e: e[0].count("/"), reverse=True):
             full = self.upper / path
@@ -192,6 +216,7 @@ class Sandbox:
 
         self.repo.write_directory(tree, self.upper, xattrs, policy)
         tree.set_metadata_checksum(root_meta)  # the upper directory's own root is not the tree's /
+        return dropped
 
 
 def _upper_entries(upper: Path) -> Iterator[tuple[str, bool]]:

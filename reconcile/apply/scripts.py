@@ -108,5 +108,10 @@ def run_scripts(
         runs += [rebuilt] if rebuilt else []
         tree = repo.tree_from_commit(commit)
         with reporter.step("Folding the scripts' changes into the tree"):
-            sandbox.fold(tree, policy)
+            dropped = sandbox.fold(tree, policy)
+        if dropped:
+            reporter.info(
+                f"warning: the scripts wrote {', '.join(dropped)} outside /usr and /etc; as rpm-ostree does, that is "
+                "not kept in the tree."
+            )
     return tree, runs

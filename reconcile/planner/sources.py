@@ -232,7 +232,10 @@ def _parse_read(c: Candidate, d: Download, header_cache: Path, repos: RepoSet | 
             if not verdict.ok:
                 cfg = repos.by_id.get(c.repo)  # type: ignore[union-attr]
                 raise SignatureError(signature_failure(str(c.nevra), c.repo, cfg, verdict, keys)) from None
-        raise PackageError(f"{c.nevra} from [{c.repo}] ({url}) is not a valid RPM: {e}.") from None
+        raise PackageError(
+            f"The download of {c.nevra} from [{c.repo}] ({url}) is corrupt: it is not a valid RPM ({e}).",
+            hint="The repo may be mid-update, or a mirror serves damaged files; retry later. Nothing was changed.",
+        ) from None
     if Nevra.from_header(headers.header) != c.nevra:
         raise PackageError(f"The repo [{c.repo}] promises {c.nevra} at {url}, but the file is another package.")
     write_atomically(_stored_path(header_cache, c), headers.raw)

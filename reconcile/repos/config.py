@@ -144,12 +144,17 @@ class RepoConfigs:
     warnings: list[str]
 
 
+# The total bound on one file's transfer (minrate/timeout bound a stall; this, a mirror that is just slow).
+DEADLINE = 1800.0
+
+
 @dataclass(frozen=True)
 class FetchMode:
     """How a command may use the network."""
 
     cache_only: bool = False  # no network at all: metadata, keys and packages from the cache
     refresh: bool = False  # fetch metadata even when it has not expired
+    deadline: float = DEADLINE  # seconds one file's transfer may take in all, however fast it still moves
 
 
 class RepoConfigError(ReconcileError):

@@ -25,7 +25,15 @@ import librepo
 from reconcile.errors import ReconcileError
 from reconcile.files import locked, write_atomically
 from reconcile.repos.config import RepoConfig
-from reconcile.repos.transfer import Download, Downloader, TransferError, looks_corrupt, new_handle, repo_label
+from reconcile.repos.transfer import (
+    Download,
+    Downloader,
+    TransferError,
+    looks_corrupt,
+    new_handle,
+    repo_label,
+    watch,
+)
 
 log = logging.getLogger("reconcile.repos")
 _NS = {"repo": "http://linux.duke.edu/metadata/repo"}
@@ -150,6 +158,7 @@ def _fetch(
     work = Path(tempfile.mkdtemp(prefix=".fetch-", dir=repo_cache))
     try:
         handle = new_handle(cfg)
+        clock = watch(handle, downloader.deadline)
         handle.destdir = str(work)
         handle.yumdlist = []  # repomd.xml only: the rest only when its checksum changed
         handle.checksum = True
@@ -168,6 +177,12 @@ def _fetch(
         try:
             handle.perform(result)
         except librepo.LibrepoException as e:
+            if clock.passed:
+                raise RepoUnavailable(
+                    f"The repomd.xml of {repo_label(cfg)} was too slow to fetch: {clock.describe()} "
+                    f"(from {', '.join(dict.fromkeys(url for url, _why in failures)) or _sources(cfg)}).",
+                    hint="Use a faster mirror, or raise --transfer-deadline for a slow link. Nothing was changed.",
+                ) from None
             raise _unavailable(cfg, e, failures) from None
         info = result.getinfo(librepo.LRR_YUM_REPO)
         mirrors = [str(u) for u in (handle.getinfo(librepo.LRI_MIRRORS) or [])]
@@ -287,8 +302,11 @@ def _unavailable(cfg: RepoConfig, e: Any, failures: list[tuple[str, str]]) -> Re
             True,
             hint="The repo may be mid-update, or a mirror serves damaged files; retry later. Nothing was changed.",
         )
-    sources = cfg.metalink or cfg.mirrorlist or ", ".join(cfg.baseurls)
     return RepoUnavailable(
-        f"{where[0].upper()}{where[1:]} is unreachable: {tried or detail} (from {sources}).",
+        f"{where[0].upper()}{where[1:]} is unreachable: {tried or detail} (from {_sources(cfg)}).",
         hint="Check its baseurl, mirrorlist or metalink and that the server is up, or set skip_if_unavailable=1.",
     )
+
+
+def _sources(cfg: RepoConfig) -> str:
+    return cfg.metalink or cfg.mirrorlist or ", ".join(cfg.baseurls)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from reconcile.errors import DownloadError, PackageError, ReconcileError, SignatureError
+from reconcile.files import locked
 from reconcile.openpgp import PublicKey
 from reconcile.report import Reporter
 from reconcile.repos.config import FetchMode, RepoConfig, RepoConfigs
@@ -74,7 +75,7 @@ class RepoSet:
         self.cache_root = cache_root
         self.mode = mode or FetchMode()
         self.reporter = reporter
-        self.downloader = Downloader(reporter)
+        self.downloader = Downloader(reporter, self.mode.deadline)
         self.keys = KeyStore(
             cache_root, self.downloader, cache_only=self.mode.cache_only, refresh=self.mode.refresh, root=root
         )
@@ -174,13 +175,26 @@ class RepoSet:
                 hint="Run `reconcile apply --download-only` while the repos are reachable. Nothing was changed.",
             )
         if todo:
+            self._fetch_packages(todo)
+        self.verify({p.nevra: (p, out[p.nevra]) for p in packages})
+        return out
+
+    def _fetch_packages(self, todo: list[Download]) -> None:
+        """Applies fetch before they take the sysroot lock, so two may fetch at once: one at a time per cache,
+        and what the other finished meanwhile is not fetched again."""
+        where = self.cache_root / "packages"
+        with locked(
+            self.cache_root / ".packages.lock",
+            f"the package downloads in {where}",
+            self.reporter.info,
+            self.downloader.deadline,
+        ):
+            todo = [d for d in todo if d.checksum is None or not _complete(d.dest, *d.checksum)]
             size = sum(d.size for d in todo)
             try:
                 self.downloader.fetch(todo, f"Downloading {len(todo)} package(s), {size / 1048576:.1f} MiB")
             except TransferError as e:
                 raise DownloadError(e.message, e.hint) from None
-        self.verify({p.nevra: (p, out[p.nevra]) for p in packages})
-        return out
 
     def verify(self, files: dict[str, tuple[WantedPackage, Path]]) -> list[PublicKey]:
         """rpm's full signature check of every file whose repo asks for one; a failing file is deleted."""

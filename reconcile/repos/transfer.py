@@ -1,12 +1,14 @@
 """Every byte reconcile reads from a repo goes through librepo, the download library under dnf and rpm-ostree:
 mirror lists and metalinks, failover to the next mirror per file, resumed and parallel downloads, TLS with
-client certificates, proxies and the `timeout`/`minrate` rule. This module builds librepo handles from repo
-configs and turns librepo's per-mirror failures into one error that names the repo, its file, every URL
-tried and what went wrong there."""
+client certificates, proxies and the `timeout`/`minrate` rule. Each file also has a deadline in all
+(`--transfer-deadline`), so a mirror that is slow but never quite stalls cannot hold a command forever. This
+module builds librepo handles from repo configs and turns librepo's per-mirror failures into one error that
+names the repo, its file, every URL tried and what went wrong there."""
 
 from __future__ import annotations
 
 import logging
+import time
 import urllib.parse
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -18,7 +20,7 @@ import librepo
 from reconcile import __version__
 from reconcile.errors import ReconcileError
 from reconcile.report import Reporter
-from reconcile.repos.config import RepoConfig
+from reconcile.repos.config import DEADLINE, RepoConfig
 
 log = logging.getLogger("reconcile.transfer")
 # How librepo says a server answered with wrong bytes (as opposed to no answer).
@@ -50,6 +52,42 @@ class Download:
     error: str | None = None
     downloaded: int = 0
     ended: bool = False
+    clock: Deadline | None = None
+
+
+class Deadline:
+    """One transfer's total bound, checked in librepo's progress callback (which it calls about once a second
+    while the transfer runs, moving or not; a file still queued behind others has not started): past it, the
+    transfer is aborted."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.started: float | None = None
+        self.received = 0.0
+        self.passed = False
+
+    def tick(self, received: float) -> int:
+        self.received = received
+        if self.started is None:
+            self.started = time.monotonic()
+        elif time.monotonic() - self.started > self.seconds:
+            self.passed = True
+            return int(librepo.CB_ABORT)
+        return int(librepo.CB_OK)
+
+    def describe(self) -> str:
+        took = time.monotonic() - (self.started or time.monotonic())
+        return (
+            f"not done within the transfer deadline of {self.seconds:g} s (--transfer-deadline): "
+            f"{self.received:.0f} bytes in {took:.0f} s, {self.received / max(took, 0.001):.0f} bytes/s"
+        )
+
+
+def watch(handle: Any, seconds: float) -> Deadline:
+    """The deadline of a handle's own transfers (repomd.xml, a metalink or mirror list)."""
+    clock = Deadline(seconds)
+    handle.progresscb = lambda _data, _total, now: clock.tick(now)
+    return clock
 
 
 def repo_label(cfg: RepoConfig | None) -> str:
@@ -112,8 +150,9 @@ def local_path(value: str) -> Path:
 class Downloader:
     """Runs librepo downloads for several repos at once, with one handle per repo and `retries` rounds."""
 
-    def __init__(self, reporter: Reporter) -> None:
+    def __init__(self, reporter: Reporter, deadline: float = DEADLINE) -> None:
         self.reporter = reporter
+        self.deadline = deadline
         self._handles: dict[str, Any] = {}
         self._mirrors: dict[str, list[str]] = {}
 
@@ -150,7 +189,7 @@ class Downloader:
         retries = max((d.repo.retries for d in items if d.repo is not None), default=0)
         for attempt in range(1, retries + 2):
             self._run(pending, progress)
-            pending = [d for d in pending if d.error is not None and not _is_corrupt(d) and not _is_permanent(d)]
+            pending = [d for d in pending if d.error is not None and not _is_final(d)]
             if not pending or attempt > retries:
                 return
             self.reporter.info(
@@ -170,6 +209,7 @@ class Downloader:
             if not d.resume and d.dest.exists():
                 d.dest.unlink()
             algorithm, digest = d.checksum or ("", None)
+            d.clock = Deadline(self.deadline)
             targets.append(
                 librepo.PackageTarget(
                     d.path,
@@ -204,7 +244,7 @@ def _progress(item: Download, now: float, progress: Any) -> int:
     if progress is not None:
         progress.set_bytes(progress.bytes_done + int(now) - item.downloaded)
     item.downloaded = int(now)
-    return int(librepo.CB_OK)
+    return item.clock.tick(now) if item.clock is not None else int(librepo.CB_OK)
 
 
 def _ended(item: Download, status: int, message: str | None, progress: Any) -> int:
@@ -229,6 +269,11 @@ def _is_corrupt(d: Download) -> bool:
     return looks_corrupt(d.failures)
 
 
+def _is_final(d: Download) -> bool:
+    """Another round cannot help: the file is corrupt, gone from every URL, or its deadline has passed."""
+    return _is_corrupt(d) or _is_permanent(d) or (d.clock is not None and d.clock.passed)
+
+
 def _is_permanent(d: Download) -> bool:
     """Every URL said the file is not there (HTTP 404/410, a missing file://): retrying cannot help."""
     gone = ("Status code: 404", "Status code: 410", "Couldn't open file")
@@ -244,11 +289,26 @@ def describe_failure(d: Download) -> TransferError:
             f"metadata says ({detail or d.path})."
         )
         hint = "The repo may be mid-update, or a mirror serves damaged files; refresh and retry. Nothing was changed."
+    elif d.clock is not None and d.clock.passed:
+        url = d.failures[-1][0] if d.failures else d.path
+        message = f"Cannot download {d.what} from {where}: {url} was too slow, {d.clock.describe()}."
+        hint = "Use a faster mirror, or raise --transfer-deadline for a slow link. Nothing was changed."
     else:
-        detail = "; ".join(f"{url}: {why}" for url, why in _unique(d.failures)) or (d.error or "no URL to try")
+        failures = [(url, _slow(d.repo, why)) for url, why in _unique(d.failures)]
+        detail = "; ".join(f"{url}: {why}" for url, why in failures) or (d.error or "no URL to try")
         message = f"Cannot download {d.what} from {where}: {detail}."
         hint = "Check the repo's baseurl, mirrorlist or metalink, and that the server is up. Nothing was changed."
     return TransferError(message, d.failures, _is_corrupt(d), hint)
+
+
+def _slow(cfg: RepoConfig | None, why: str) -> str:
+    """curl's timeouts in the repo's own terms: which limit of the .repo file the server did not meet."""
+    if cfg is None or not ("Curl error (28)" in why or "too slow" in why):
+        return why
+    return (
+        f"too slow: less than {cfg.minrate} bytes/s for {cfg.timeout:g} s, or no connection within {cfg.timeout:g} s "
+        f"(the repo's minrate and timeout; {why.strip()})"
+    )
 
 
 def _unique(failures: list[tuple[str, str]]) -> list[tuple[str, str]]:
