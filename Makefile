@@ -63,7 +63,7 @@ test: lint unit
 reliability: deps
 	mkdir -p build
 	RECONCILE_RELIABILITY=full RECONCILE_RELIABILITY_REPORT=$(CURDIR)/build/reliability.txt RECONCILE_TEST_TIERS=all \
-		$(VENV)/bin/pytest -q tests/test_reliability.py tests/test_origin_fuzz.py tests/test_concurrency.py \
+		$(VENV)/bin/pytest -q tests/test_reliability.py tests/test_faults.py tests/test_origin_fuzz.py tests/test_concurrency.py \
 		tests/test_signals.py tests/test_hostile.py tests/test_repos.py tests/test_sandbox_walls.py
 
 clean:

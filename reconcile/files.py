@@ -1,17 +1,48 @@
 """Files shared between processes: written so that readers see the old content or the new, never a part (a
-temporary file beside it, renamed into place), and locked with a bounded wait that says what it waits for."""
+temporary file beside it, renamed into place), locked with a bounded wait that says what it waits for, and
+temporary directories named by their process, so the next run removes what a killed one left."""
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import glob
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from reconcile.errors import LockTimeoutError
+
+
+def private_tempdir(parent: Path, prefix: str) -> Path:
+    """A new directory `prefix<pid>.<random>` in `parent`, after removing those of processes that are gone."""
+    parent.mkdir(parents=True, exist_ok=True)
+    clear_dead(parent, prefix)
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}.", dir=parent))
+
+
+def clear_dead(parent: Path, prefix: str) -> None:
+    """Remove the `prefix<pid>.…` files and directories in `parent` whose process no longer runs."""
+    for left in parent.glob(f"{glob.escape(prefix)}*"):
+        pid, dot, _rest = left.name[len(prefix) :].partition(".")
+        if dot and pid.isdigit() and not _running(int(pid)):
+            if left.is_dir() and not left.is_symlink():
+                shutil.rmtree(left, ignore_errors=True)
+            else:
+                left.unlink(missing_ok=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def write_atomically(path: Path, data: bytes | str, mode: int | None = None) -> None:

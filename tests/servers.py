@@ -1,7 +1,7 @@
 """Real repo servers on 127.0.0.1 for the tests: HTTP and HTTPS (a CA made in the test, optionally requiring a
 client certificate), byte ranges, and faults on request: a delay on every response, a connection dropped
-mid-file (every time), a trickle below any sane minrate, missing files, damaged bytes; plus an HTTP proxy
-with credentials."""
+mid-file (every time) or reset, a body that never comes, a trickle below any sane minrate, missing files, an
+error status, damaged bytes; plus an HTTP proxy with credentials."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import http.server
 import os
 import socket
 import ssl
+import struct
 import subprocess
 import threading
 import time
@@ -27,6 +28,9 @@ class Faults:
     trickle: dict[str, float] = field(default_factory=dict)  # path suffix -> bytes per second
     missing: set[str] = field(default_factory=set)  # path suffixes answered with 404
     corrupt: set[str] = field(default_factory=set)  # path suffixes served with bytes flipped, the length kept
+    status: dict[str, int] = field(default_factory=dict)  # path suffix -> an HTTP error status, every time
+    reset_after: dict[str, int] = field(default_factory=dict)  # path suffix -> bytes sent before a TCP reset
+    stall: set[str] = field(default_factory=set)  # path suffixes whose body never comes (headers only)
     fail_first: dict[str, int] = field(default_factory=dict)  # path suffix -> how many requests get a 503 first
     log: list[tuple[str, str]] = field(default_factory=list)  # (path, Range header or "")
     concurrency: list[int] = field(default_factory=list)  # requests in flight when each one started
@@ -61,6 +65,10 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
             time.sleep(faults.delay)
         if faults.match(faults.missing, self.path):
             self.send_error(404)
+            return
+        erring = faults.match(faults.status, self.path)
+        if erring:
+            self.send_error(faults.status[erring])
             return
         failing = faults.match(faults.fail_first, self.path)
         if failing and faults.fail_first[failing] > 0:
@@ -100,6 +108,18 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
             self.wfile.flush()
             self.connection.shutdown(socket.SHUT_RDWR)
             self.close_connection = True
+            return
+        reset = faults.match(faults.reset_after, self.path)
+        if reset:
+            self.wfile.write(body[: faults.reset_after[reset]])
+            self.wfile.flush()
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()  # with linger 0: a RST, not a FIN
+            self.close_connection = True
+            return
+        if faults.match(faults.stall, self.path):
+            self.wfile.flush()
+            time.sleep(120)  # the client gives up first (its timeout); the server thread is a daemon
             return
         slow = faults.match(faults.trickle, self.path)
         if slow:

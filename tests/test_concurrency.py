@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import subprocess
+import time
 import tomllib
+from pathlib import Path
 
+import pytest
 from conftest import Host, needs_sandbox
+from servers import Faults, serve
 from support import RECONCILE, File, Package, exampleos
 from test_signals import apply_until_the_script_sleeps
 
@@ -99,3 +103,30 @@ def test_an_apply_that_waited_for_the_lock_plans_again_against_what_the_first_de
     assert "Waiting for the lock" in err2 and "planning again" in err2, err2
     assert "Nothing to do" in out2, out2
     assert len(host.status()["deployments"]) == 2, "one new deployment, not two"
+
+
+@pytest.mark.parametrize("slow", ["repomd.xml", ".rpm"], ids=["metadata", "header"])
+def test_what_a_killed_plan_left_in_the_caches_goes_with_the_next_plan(host: Host, slow: str) -> None:
+    """Killed while it fetched: its temporary directory (named by its pid) stays, and the next plan removes it."""
+    repo = host.publish(PACKAGES[:1], examples=False)
+    host.write_origin([PACKAGES[0].name])
+    with serve(repo, Faults(trickle={slow: 50})) as server:
+        exampleos.write_repo_file(host.reposdir, "test", server.url)
+        argv = ["plan", "--sysroot", host.sysroot, "--origin", host.origin, "--reposdir", host.reposdir]
+        proc = subprocess.Popen([RECONCILE, *map(str, argv)], stderr=subprocess.DEVNULL, env=exampleos.sysroot_env())
+        try:
+            deadline = time.monotonic() + 60
+            left: list[Path] = []
+            while not left and time.monotonic() < deadline:
+                left = [p for p in host.cachedir.rglob(f".*{proc.pid}.*") if p.is_dir()]
+                time.sleep(0.05)
+            assert left, "the test needs a plan killed while it fetched"
+            proc.kill()  # the process this test started, by its PID
+            proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert all(p.exists() for p in left)
+        server.faults.trickle.clear()
+        assert host.run("plan").code == 0
+    assert not any(p.exists() for p in left), left

@@ -3,13 +3,15 @@ outside the repo, no package-cache ref and no deployment."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import rpmforge
-from conftest import Host
-from support import File, Package, Symlink, exampleos
+from conftest import ComposedBase, Host
+from support import File, Package, RpmFactory, Symlink, exampleos
 
 HOSTILE = Package(
     "hostile",
@@ -159,3 +161,88 @@ def test_hostile_rpm_from_a_repo(host: Host, tmp_path: Path) -> None:
     assert result.code == 1 and "/usr/share/hostile/lnk/passwd" in result.stderr, result.stderr
     assert host.state() == before
     nothing_escaped(host)
+
+
+def _spec(name: str, install: str, files: str) -> str:
+    return f"""Name: {name}
+Version: 1.0
+Release: 1
+Summary: a hostile package
+License: MIT
+BuildArch: noarch
+AutoReqProv: no
+%global __os_install_post %{{nil}}
+%description
+hostile
+%install
+{install}
+%files
+{files}
+"""
+
+
+@pytest.fixture
+def small_host(tmp_path: Path, base: ComposedBase, rpms: RpmFactory, example_rpms: list[Path]) -> Iterator[Host]:
+    """A host whose sysroot (and so its repo) lives on a 200 MiB filesystem of its own."""
+    root = tmp_path / "small"
+    root.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200m", "reconcile-test-small", str(root)], check=True)
+    try:
+        h = Host(root, base, rpms, example_rpms)
+        exampleos.init_sysroot(h.sysroot, base.repo, base.ref)
+        try:
+            yield h
+            h.check_with_ostree()
+        finally:
+            exampleos.teardown_sysroot(h.sysroot)
+    finally:
+        subprocess.run(["umount", str(root)], check=True)
+
+
+def test_a_decompression_bomb_is_refused_before_anything_is_written(small_host: Host) -> None:
+    """A package of a few kB that unpacks to 1 GiB of zeros, against a repo with 200 MiB: refused with both
+    figures, nothing written, the disk as free as before."""
+    host = small_host
+    bomb = host.rpms.build_spec(
+        "bomb",
+        _spec(
+            "bomb",
+            "mkdir -p %{buildroot}/usr/share/bomb\ntruncate -s 1G %{buildroot}/usr/share/bomb/zeros",
+            "/usr/share/bomb/zeros",
+        ),
+    )
+    assert bomb.stat().st_size < 10 * 1048576, "the test needs a small package that unpacks big"
+    host.publish([])
+    host.write_origin([], extra=f'local = ["{bomb}"]\n')
+    free = os.statvfs(host.sysroot).f_bavail
+    before = host.state()
+    result = host.run("apply")
+    assert result.code == 1, result.stderr
+    assert "bomb-1.0-1.noarch" in result.stderr and "unpack to 1024 MiB" in result.stderr, result.stderr
+    assert f"the filesystem of {host.sysroot / 'ostree' / 'repo'} has" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert host.state() == before
+    assert os.statvfs(host.sysroot).f_bavail >= free - 256, "nothing was written (a few blocks of cache aside)"
+
+
+LONG = "n" * 200  # a name rpm accepts; with the version, release and arch over the 255 bytes of a file name
+
+
+def test_over_long_names_are_layered(host: Host) -> None:
+    """A package name of 200 characters (its package-cache ref and rpmdb entry included) and a file name of
+    255 bytes, the most a filesystem allows: nothing in reconcile shortens, hashes or chokes on them."""
+    leaf = "f" * 255
+    rpm = host.rpms.build_spec(
+        LONG,
+        _spec(
+            LONG,
+            f"mkdir -p %{{buildroot}}/usr/share/long\necho x > %{{buildroot}}/usr/share/long/{leaf}",
+            f"/usr/share/long/{leaf}",
+        ),
+    )
+    host.publish([])
+    host.write_origin([], extra=f'local = ["{rpm}"]\n')
+    host.apply_ok()
+    tree = host.deployment_path(host.default())
+    assert (tree / "usr/share/long" / leaf).read_text() == "x\n"
+    assert any(p.startswith(LONG) for p in host.default()["layered_packages"]), host.default()

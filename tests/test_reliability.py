@@ -24,7 +24,8 @@ from test_signals import mounts_below
 pytestmark = needs_sandbox
 FULL = os.environ.get("RECONCILE_RELIABILITY") == "full"
 SEED = int(os.environ.get("RECONCILE_RELIABILITY_SEED", "13"))
-RANDOM_KILLS = 48 if FULL else 1
+PER_STEP = 4
+NUL = b"\0"
 PACKAGES = [
     Package(
         "busy",
@@ -43,9 +44,10 @@ class Run:
     sig: signal.Signals
     boundary: int | None = None
     delay: float | None = None
+    step: str = ""  # the step `delay` falls in
 
     def __str__(self) -> str:
-        where = f"after step {self.boundary}" if self.boundary is not None else f"at {self.delay:.2f} s"
+        where = f"after step {self.boundary}" if self.boundary is not None else f"at {self.delay:.2f} s ({self.step})"
         return f"{self.sig.name} {where}"
 
 
@@ -111,11 +113,32 @@ def _check_after(host: Host, before: dict, old: str, run: Run, code: int, lines:
         time.sleep(0.05)
     if mounts_below(repo / "tmp"):
         problems.append(f"still mounted: {mounts_below(repo / 'tmp')}")
+    left = _processes_naming(host.sysroot)
+    if left:
+        problems.append(f"processes outlived the apply: {left}")
     if run.sig != signal.SIGKILL and code not in (0, 128 + run.sig):
         problems.append(f"exit {code} after {run.sig.name}: {lines[-3:]}")
     if any("Traceback" in line for line in lines):
         problems.append("a traceback")
     return problems
+
+
+def _processes_naming(path: Path) -> list[str]:
+    """Processes whose command line names `path` (a child of a killed apply would: rpm, bwrap, umount),
+    given a few seconds to die with their parent."""
+    deadline = time.monotonic() + 5
+    while True:
+        found = []
+        for entry in Path("/proc").iterdir():
+            try:
+                cmdline = (entry / "cmdline").read_bytes() if entry.name.isdigit() else b""
+                if str(path).encode() in cmdline:
+                    found.append(f"{entry.name}: {cmdline.replace(NUL, b' ')[:200]!r}")
+            except OSError:
+                continue
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
 
 
 def _converges(host: Host) -> list[str]:
@@ -133,25 +156,40 @@ def _converges(host: Host) -> list[str]:
     return problems
 
 
-def _runs(steps: int, duration: float) -> list[Run]:
+def _measure(host: Host) -> list[tuple[str, float]]:
+    """The steps of one whole apply, each with the time it ended, in seconds from the start."""
+    start = time.monotonic()
+    proc = _apply(host)
+    assert proc.stderr is not None
+    ends = [(line.split(": done in ")[0], time.monotonic() - start) for line in proc.stderr if ": done in " in line]
+    assert proc.wait(timeout=300) == 0
+    return ends
+
+
+def _runs(ends: list[tuple[str, float]]) -> list[Run]:
+    """SIGKILL at each step boundary and at PER_STEP random points inside each step; SIGTERM and SIGINT at each
+    boundary. The smoke: one boundary, and one point inside the step that commits."""
     rng = random.Random(SEED)
-    boundaries = range(steps) if FULL else [steps // 2]
-    runs = [Run(signal.SIGKILL, boundary=b) for b in boundaries]
-    runs += [Run(signal.SIGKILL, delay=rng.uniform(0, duration)) for _ in range(RANDOM_KILLS)]
-    if FULL:
-        runs += [Run(sig, boundary=b) for sig in (signal.SIGTERM, signal.SIGINT) for b in range(steps)]
+    spans = [(name, ends[i - 1][1] if i else 0.0, end) for i, (name, end) in enumerate(ends)]
+    if not FULL:
+        name, begin, end = next((s for s in spans if "commit" in s[0].lower()), max(spans, key=lambda s: s[2] - s[1]))
+        return [Run(signal.SIGKILL, boundary=len(ends) // 2), Run(signal.SIGKILL, delay=(begin + end) / 2, step=name)]
+    runs = [Run(signal.SIGKILL, boundary=b) for b in range(len(ends))]
+    runs += [Run(signal.SIGKILL, delay=rng.uniform(b, e), step=n) for n, b, e in spans for _ in range(PER_STEP)]
+    runs += [Run(sig, boundary=b) for sig in (signal.SIGTERM, signal.SIGINT) for b in range(len(ends))]
     return runs
 
 
 def test_stopped_applies_lose_nothing_and_the_next_run_converges(host: Host) -> None:
     host.publish(PACKAGES)
     host.write_origin(WANTED)
-    start = time.monotonic()
-    measured = host.apply_ok()  # one whole apply: how many steps it has and how long it takes
-    duration = time.monotonic() - start
-    steps = sum(": done in " in line for line in measured.stderr.splitlines())
+    host.apply_ok()  # the packages are in the package cache from now on, as for every stopped run below
+    host.write_origin([])
+    host.apply_ok()
+    host.write_origin(WANTED)
+    ends = _measure(host)
     failures = []
-    runs = _runs(steps, duration)
+    runs = _runs(ends)
     for run in runs:
         host.write_origin([])  # back to the base alone, so that every stopped apply has the packages to layer
         host.apply_ok()
@@ -161,11 +199,13 @@ def test_stopped_applies_lose_nothing_and_the_next_run_converges(host: Host) -> 
         code, lines = _stop(host, run)
         problems = _check_after(host, before, old, run, code, lines) + _converges(host)
         failures += [f"{run}: {p}" for p in problems]
+    kills = sum(r.sig == signal.SIGKILL for r in runs)
     _report(
-        f"stops: {len(runs)} runs ({steps} steps, {duration:.1f} s an apply, seed {SEED}); failures: {len(failures)}"
+        f"stops: {kills} SIGKILL and {len(runs) - kills} SIGTERM/SIGINT over {len(ends)} steps "
+        f"({ends[-1][1]:.1f} s an apply, seed {SEED}); failures: {len(failures)}"
     )
     assert not failures, "\n".join(failures)
-    assert len(runs) >= (60 if FULL else 2)
+    assert kills >= (60 if FULL else 2)
 
 
 def _start(host: Host, command: str, *extra: str) -> subprocess.Popen[str]:
@@ -231,7 +271,9 @@ def _report(line: str) -> None:
 
 
 @pytest.mark.skipif(not FULL, reason="make reliability only")
-def test_the_kill_points_reach_inside_the_commit_transaction() -> None:
-    """The random points must land inside steps too, not only on boundaries (a guard on the generator)."""
-    runs = _runs(12, 10.0)
-    assert sum(r.delay is not None for r in runs) >= 40
+def test_the_kill_points_reach_inside_every_step() -> None:
+    """A guard on the generator: every step gets kills inside it, not only at its boundaries."""
+    ends = [("a", 1.0), ("b", 1.5), ("c", 4.0)]
+    runs = _runs(ends)
+    assert {r.step for r in runs if r.delay is not None} == {"a", "b", "c"}
+    assert all(0 <= (r.delay or 0) <= 4.0 for r in runs)

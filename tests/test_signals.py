@@ -3,6 +3,8 @@ message, the exit status 128+N, nothing changed, nothing mounted, and no script 
 
 from __future__ import annotations
 
+import os
+import shutil
 import signal
 import subprocess
 import time
@@ -128,3 +130,50 @@ def test_a_killed_apply_leaves_no_mount_and_the_next_apply_removes_its_files(hos
             proc.kill()
         for point in mounts_below(tmp):  # never leave a mount behind in our own namespace, should one be there
             subprocess.run(["umount", "-l", point], check=False, capture_output=True)
+
+
+def test_a_killed_apply_takes_its_rpm_with_it(host: Host, tmp_path: Path) -> None:
+    """SIGKILL runs no handler, so the kernel must end the children: an `rpm --justdb` (here a stand-in that
+    takes its time) dies with reconcile instead of writing into a tree nobody will commit."""
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    real = shutil.which("rpm")
+    (shim / "rpm").write_text(
+        '#!/bin/sh\ncase "$*" in *--justdb*) exec python3 -c "import time; time.sleep(60)" "$@";; esac\n'
+        f'exec {real} "$@"\n'
+    )
+    (shim / "rpm").chmod(0o755)
+    host.publish([])
+    host.write_origin(["hello"])
+    argv = [RECONCILE, "apply", "--sysroot", host.sysroot, "--origin", host.origin, "--reposdir", host.reposdir]
+    env = {**exampleos.sysroot_env(), "PATH": f"{shim}:{os.environ['PATH']}"}
+    proc = subprocess.Popen([*map(str, argv), "--yes"], stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        rpm = None
+        while rpm is None and time.monotonic() < deadline and proc.poll() is None:
+            rpm = next((pid for pid, cmd in _commands() if "--justdb" in cmd and str(host.sysroot) in cmd), None)
+            time.sleep(0.05)
+        assert rpm is not None, f"the apply never ran rpm --justdb: {proc.communicate(timeout=60)[1]}"
+        proc.kill()
+        proc.wait(timeout=60)
+        deadline = time.monotonic() + 5
+        while Path(f"/proc/{rpm}").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not Path(f"/proc/{rpm}").exists(), "rpm outlived the killed apply"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def _commands() -> list[tuple[int, str]]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                out.append(
+                    (int(entry.name), (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+                )
+            except OSError:
+                continue
+    return out

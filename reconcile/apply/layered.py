@@ -7,6 +7,7 @@ metadata alone.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,12 +32,16 @@ from reconcile.ostree import MutableTree, Repo
 from reconcile.pkgcache import CachedPackage, PackageCache, read_rpm
 from reconcile.planner import model as m
 from reconcile.report import Reporter
-from reconcile.rpm.header import Header
+from reconcile.rpm.header import FILESIZES, LONGFILESIZES, Header
 from reconcile.rpm.nevra import Nevra
 from reconcile.selinux import Labeler, labeler_for, policy_id
 
 LAYER_MODE = "layer"
 Fetch = Callable[[list[m.PinnedPackage]], dict[str, Path]]
+
+
+MIB = 1048576
+SPACE_MARGIN = 64 * MIB  # room for the commit's own objects: the tree, the rpmdb, the metadata
 
 
 @dataclass(frozen=True)
@@ -119,7 +124,24 @@ def _headers(
     files = fetch(missing) if missing else {}
     for p in missing:
         headers[p.nevra] = read_rpm(files[p.nevra], p.nevra).header
+    _room_for(repo, {p.nevra: headers[p.nevra] for p in missing})
     return headers, files
+
+
+def _room_for(repo: Repo, imports: dict[str, Header]) -> None:
+    """The files a header declares must fit the repo's filesystem before any is written: a small package that
+    unpacks to far more (a decompression bomb, or just a big one) is refused, not left to fill the disk."""
+    need = {nevra: sum(hdr.integers(LONGFILESIZES) or hdr.integers(FILESIZES)) for nevra, hdr in imports.items()}
+    stat = os.statvfs(repo.path)
+    free = stat.f_bavail * stat.f_frsize
+    if sum(need.values()) + SPACE_MARGIN > free:
+        largest = max(need, key=lambda nevra: need[nevra])
+        raise PackageError(
+            f"The packages to import unpack to {sum(need.values()) / MIB:.0f} MiB (the largest, {largest}, to "
+            f"{need[largest] / MIB:.0f} MiB), but the filesystem of {repo.path} has {free / MIB:.0f} MiB free "
+            f"(and keeps {SPACE_MARGIN / MIB:.0f} MiB spare).",
+            hint="Free space there, or drop the package. Nothing was written or deployed.",
+        )
 
 
 def _account_requests(

@@ -9,6 +9,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from reconcile.process import dies_with_us
+
 log = logging.getLogger("reconcile.leftovers")
 PREFIXES = ("reconcile-scripts-", "reconcile-rpmdb-")
 
@@ -35,7 +37,8 @@ def remove_earlier_runs(repo: Path) -> list[str]:
         stuck = []
         for point in mounts_below(directory):
             try:
-                done = subprocess.run(["umount", str(point)], capture_output=True, text=True, check=False, timeout=60)
+                umount = dies_with_us(["umount", str(point)])
+                done = subprocess.run(umount, capture_output=True, text=True, check=False, timeout=60)
             except subprocess.TimeoutExpired:
                 stuck.append(f"{point} (umount did not finish within 60 s)")
                 continue

@@ -26,7 +26,7 @@ from pathlib import Path
 from reconcile import ostree
 from reconcile.errors import PackageError
 from reconcile.ostree import MutableTree, Repo, SePolicy, Xattrs
-from reconcile.process import run
+from reconcile.process import dies_with_us, run
 from reconcile.rpm.scriptlets import Scriptlet
 
 log = logging.getLogger("reconcile.sandbox")
@@ -176,7 +176,8 @@ class Sandbox:
     def _run(argv: list[str], stdin: str, what: str, hint: str) -> float:
         start = time.monotonic()
         try:
-            proc = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=TIMEOUT, check=False)
+            command = dies_with_us(argv)  # bubblewrap dies with its parent; this covers the shell before it
+            proc = subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=TIMEOUT, check=False)
         except subprocess.TimeoutExpired:
             raise PackageError(f"{what} ran for over {TIMEOUT} s.", hint=hint) from None
         if proc.returncode != 0:

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import io
 import shutil
-import tempfile
 from pathlib import Path
 
 from reconcile.context import Context
 from reconcile.deployed import DeploymentState
 from reconcile.errors import PackageError, ReconcileError, SignatureError
-from reconcile.files import write_atomically
+from reconcile.files import private_tempdir, write_atomically
 from reconcile.planner import model as m
 from reconcile.planner.ostree_system import OstreeSystem
 from reconcile.planner.ports import CachedPackages, PackageSource, Resolver, SourceOpener
@@ -150,7 +149,7 @@ def read_headers(
     instead: one request per package rather than two."""
     out: dict[str, h.RpmHeaders] = {}
     wanted_reads: list[tuple[Candidate, Download]] = []
-    work = Path(tempfile.mkdtemp(prefix=".headers-", dir=_ensure(header_cache)))
+    work = private_tempdir(header_cache, ".headers-")
     try:
         for c in candidates:
             raw = cache.cached_raw(c.nevra, c.checksum) or _stored(header_cache, c) or _downloaded_header(repos, c)
@@ -172,11 +171,6 @@ def read_headers(
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return out
-
-
-def _ensure(directory: Path) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    return directory
 
 
 def _stored_path(header_cache: Path, c: Candidate) -> Path:

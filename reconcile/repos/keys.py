@@ -17,8 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from reconcile.errors import ReconcileError
-from reconcile.files import write_atomically
+from reconcile.files import private_tempdir, write_atomically
 from reconcile.openpgp import KeyFormatError, PublicKey, read_keys
+from reconcile.process import dies_with_us
 from reconcile.repos.config import RepoConfig
 from reconcile.repos.transfer import Download, Downloader, TransferError, local_path
 
@@ -57,7 +58,7 @@ class KeyStore:
                 hint="Run once without --cache-only.",
             )
         self.dir.mkdir(parents=True, exist_ok=True)
-        dest = Path(tempfile.mkdtemp(dir=self.dir)) / "key"
+        dest = private_tempdir(self.dir, ".key-") / "key"
         try:
             self.downloader.fetch([Download(cfg, url, dest, f"the key {url}")], "Fetching keys", quiet=True)
             keys = self._parse(cfg, url, dest.read_bytes())
@@ -172,7 +173,7 @@ def _import_into_gnupg(directory: Path, keys: list[PublicKey]) -> None:
 
 def _run(argv: list[str], what: str) -> None:
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60)
+        proc = subprocess.run(dies_with_us(argv), capture_output=True, text=True, check=False, timeout=60)
     except FileNotFoundError:
         raise ReconcileError(f"{argv[0]} is not installed; it is needed to check signatures ({what}).") from None
     except subprocess.TimeoutExpired:

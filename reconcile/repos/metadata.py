@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
@@ -23,7 +22,7 @@ from typing import Any
 import librepo
 
 from reconcile.errors import ReconcileError
-from reconcile.files import locked, write_atomically
+from reconcile.files import clear_dead, locked, private_tempdir, write_atomically
 from reconcile.repos.config import RepoConfig
 from reconcile.repos.transfer import (
     Download,
@@ -155,7 +154,7 @@ def _fetch(
     cfg: RepoConfig, repo_cache: Path, downloader: Downloader, gnupg_home: Callable[[RepoConfig], Path]
 ) -> RepoMetadata:
     repo_cache.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".fetch-", dir=repo_cache))
+    work = private_tempdir(repo_cache, ".fetch-")
     try:
         handle = new_handle(cfg)
         clock = watch(handle, downloader.deadline)
@@ -208,6 +207,7 @@ def _fetch(
 
 def _download(cfg: RepoConfig, downloader: Downloader, item: MetadataFile, local: Path, what: str) -> None:
     # Named by checksum and renamed into place only once librepo has verified it.
+    clear_dead(local.parent, f"{local.name}.")  # what a killed plan left half-downloaded
     part = local.with_name(f"{local.name}.{os.getpid()}.part")  # two plans at once must not share a file
     download = Download(cfg, item.href, part, f"the {what}", (item.algorithm, item.checksum), item.size)
     try:
@@ -298,7 +298,7 @@ def _unavailable(cfg: RepoConfig, e: Any, failures: list[tuple[str, str]]) -> Re
         )
     if code in _CORRUPT_CODES or "checksum" in detail.lower() or looks_corrupt(failures):
         return RepoUnavailable(
-            f"The metadata of {where} is corrupt: {tried or detail}.",
+            f"The metadata of {where} is corrupt: {tried or f'{detail} (from {_sources(cfg)})'}.",
             True,
             hint="The repo may be mid-update, or a mirror serves damaged files; retry later. Nothing was changed.",
         )

@@ -17,6 +17,7 @@ from typing import Any
 
 from reconcile.errors import ReconcileError
 from reconcile.openpgp import PublicKey
+from reconcile.process import dies_with_us
 
 _STATUS = re.compile(r"^\s+(?P<what>.+?): (?P<status>OK|NOKEY|NOTTRUSTED|BAD|NOTFOUND)\b", re.MULTILINE)
 _KEY_ID = re.compile(r"[Kk]ey ID ([0-9a-fA-F]+)")
@@ -118,7 +119,8 @@ def check_files(paths: list[Path], keyring_db: Path, keys: list[PublicKey]) -> d
     argv += ["--define", "_keyring rpmdb", "--define", f"_keyringpath {keyring_db}/pubkeys/"]
     log.debug("run: %s", shlex.join([*argv, *map(str, paths)]))
     try:
-        proc = subprocess.run([*argv, *map(str, paths)], capture_output=True, text=True, check=False, timeout=600)
+        command = dies_with_us([*argv, *map(str, paths)])
+        proc = subprocess.run(command, capture_output=True, text=True, check=False, timeout=600)
     except FileNotFoundError:
         raise ReconcileError("rpmkeys (from rpm) is not installed; it is needed to check package signatures.") from None
     except subprocess.TimeoutExpired:
