@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from reconcile import __version__
+from reconcile import __version__, stopping
 from reconcile.errors import ReconcileError, ResolutionError, UsageError
 
 if TYPE_CHECKING:
@@ -325,48 +325,42 @@ def _report_error(e: ReconcileError, json_mode: bool) -> None:
         _out(json.dumps({"error": {"message": e.message, "problems": problems, "exit_code": e.exit_code}}, indent=2))
 
 
-class Terminated(BaseException):
-    """SIGTERM or SIGHUP, raised where the main thread is, so clean-up runs as it does for Ctrl-C: mounts and
-    temporary files go, transactions abort, and children (scripts, rpm) are killed by subprocess.run."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
-def _terminate(signum: int, _frame: object) -> None:
-    for s in (signal.SIGTERM, signal.SIGHUP):  # a second signal must not cut the clean-up short
-        signal.signal(s, signal.SIG_IGN)
-    raise Terminated(signum)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    for s in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(s, _terminate)
+    stopping.install()
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.WARNING, format="%(name)s: %(message)s", stream=sys.stderr
     )
     func: Callable[[argparse.Namespace], int] = args.func
     json_mode = bool(getattr(args, "json", False)) or getattr(args, "format", None) == "json"
     try:
-        return func(args)
+        try:
+            return func(args)
+        finally:
+            stopping.finished()
     except ReconcileError as e:
         if args.debug:
             traceback.print_exc()
+        if stopping.requested():  # e.g. a transfer ended for the signal and came out as a failed download
+            return _stopped(stopping.requested())
         _report_error(e, json_mode)
         return e.exit_code
     except KeyboardInterrupt:
-        print("Interrupted.", file=sys.stderr)
-        return 130
-    except Terminated as e:
-        print(f"Stopped by {signal.Signals(e.signum).name}.", file=sys.stderr)
-        return 128 + e.signum
+        return _stopped(signal.SIGINT)
+    except stopping.Terminated as e:
+        return _stopped(e.signum)
     except Exception as e:
         if args.debug:
             traceback.print_exc()
+        if stopping.requested():  # the signal came out of a C library as its own error
+            return _stopped(stopping.requested())
         err = ReconcileError(
             f"internal error: {type(e).__name__}: {e}", hint="Run again with --debug for the traceback."
         )
         _report_error(err, json_mode)
         return 1
+
+
+def _stopped(signum: int) -> int:
+    print("Interrupted." if signum == signal.SIGINT else f"Stopped by {signal.Signals(signum).name}.", file=sys.stderr)
+    return 128 + signum

@@ -168,12 +168,14 @@ def _measure(host: Host) -> list[tuple[str, float]]:
 
 def _runs(ends: list[tuple[str, float]]) -> list[Run]:
     """SIGKILL at each step boundary and at PER_STEP random points inside each step; SIGTERM and SIGINT at each
-    boundary. The smoke: one boundary, and one point inside the step that commits."""
+    boundary. The smoke: one boundary and one point inside the step that commits; SIGTERM and SIGINT early."""
     rng = random.Random(SEED)
     spans = [(name, ends[i - 1][1] if i else 0.0, end) for i, (name, end) in enumerate(ends)]
     if not FULL:
         name, begin, end = next((s for s in spans if "commit" in s[0].lower()), max(spans, key=lambda s: s[2] - s[1]))
-        return [Run(signal.SIGKILL, boundary=len(ends) // 2), Run(signal.SIGKILL, delay=(begin + end) / 2, step=name)]
+        smoke = [Run(signal.SIGKILL, boundary=len(ends) // 2), Run(signal.SIGKILL, delay=(begin + end) / 2, step=name)]
+        # Right after the rpmdb is read, a signal used to land inside PyGObject and come out as an AttributeError.
+        return [*smoke, Run(signal.SIGTERM, boundary=0), Run(signal.SIGINT, boundary=0)]
     runs = [Run(signal.SIGKILL, boundary=b) for b in range(len(ends))]
     runs += [Run(signal.SIGKILL, delay=rng.uniform(b, e), step=n) for n, b, e in spans for _ in range(PER_STEP)]
     runs += [Run(sig, boundary=b) for sig in (signal.SIGTERM, signal.SIGINT) for b in range(len(ends))]

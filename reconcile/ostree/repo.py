@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reconcile import stopping
 from reconcile.errors import OstreeError
 from reconcile.ostree._gi import (
     AT_FDCWD,
@@ -329,8 +330,9 @@ class Repo:
         def callback(_repo: Any, relpath: str, _info: Any, _data: Any) -> Any:
             # PyGObject prints an exception raised in a callback and carries on; keep it, raise it below.
             try:
-                found = xattrs(relpath)
-                return found.variant if found else None
+                with stopping.callback():
+                    found = xattrs(relpath)
+                    return found.variant if found else None
             except BaseException as e:
                 failed.append(e)
                 return None

@@ -21,6 +21,7 @@ from typing import Any
 
 import librepo
 
+from reconcile import stopping
 from reconcile.errors import ReconcileError
 from reconcile.files import clear_dead, locked, private_tempdir, write_atomically
 from reconcile.repos.config import RepoConfig
@@ -163,6 +164,7 @@ def _fetch(
         handle.checksum = True
         failures: list[tuple[str, str]] = []
 
+        @stopping.from_c
         def mirror_failed(_data: object, message: str, url: str, _what: str) -> int:
             failures.append((url, message))
             return int(librepo.CB_OK)

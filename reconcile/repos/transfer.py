@@ -17,7 +17,7 @@ from typing import Any
 
 import librepo
 
-from reconcile import __version__
+from reconcile import __version__, stopping
 from reconcile.errors import ReconcileError
 from reconcile.report import Reporter
 from reconcile.repos.config import DEADLINE, RepoConfig
@@ -66,8 +66,11 @@ class Deadline:
         self.received = 0.0
         self.passed = False
 
+    @stopping.from_c
     def tick(self, received: float) -> int:
         self.received = received
+        if stopping.requested():  # a signal waits for this transfer to end: end it now
+            return int(librepo.CB_ABORT)
         if self.started is None:
             self.started = time.monotonic()
         elif time.monotonic() - self.started > self.seconds:
@@ -240,6 +243,7 @@ class Downloader:
                 d.error = str(target.err)  # librepo gave up before it could report the end
 
 
+@stopping.from_c
 def _progress(item: Download, now: float, progress: Any) -> int:
     if progress is not None:
         progress.set_bytes(progress.bytes_done + int(now) - item.downloaded)
@@ -247,6 +251,7 @@ def _progress(item: Download, now: float, progress: Any) -> int:
     return item.clock.tick(now) if item.clock is not None else int(librepo.CB_OK)
 
 
+@stopping.from_c
 def _ended(item: Download, status: int, message: str | None, progress: Any) -> int:
     item.ended = True
     if status == librepo.TRANSFER_ERROR:
@@ -256,6 +261,7 @@ def _ended(item: Download, status: int, message: str | None, progress: Any) -> i
     return int(librepo.CB_OK)
 
 
+@stopping.from_c
 def _mirror_failed(item: Download, message: str, url: str) -> int:
     item.failures.append((url, message.split(" for " + url)[0] if url else message))
     return int(librepo.CB_OK)
