@@ -22,7 +22,7 @@ R = TypeVar("R")
 
 STOPS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 RETRY = 0.02  # seconds until a signal that came at an unsafe point is looked at again
-_UNSAFE_PARTS = (f"{os.sep}gi{os.sep}", f"{os.sep}librepo{os.sep}")
+_UNSAFE_PARTS = tuple(f"{os.sep}{package}{os.sep}" for package in ("gi", "librepo", "libarchive"))
 _pending = 0
 _callbacks = 0
 
@@ -55,7 +55,8 @@ def finished() -> None:
 
 @contextlib.contextmanager
 def callback() -> Iterator[None]:
-    """Around the body of a Python callback that C code (libostree, librepo) runs: no stop is raised in it."""
+    """Around a C call that may run Python callbacks (libostree, librepo), or around such a callback's body: no
+    stop is raised in it (one raised at a callback's first line would be printed and dropped by PyGObject)."""
     global _callbacks
     _callbacks += 1
     try:

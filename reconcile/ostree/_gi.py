@@ -20,6 +20,7 @@ import gi
 gi.require_version("OSTree", "1.0")
 from gi.repository import Gio, GLib, OSTree  # noqa: E402
 
+from reconcile import stopping  # noqa: E402
 from reconcile.errors import OstreeError  # noqa: E402
 
 log = logging.getLogger("reconcile.ostree")
@@ -64,7 +65,8 @@ def call(what: str, fn: Callable[..., T], *args: Any) -> T:
     """Run one libostree call, logging it and translating GLib errors."""
     log.debug("ostree: %s", what)
     try:
-        return fn(*args)
+        with stopping.callback():  # the Python callbacks it may run (xattrs) must not take a signal
+            return fn(*args)
     except GLib.Error as e:
         raise OstreeError(f"{what}: {e.message}") from e
 

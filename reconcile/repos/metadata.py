@@ -176,7 +176,8 @@ def _fetch(
         result = librepo.Result()
         log.debug("librepo: repomd.xml of [%s] from %s", cfg.id, cfg.metalink or cfg.mirrorlist or cfg.baseurls)
         try:
-            handle.perform(result)
+            with stopping.callback():  # librepo runs our callbacks meanwhile
+                handle.perform(result)
         except librepo.LibrepoException as e:
             if clock.passed:
                 raise RepoUnavailable(

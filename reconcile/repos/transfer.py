@@ -231,7 +231,8 @@ class Downloader:
             )
             log.debug("download %s (%s) to %s", d.path, d.repo.id if d.repo else "url", d.dest)
         try:
-            librepo.download_packages(targets, failfast=False)
+            with stopping.callback():  # librepo runs our callbacks meanwhile
+                librepo.download_packages(targets, failfast=False)
         except librepo.LibrepoException as e:
             if e.args and e.args[0] == librepo.LRE_INTERRUPTED:
                 raise KeyboardInterrupt from None
