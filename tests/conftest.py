@@ -3,6 +3,7 @@ sysroot per test (tmpfs on /boot, bootloader none) that is checked with ostree's
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
@@ -211,12 +212,19 @@ class Host:
         assert "no errors found" in fsck, fsck
 
 
-@pytest.fixture
-def host(tmp_path: Path, base: ComposedBase, rpms: RpmFactory, example_rpms: list[Path]) -> Iterator[Host]:
-    h = Host(tmp_path, base, rpms, example_rpms)
+@contextlib.contextmanager
+def hosted(root: Path, base: ComposedBase, rpms: RpmFactory, example_rpms: list[Path]) -> Iterator[Host]:
+    """A Host in `root`; after the test, ostree must agree with reconcile and fsck must pass."""
+    h = Host(root, base, rpms, example_rpms)
     exampleos.init_sysroot(h.sysroot, base.repo, base.ref)
     try:
         yield h
         h.check_with_ostree()
     finally:
         exampleos.teardown_sysroot(h.sysroot)
+
+
+@pytest.fixture
+def host(tmp_path: Path, base: ComposedBase, rpms: RpmFactory, example_rpms: list[Path]) -> Iterator[Host]:
+    with hosted(tmp_path, base, rpms, example_rpms) as h:
+        yield h

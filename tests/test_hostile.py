@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import rpmforge
-from conftest import ComposedBase, Host
+from conftest import ComposedBase, Host, hosted
 from support import File, Package, RpmFactory, Symlink, exampleos
 
 HOSTILE = Package(
@@ -188,13 +188,8 @@ def small_host(tmp_path: Path, base: ComposedBase, rpms: RpmFactory, example_rpm
     root.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200m", "reconcile-test-small", str(root)], check=True)
     try:
-        h = Host(root, base, rpms, example_rpms)
-        exampleos.init_sysroot(h.sysroot, base.repo, base.ref)
-        try:
+        with hosted(root, base, rpms, example_rpms) as h:
             yield h
-            h.check_with_ostree()
-        finally:
-            exampleos.teardown_sysroot(h.sysroot)
     finally:
         subprocess.run(["umount", str(root)], check=True)
 
