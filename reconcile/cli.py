@@ -278,7 +278,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     d = load_origin(args.origin).desired
     _out(
-        f"{args.origin} is valid: base {d.origin.baserefspec}, {len(d.packages.requested)} requested, "
+        f"{args.origin} is valid: base {d.origin.base}, {len(d.packages.requested)} requested, "
         f"{len(d.packages.local)} local, {len(d.overrides.remove)} base removals."
     )
     return 0

@@ -37,6 +37,9 @@ class DeploymentState:
     version: str | None
     timestamp: int
     unsupported_origin_keys: list[str] = field(default_factory=list)  # rpm-ostree keys reconcile cannot honour
+    container_image: str | None = None  # `container-image-reference`: an imported container image is the base
+    pinned_commit: str | None = None  # `override-commit`, when the pin was by commit
+    pinned_version: str | None = None  # the pin was by version (its commit is in `override-commit`)
 
     @property
     def id(self) -> str:
@@ -60,6 +63,9 @@ class DeploymentState:
         """The same shape as DesiredOrigin.normalized(), to compare what is deployed with what is desired."""
         return {
             "baserefspec": self.refspec,
+            "container_image": self.container_image,
+            "base_commit": self.pinned_commit,
+            "base_version": self.pinned_version,
             "requested": sorted(self.requested),
             "local": sorted(self.local),
             "override_remove": sorted(self.override_remove),
@@ -82,6 +88,9 @@ def read_deployment(sysroot: Sysroot, repo: Repo, dep: Deployment, index: int) -
         serial=dep.get_deployserial(),
         booted=booted is not None and booted.equal(dep),
         refspec=fields.refspec,
+        container_image=fields.container_image,
+        pinned_commit=fields.override_commit if fields.base_version is None else None,
+        pinned_version=fields.base_version,
         requested=fields.requested,
         local=fields.local,
         override_remove=fields.removals,

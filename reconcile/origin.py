@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import tomlkit
 import tomlkit.exceptions
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from reconcile.errors import InvalidInputError
 from reconcile.origin_keyfile import parse_keyfile
@@ -68,10 +68,61 @@ class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+def _check_commit(value: str) -> str:
+    if not re.fullmatch(r"[0-9a-f]{64}", value):
+        raise ValueError(f"{value!r} is not an OSTree commit checksum (64 lowercase hex digits)")
+    return value
+
+
+def _check_version(value: str) -> str:
+    if not value.strip() or value != value.strip() or "\n" in value:
+        raise ValueError(f"{value!r} is not a version (empty, or with spaces around it)")
+    return value
+
+
+def _check_image(value: str) -> str:
+    transports = ("ostree-unverified-registry:", "ostree-unverified-image:", "ostree-image-signed:", "ostree-remote-")
+    if not value.startswith(transports) or any(c.isspace() for c in value):
+        raise ValueError(
+            f"{value!r} is not an ostree container image reference (ostree-unverified-registry:IMAGE, "
+            "ostree-unverified-image:TRANSPORT:IMAGE, ostree-image-signed:TRANSPORT:IMAGE or "
+            "ostree-remote-image:REMOTE:TRANSPORT:IMAGE)"
+        )
+    return value
+
+
 class OriginSection(_Model):
-    baserefspec: Annotated[str, AfterValidator(_check_refspec)] = Field(
-        description="The base: a ref in the sysroot's repo, or REMOTE:REF."
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    baserefspec: Annotated[str, AfterValidator(_check_refspec)] | None = Field(
+        default=None, description="The base: a ref in the sysroot's repo, or REMOTE:REF."
     )
+    container_image: Annotated[str, AfterValidator(_check_image)] | None = Field(
+        default=None,
+        alias="container-image",
+        description="The base is this container image, as imported on the host (ostree-image-signed:docker://...).",
+    )
+    commit: Annotated[str, AfterValidator(_check_commit)] | None = Field(
+        default=None, description="Pin the base to this commit of the ref's history."
+    )
+    version: Annotated[str, AfterValidator(_check_version)] | None = Field(
+        default=None, description="Pin the base to the commit of the ref with this `version`."
+    )
+
+    @model_validator(mode="after")
+    def _one_base(self) -> OriginSection:
+        if (self.baserefspec is None) == (self.container_image is None):
+            raise ValueError("give exactly one of baserefspec and container-image")
+        if self.commit and self.version:
+            raise ValueError("pin the base by commit or by version, not both")
+        if self.container_image and (self.commit or self.version):
+            raise ValueError("a container-image base is pinned by its image reference (a digest), not commit/version")
+        return self
+
+    @property
+    def base(self) -> str:
+        """The base as one string: the refspec, or the image reference."""
+        return self.baserefspec or self.container_image or ""
 
 
 class PackagesSection(_Model):
@@ -109,6 +160,9 @@ class DesiredOrigin(_Model):
         """Order-free form: the request lists are sets, as rpm-ostree compares them."""
         return {
             "baserefspec": self.origin.baserefspec,
+            "container_image": self.origin.container_image,
+            "base_commit": self.origin.commit,
+            "base_version": self.origin.version,
             "requested": sorted(self.packages.requested),
             "local": sorted(self.packages.local),
             "override_remove": sorted(self.overrides.remove),

@@ -53,7 +53,7 @@ def _as_toml(path: Path, text: str) -> str:
     """The TOML origin equivalent to a `.origin` file, in one line of shell."""
     desired = parse_origin(path, text.encode()).desired
     doc = tomlkit.document()
-    doc["origin"] = {"baserefspec": desired.origin.baserefspec}
+    doc["origin"] = desired.origin.model_dump(by_alias=True, exclude_none=True)
     doc["packages"] = {"requested": sorted(desired.packages.requested)}
     if desired.overrides.remove:
         doc["overrides"] = {"remove": sorted(desired.overrides.remove)}

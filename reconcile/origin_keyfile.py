@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 _IMPLEMENTED = {
     ("origin", "refspec"),
     ("origin", "baserefspec"),
+    ("origin", "override-commit"),
+    ("origin", "container-image-reference"),
     ("packages", "requested"),
     ("packages", "requested-local"),
     ("overrides", "remove"),
@@ -39,6 +41,7 @@ _OWNED_KEYS = (
     ("reconcile", "ignore-scripts"),
     ("reconcile", "releasever"),
     ("reconcile", "localpkg-gpgcheck"),
+    ("reconcile", "base-version"),
 )
 
 
@@ -47,6 +50,9 @@ class OriginFields:
     """What a deployment origin says: the base, the packages, reconcile's options, and what it cannot honour."""
 
     refspec: str | None = None
+    container_image: str | None = None  # `container-image-reference`: the base is an imported container image
+    override_commit: str | None = None  # the base pinned to one commit (rpm-ostree's `deploy REV`)
+    base_version: str | None = None  # reconcile's: the pin was asked for by version
     requested: list[str] = field(default_factory=list)
     local: list[str] = field(default_factory=list)  # `<sha256>:<nevra>` pins
     removals: list[str] = field(default_factory=list)
@@ -64,6 +70,9 @@ def read_origin_keyfile(kf: KeyFile | None) -> OriginFields:
     localpkg = get(kf, "reconcile", "localpkg-gpgcheck")
     return OriginFields(
         refspec=get(kf, "origin", "refspec") or get(kf, "origin", "baserefspec"),
+        container_image=get(kf, "origin", "container-image-reference"),
+        override_commit=get(kf, "origin", "override-commit"),
+        base_version=get(kf, "reconcile", "base-version"),
         requested=get_list(kf, "packages", "requested"),
         local=get_list(kf, "packages", "requested-local"),
         removals=get_list(kf, "overrides", "remove"),
@@ -76,7 +85,12 @@ def read_origin_keyfile(kf: KeyFile | None) -> OriginFields:
 
 
 def write_origin_keyfile(
-    desired: DesiredOrigin, local_pins: list[str], previous: KeyFile | None, *, new_deployment: bool
+    desired: DesiredOrigin,
+    local_pins: list[str],
+    previous: KeyFile | None,
+    *,
+    new_deployment: bool,
+    pinned_commit: str | None = None,
 ) -> KeyFile:
     """The deployment origin: `baserefspec` when anything is requested (plain `refspec` keeps
     `ostree admin upgrade` working otherwise), lists written with GLib's trailing `;`."""
@@ -87,8 +101,16 @@ def write_origin_keyfile(
         ostree.keyfile_remove(kf, group, key)
     requested = sorted(desired.packages.requested)
     removals = sorted(desired.overrides.remove)
-    key = "baserefspec" if requested or local_pins or removals else "refspec"
-    kf.set_string("origin", key, desired.origin.baserefspec)
+    base = desired.origin
+    if base.container_image is not None:  # the image reference stays as rpm-ostree and bootc wrote it
+        kf.set_string("origin", "container-image-reference", base.container_image)
+    else:
+        key = "baserefspec" if requested or local_pins or removals else "refspec"
+        kf.set_string("origin", key, base.baserefspec or "")
+    if pinned_commit is not None:
+        kf.set_string("origin", "override-commit", pinned_commit)
+    if base.version is not None:
+        kf.set_string("reconcile", "base-version", base.version)
     if requested:
         kf.set_string_list("packages", "requested", requested)
     if local_pins:
@@ -143,10 +165,22 @@ def parse_keyfile(path: Path, text: str) -> dict[str, Any]:
     fields = read_origin_keyfile(kf)
     if fields.unsupported:
         raise refusal(str(path), fields.unsupported)
-    if fields.refspec is None:
-        raise InvalidInputError(f"{path} has no [origin] refspec or baserefspec.")
+    if fields.refspec is None and fields.container_image is None:
+        raise InvalidInputError(f"{path} has no [origin] refspec, baserefspec or container-image-reference.")
     return {
-        "origin": {"baserefspec": fields.refspec},
+        "origin": desired_base(fields),
         "packages": {"requested": fields.requested, "local": fields.local},
         "overrides": {"remove": fields.removals},
     }
+
+
+def desired_base(fields: OriginFields) -> dict[str, str]:
+    """The `[origin]` table of the desired origin that a deployment origin describes."""
+    if fields.container_image is not None:
+        return {"container-image": fields.container_image}
+    base = {"baserefspec": fields.refspec or ""}
+    if fields.base_version is not None:
+        base["version"] = fields.base_version
+    elif fields.override_commit is not None:
+        base["commit"] = fields.override_commit
+    return base

@@ -7,6 +7,7 @@ import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from reconcile.base import read_newest
 from reconcile.context import Context
 from reconcile.deployed import DeploymentState, all_deployments
 
@@ -34,6 +35,10 @@ class DeploymentStatus(BaseModel):
     requested_base_removals: list[str] = Field(description="Names the origin's overrides.remove lists.")
     removed_base_packages: list[str] = Field(description="NEVRAs of base packages the deployment dropped.")
     state_digest: str | None
+    update_available: str | None = Field(
+        default=None,
+        description="For a remote base: the newer commit of its ref a plan has seen, `VERSION (CHECKSUM)`.",
+    )
 
 
 class Status(BaseModel):
@@ -46,10 +51,24 @@ class Status(BaseModel):
 
 def status_document(ctx: Context) -> Status:
     states = all_deployments(ctx.sysroot, ctx.repo)
-    return Status(sysroot=str(ctx.sysroot.path), deployments=[_deployment(s, i) for i, s in enumerate(states)])
+    deployments = [_deployment(s, i, _update_available(ctx, s)) for i, s in enumerate(states)]
+    return Status(sysroot=str(ctx.sysroot.path), deployments=deployments)
 
 
-def _deployment(s: DeploymentState, index: int) -> DeploymentStatus:
+def _update_available(ctx: Context, s: DeploymentState) -> str | None:
+    """What the last plan that fetched this remote ref saw, when it is newer than the deployed base."""
+    if s.refspec is None or ":" not in s.refspec or s.pinned_commit or s.pinned_version:
+        return None
+    newest = read_newest(ctx.cachedir(s.stateroot)).get(s.refspec)
+    if not newest or newest.get("checksum") == s.base_checksum:
+        return None
+    if int(newest.get("timestamp", 0)) <= ctx.repo.commit_timestamp(s.base_checksum):
+        return None
+    checksum, version = str(newest["checksum"]), newest.get("version")
+    return f"{version} ({checksum})" if version else checksum
+
+
+def _deployment(s: DeploymentState, index: int, update: str | None = None) -> DeploymentStatus:
     return DeploymentStatus(
         index=index,
         id=f"{s.stateroot}-{s.id}",
@@ -69,6 +88,7 @@ def _deployment(s: DeploymentState, index: int) -> DeploymentStatus:
         requested_base_removals=sorted(s.override_remove),
         removed_base_packages=s.removed_base,
         state_digest=s.state_digest,
+        update_available=update,
     )
 
 
@@ -98,6 +118,8 @@ def render_status_text(doc: Status) -> str:
             rows.append(("Local", ", ".join(p.split(":", 1)[-1] for p in d.requested_local_packages)))
         if d.removed_base_packages:
             rows.append(("Removed", ", ".join(d.removed_base_packages) + " (from the base)"))
+        if d.update_available:
+            rows.append(("Update", f"available: {d.update_available} (seen by a plan; apply --update takes it)"))
         if d.inactive_requests:
             rows.append(("Inactive", ", ".join(d.inactive_requests) + " (provided by the base)"))
         lines += [f"      {k + ':':<11}{v}" for k, v in rows]

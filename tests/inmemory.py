@@ -18,6 +18,7 @@ from pathlib import Path
 
 import rpm
 
+from reconcile.base import BaseChoice, BaseWanted
 from reconcile.commitmeta import LayeredPackage
 from reconcile.deployed import DeploymentState
 from reconcile.errors import ReconcileError
@@ -175,26 +176,32 @@ class MemorySystem:
     state: DeploymentState | None = None
 
     def __post_init__(self) -> None:
-        base = self.base_commit(self.refspec, Path("origin"))
+        base = self._commit_of(self.refspec, Path("origin"))
         self.state = _fresh_deployment(self.refspec, base)
 
     def current(self, stateroot: str | None) -> DeploymentState:
         assert self.state is not None
         return self.state
 
-    def base_commit(self, refspec: str, origin: Path) -> str:
+    def base_commit(self, wanted: BaseWanted, origin: Path) -> BaseChoice:
+        return BaseChoice(self._commit_of(wanted.refspec, origin), "the ref's commit")
+
+    def _commit_of(self, refspec: str, origin: Path) -> str:
         if refspec not in self.bases:
             raise ReconcileError(f"The baserefspec {refspec!r} in {origin} is not a ref of the in-memory system.")
         return hashlib.sha256("\n".join(p.nevra for p in self.bases[refspec]).encode()).hexdigest()
 
     def _base(self, commit: str) -> list[MemoryPackage]:
-        return next(pkgs for ref, pkgs in self.bases.items() if self.base_commit(ref, Path()) == commit)
+        return next(pkgs for ref, pkgs in self.bases.items() if self._commit_of(ref, Path()) == commit)
 
     def cached_local(self, pin: str, origin: Path) -> LocalPackage:
         raise ReconcileError(f"{origin}: the in-memory system has no package cache for {pin}.")
 
     def base_headers(self, base: str) -> list[Header]:
         return [p.header for p in self._base(base)]
+
+    def describe_commit(self, commit: str) -> tuple[str | None, int]:
+        return None, 0
 
     def solv_cache(self, base: str, stateroot: str) -> Path | None:
         return None

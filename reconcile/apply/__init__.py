@@ -13,6 +13,7 @@ from typing import Any
 from reconcile.apply.deploy import collect_garbage, deploy
 from reconcile.apply.leftovers import remove_earlier_runs
 from reconcile.apply.packages import PackageFetcher
+from reconcile.base import base_is_partial, pull_whole
 from reconcile.context import Context
 from reconcile.deployed import DeploymentState, current_deployment
 from reconcile.errors import InvalidInputError, ReconcileError, StalePlanError
@@ -93,6 +94,8 @@ def _prefetch(ctx: Context, plan: m.Plan, loaded: LoadedOrigin, request: ApplyRe
     saved = request.saved is not None
     if saved:
         _verify_fresh(ctx, plan, loaded)  # a stale saved plan fetches nothing (and is checked again under the lock)
+    if plan.applyable and plan.target.needs_deployment and not request.download_only:
+        _pull_base(ctx, plan)  # a network wait: before the lock
     if not (plan.applyable and plan.has_changes and plan.target.packages):
         return None
     _current, dep = current_deployment(ctx.sysroot, ctx.repo, plan.prior.stateroot)
@@ -136,12 +139,17 @@ def apply_plan(
     if not plan.has_changes:
         return ApplyResult(False, None, "Nothing to do: the deployment already matches the origin.")
     target = plan.target
-    if ctx.repo.resolve(target.base_checksum) is None:
+    if not ctx.repo.has_commit(target.base_checksum):
         raise StalePlanError(f"The plan's base commit {target.base_checksum[:12]} is no longer in the repo.")
+    if target.needs_deployment:
+        _pull_base(ctx, plan)  # fetched before the lock; only a base pruned meanwhile is pulled here
     if fetcher is None:
         fetcher = PackageFetcher(ctx, plan, dep, reposdir, loaded.desired.options.localpkg_gpgcheck, saved=saved)
     if not target.needs_deployment:
-        origin = write_origin_keyfile(loaded.desired, target.local, dep.get_origin(), new_deployment=False)
+        pin = target.base_checksum if target.base_pinned else None
+        origin = write_origin_keyfile(
+            loaded.desired, target.local, dep.get_origin(), new_deployment=False, pinned_commit=pin
+        )
         ctx.sysroot.write_origin(dep, origin)
         return ApplyResult(True, None, f"Updated the origin of deployment {current.id}; no new deployment was needed.")
     commit = target.base_checksum
@@ -151,7 +159,10 @@ def apply_plan(
         accounts = _previous_accounts(ctx, current, dep)
         inputs = BuildInputs(plan, loaded.desired.options.ignore_scripts, accounts, fetcher)
         commit = build_layered_commit(ctx, inputs)
-    origin = write_origin_keyfile(loaded.desired, target.local, dep.get_origin(), new_deployment=True)
+    pin = target.base_checksum if target.base_pinned else None
+    origin = write_origin_keyfile(
+        loaded.desired, target.local, dep.get_origin(), new_deployment=True, pinned_commit=pin
+    )
     with ctx.reporter.step("Deploying"):
         new = deploy(ctx, current.stateroot, commit, origin, dep)
     ctx.reload()  # the sysroot changed on disk: read it (and its repo) again before pruning against it
@@ -159,6 +170,20 @@ def apply_plan(
         collect_garbage(ctx)
         fetcher.finish()
     return ApplyResult(True, f"{new.get_csum()}.{new.get_deployserial()}", f"Deployed {commit[:12]} for the next boot.")
+
+
+def _pull_base(ctx: Context, plan: m.Plan) -> None:
+    """The rest of a remote base the plan fetched only in part (its commit and the paths planning reads)."""
+    target = plan.target
+    if not base_is_partial(ctx.repo, target.base_refspec, target.base_checksum):
+        return
+    with ctx.reporter.step("Pulling the base"):
+        pulled = pull_whole(ctx.repo, target.base_refspec, target.base_checksum, ctx.fetch.deadline)
+    if pulled is not None:
+        ctx.reporter.info(
+            f"Pulled the base {target.base_refspec} ({target.base_checksum[:12]}): "
+            f"{pulled.objects} objects, {pulled.bytes} bytes in {pulled.seconds:.1f} s."
+        )
 
 
 def _download_only(ctx: Context, fetcher: PackageFetcher) -> ApplyResult:

@@ -87,6 +87,21 @@ class Repo:
             out[entry.get_child_value(0).get_string()] = entry.get_child_value(1).get_variant()
         return out
 
+    def is_partial(self, csum: str) -> bool:
+        """A commit pulled with only some of its paths (a plan's subpath pull): its other objects are missing."""
+        state = unwrap(f"load commit {csum}", call(f"load_commit {csum}", self.gi.load_commit, csum))[1]
+        return bool(state & OSTree.RepoCommitState.PARTIAL)
+
+    def has_commit(self, csum: str) -> bool:
+        try:
+            self.gi.load_commit(csum)
+        except GLib.Error:
+            return False
+        return True
+
+    def commit_parent(self, csum: str) -> str | None:
+        return OSTree.commit_get_parent(self.load_commit(csum))
+
     def commit_timestamp(self, csum: str) -> int:
         return int(OSTree.commit_get_timestamp(self.load_commit(csum)))
 

@@ -8,7 +8,8 @@ from reconcile.origin import LoadedOrigin
 from reconcile.planner import model as m
 from reconcile.planner.local import LocalPackage
 from reconcile.planner.solver import Candidate, SolveResult
-from reconcile.rpm.nevra import evr_compare
+from reconcile.rpm.header import Header
+from reconcile.rpm.nevra import Nevra, evr_compare
 
 
 def resolution_diff(current: DeploymentState, solved: SolveResult) -> m.Resolution:
@@ -68,24 +69,48 @@ def _gone(p: LayeredPackage) -> m.PackageEntry:
     )
 
 
+def base_package_diff(before: list[Header], after: list[Header]) -> m.BasePackages:
+    """The base's own packages, deployed base against target base, keyed by name and arch."""
+    old = {(n.name, n.arch): n for n in map(Nevra.from_header, before)}
+    new = {(n.name, n.arch): n for n in map(Nevra.from_header, after)}
+    diff: dict[str, list[m.BasePackageChange]] = {"upgraded": [], "downgraded": [], "added": [], "removed": []}
+    for key in sorted(old.keys() | new.keys()):
+        a, b = old.get(key), new.get(key)
+        if a == b:
+            continue
+        if a is None or b is None:
+            kind = "added" if a is None else "removed"
+        else:
+            kind = "upgraded" if evr_compare(b, a) > 0 else "downgraded"
+        entry = m.BasePackageChange(name=key[0], arch=key[1], before=a and str(a), after=b and str(b))
+        diff[kind].append(entry)
+    return m.BasePackages(**diff)
+
+
+def _version(checksum: str, version: str | None) -> str:
+    return f"{version} ({checksum[:12]})" if version else checksum[:12]
+
+
 def request_changes(
-    current: DeploymentState, loaded: LoadedOrigin, base: str, solved: SolveResult, local: list[LocalPackage]
+    current: DeploymentState, loaded: LoadedOrigin, move: m.BaseMove, solved: SolveResult, local: list[LocalPackage]
 ) -> list[m.RequestChange]:
     desired = loaded.desired
     changes: list[m.RequestChange] = []
     base_change = None
-    if desired.origin.baserefspec != current.refspec:
-        before = f"{current.refspec} ({current.base_checksum[:12]})"
-        base_change = ("baserefspec changed", before, f"{desired.origin.baserefspec} ({base[:12]})")
-    elif base != current.base_checksum:
-        base_change = ("the base ref moved to a new commit", current.base_checksum[:12], base[:12])
+    before_v, after_v = _version(move.before, move.before_version), _version(move.after, move.after_version)
+    deployed = current.container_image or current.refspec
+    if desired.origin.base != deployed:
+        base_change = ("rebase: the base changed", f"{deployed} {before_v}", f"{desired.origin.base} {after_v}")
+    elif move.before != move.after:
+        why = {"upgrade": "the base moves to a newer commit", "downgrade": "downgrade: to an older base commit"}
+        base_change = (f"{why[move.direction]} ({move.chosen})", before_v, after_v)
     if base_change:
         reason, before, after = base_change
         changes.append(
             m.RequestChange(
                 address="base",
                 kind=m.ChangeKind.BASE,
-                name=desired.origin.baserefspec,
+                name=desired.origin.base,
                 actions=[m.Action.UPDATE],
                 reason=reason,
                 before=before,

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from reconcile.rpm.nevra import Nevra
 
-PLAN_FORMAT_VERSION = "1.2"
+PLAN_FORMAT_VERSION = "1.3"
 # Bump when assembly changes what a layered commit holds for the same inputs: it changes the state digest.
 ASSEMBLY_FORMAT_VERSION = 2  # 2: an empty /boot in every layered commit
 
@@ -185,6 +185,7 @@ class Prior(_Frozen):
 class Target(_Frozen):
     base_refspec: str
     base_checksum: str
+    base_pinned: bool = Field(default=False, description="The base is pinned (`[origin] commit` or `version`).")
     packages: list[PinnedPackage]
     remove_base: list[str] = Field(default_factory=list, description="Base packages dropped (NEVRAs).")
     local: list[str] = Field(default_factory=list, description="Local packages as `<sha256>:<nevra>`.")
@@ -193,6 +194,41 @@ class Target(_Frozen):
     state_digest: str | None = Field(description="None when nothing is layered: the base is deployed as is.")
     needs_deployment: bool
     needs_origin_update: bool
+
+
+class BasePackageChange(_Frozen):
+    """A base package that differs between the deployed base and the target base."""
+
+    name: str
+    arch: str
+    before: str | None = Field(description="NEVRA in the deployed base (None when added).")
+    after: str | None = Field(description="NEVRA in the target base (None when removed).")
+
+
+class BasePackages(_Frozen):
+    """The base package diff of a base move (the base's own rpmdb, before and after)."""
+
+    upgraded: list[BasePackageChange] = Field(default_factory=list)
+    downgraded: list[BasePackageChange] = Field(default_factory=list)
+    added: list[BasePackageChange] = Field(default_factory=list)
+    removed: list[BasePackageChange] = Field(default_factory=list)
+
+
+class BaseMove(_Frozen):
+    """The base commit the plan builds on, against the deployed one."""
+
+    refspec: str = Field(description="The desired base: REF, REMOTE:REF, or a container image reference.")
+    before: str = Field(description="The deployed base commit.")
+    after: str = Field(description="The target base commit.")
+    before_version: str | None = None
+    after_version: str | None = None
+    direction: Literal["same", "upgrade", "downgrade"] = Field(
+        description="By commit timestamp: `downgrade` when the target base is older than the deployed one."
+    )
+    chosen: str = Field(description="Why this commit: the deployed base kept, the ref's newest, a pin.")
+    newest: str | None = Field(default=None, description="The remote ref's newest commit, when the plan fetched it.")
+    fetched_bytes: int = Field(default=0, description="Bytes the plan pulled from the remote to plan.")
+    packages: BasePackages = Field(default_factory=BasePackages)
 
 
 class Summary(_Frozen):
@@ -212,6 +248,7 @@ class Plan(_Frozen):
     prior: Prior
     changes: list[RequestChange]
     resolution: Resolution
+    base: BaseMove | None = Field(default=None, description="The base move and its package diff (plans since 1.3).")
     target: Target
     checks: list[Check] = Field(default_factory=list)
     repos: list[RepoUsed] = Field(default_factory=list)

@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from reconcile.accounts import sysusers_texts
+from reconcile.base import BaseChoice, BaseWanted, choose_base, record_newest
 from reconcile.context import Context
 from reconcile.deployed import DeploymentState, current_deployment
-from reconcile.errors import ReconcileError
 from reconcile.ostree import Deployment, Repo
 from reconcile.pkgcache import PackageCache, owners_in_commit
 from reconcile.planner.local import LocalPackage, cached_local
@@ -52,20 +52,28 @@ class OstreeSystem:
         state, self.deployment = current_deployment(self.ctx.sysroot, self.repo, stateroot)
         return state
 
-    def base_commit(self, refspec: str, origin: Path) -> str:
-        base = self.repo.resolve(refspec)
-        if base is None:
-            raise ReconcileError(
-                f"The baserefspec {refspec!r} in {origin} is not a ref in the sysroot's repo ({self.repo.path}).",
-                hint="Pull or create the base ref first (ostree pull / pull-local), or fix baserefspec.",
+    def base_commit(self, wanted: BaseWanted, origin: Path) -> BaseChoice:
+        choice = choose_base(self.repo, wanted, origin, self.ctx.fetch.deadline)
+        if choice.newest is not None and self.deployment is not None:
+            version, timestamp = self.describe_commit(choice.newest)
+            cachedir = self.ctx.cachedir(self.deployment.get_osname())
+            record_newest(cachedir, wanted.refspec, choice.newest, version, timestamp)
+        if choice.fetched is not None:
+            f = choice.fetched
+            self.reporter.info(
+                f"Fetched the base {wanted.refspec} to plan: {f.objects} objects, {f.bytes} bytes in {f.seconds:.1f} s."
             )
-        return base
+        return choice
 
     def cached_local(self, pin: str, origin: Path) -> LocalPackage:
         return cached_local(pin, origin, self.packages.cache)
 
     def base_headers(self, base: str) -> list[Header]:
         return read_headers(self.repo, base)
+
+    def describe_commit(self, commit: str) -> tuple[str | None, int]:
+        version = self.repo.commit_metadata(commit).get("version")
+        return (version if isinstance(version, str) else None), self.repo.commit_timestamp(commit)
 
     def solv_cache(self, base: str, stateroot: str) -> Path | None:
         return self.ctx.cachedir(stateroot) / f"base-{base}.solv"
@@ -102,7 +110,8 @@ class OstreeSystem:
     def base_entries(self, base: str, paths: list[str], removed: set[str]) -> dict[str, list[tuple[str, FileEntry]]]:
         """The base side costs what the layered packages touch: their directories are looked up in the base
         tree, and only paths found there are looked up in the base rpmdb's index."""
-        in_base = self._paths_in_tree(base, paths)
+        # A base fetched in part has no dirtrees to look in: its rpmdb alone says which paths it owns.
+        in_base = paths if self.repo.is_partial(base) else self._paths_in_tree(base, paths)
         out: dict[str, list[tuple[str, FileEntry]]] = {}
         if not in_base:
             return out

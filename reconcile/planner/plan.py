@@ -7,12 +7,13 @@ from pathlib import Path
 from typing import Any
 
 from reconcile import __version__
+from reconcile.base import BaseChoice, BaseWanted
 from reconcile.context import Context
 from reconcile.deployed import DeploymentState
 from reconcile.origin import LoadedOrigin, is_keyfile
 from reconcile.origin_keyfile import refusal
 from reconcile.planner import model as m
-from reconcile.planner.changes import request_changes, resolution_diff
+from reconcile.planner.changes import base_package_diff, request_changes, resolution_diff
 from reconcile.planner.local import LocalPackage, read_local
 from reconcile.planner.ostree_system import OstreeSystem
 from reconcile.planner.pins import pin_candidate
@@ -45,7 +46,8 @@ def plan_with(
     next) instead of their headers."""
     system, desired = ports.system, loaded.desired
     current = system.current(stateroot)
-    base = system.base_commit(desired.origin.baserefspec, loaded.path)
+    choice = system.base_commit(_base_wanted(loaded, current, update), loaded.path)
+    base = choice.checksum
     if current.unsupported_origin_keys:
         raise refusal(f"The origin of deployment {current.id} (rpm-ostree's)", current.unsupported_origin_keys)
     local = _local_packages(system, loaded)
@@ -56,7 +58,41 @@ def plan_with(
         resolved = Resolved(_as_deployed(current))
     elif desired.packages.requested or local or desired.overrides.remove:
         resolved = resolve(ports, current, base, loaded, local, update, whole_packages)
-    return _freeze(system, current, base, loaded, normalized, resolved, local)
+    return _freeze(system, current, choice, loaded, normalized, resolved, local)
+
+
+def _base_wanted(loaded: LoadedOrigin, current: DeploymentState, update: bool) -> BaseWanted:
+    want = loaded.desired.origin
+    return BaseWanted(
+        refspec=want.base,
+        commit=want.commit,
+        version=want.version,
+        update=update,
+        container=want.container_image is not None,
+        deployed_refspec=current.container_image or current.refspec,
+        deployed_commit=current.pinned_commit,
+        deployed_version=current.pinned_version,
+        deployed_base=current.base_checksum,
+    )
+
+
+def _base_move(system: DeployedSystem, current: DeploymentState, choice: BaseChoice, refspec: str) -> m.BaseMove:
+    before, after = current.base_checksum, choice.checksum
+    (v_before, t_before), (v_after, t_after) = system.describe_commit(before), system.describe_commit(after)
+    direction = "same" if before == after else "downgrade" if t_after < t_before else "upgrade"
+    packages = base_package_diff(system.base_headers(before), system.base_headers(after)) if before != after else None
+    return m.BaseMove(
+        refspec=refspec,
+        before=before,
+        after=after,
+        before_version=v_before,
+        after_version=v_after,
+        direction=direction,
+        chosen=choice.how,
+        newest=choice.newest,
+        fetched_bytes=choice.fetched.bytes if choice.fetched else 0,
+        packages=packages or m.BasePackages(),
+    )
 
 
 def _local_packages(system: DeployedSystem, loaded: LoadedOrigin) -> list[LocalPackage]:
@@ -69,14 +105,15 @@ def _local_packages(system: DeployedSystem, loaded: LoadedOrigin) -> list[LocalP
 def _freeze(
     system: DeployedSystem,
     current: DeploymentState,
-    base: str,
+    choice: BaseChoice,
     loaded: LoadedOrigin,
     normalized: dict[str, Any],
     resolved: Resolved,
     local: list[LocalPackage],
 ) -> m.Plan:
     """The target, the diff against what is deployed, and the summary, as one frozen Plan."""
-    desired, solved = loaded.desired, resolved.solved
+    desired, solved, base = loaded.desired, resolved.solved, choice.checksum
+    move = _base_move(system, current, choice, desired.origin.base)
     inactive = {spec for spec, _by in solved.inactive}
     active = sorted(spec for spec in desired.packages.requested if spec not in inactive)
     removed = [str(n) for n in solved.removed_base]
@@ -102,11 +139,13 @@ def _freeze(
         created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         origin=m.OriginRef(path=str(loaded.path.absolute()), sha256=loaded.sha256, desired=normalized),
         prior=_prior(current, loaded),
-        changes=request_changes(current, loaded, base, solved, local),
+        changes=request_changes(current, loaded, move, solved, local),
         resolution=resolution,
+        base=move,
         target=m.Target(
-            base_refspec=desired.origin.baserefspec,
+            base_refspec=desired.origin.base,
             base_checksum=base,
+            base_pinned=bool(desired.origin.commit or desired.origin.version),
             packages=[pin_candidate(c, c.nevra.name in solved.requested) for c in solved.packages] if digest else [],
             remove_base=removed,
             local=normalized["local"],
@@ -119,7 +158,7 @@ def _freeze(
         checks=resolved.checks,
         repos=resolved.repos,
         keys=resolved.keys,
-        summary=_summary(resolution, has_changes, needs_deployment),
+        summary=_summary(resolution, has_changes, needs_deployment, move),
         has_changes=has_changes,
         applyable=not errors,
         errors=errors,
@@ -165,7 +204,7 @@ def _prior(current: DeploymentState, loaded: LoadedOrigin) -> m.Prior:
     )
 
 
-def _summary(resolution: m.Resolution, has_changes: bool, needs_deployment: bool) -> m.Summary:
+def _summary(resolution: m.Resolution, has_changes: bool, needs_deployment: bool, move: m.BaseMove) -> m.Summary:
     kinds = ("added", "removed", "upgraded", "downgraded", "replaced")
     counts: dict[str, Any] = {k: len(getattr(resolution, k)) for k in kinds}
     if not has_changes:
@@ -177,6 +216,7 @@ def _summary(resolution: m.Resolution, has_changes: bool, needs_deployment: bool
             f"{counts['added']} to add, {counts['removed']} to remove, {counts['upgraded']} to upgrade, "
             f"{counts['downgraded']} to downgrade"
             + (f", {counts['replaced']} to replace" if counts["replaced"] else "")
+            + (f"; the base moves ({move.direction})" if move.direction != "same" else "")
             + "; a new deployment will be created."
         )
     return m.Summary(text=text, **counts)

@@ -10,6 +10,7 @@ from typing import Protocol
 
 import solv
 
+from reconcile.base import BaseChoice, BaseWanted
 from reconcile.deployed import DeploymentState
 from reconcile.errors import ReconcileError
 from reconcile.planner import model as m
@@ -43,11 +44,17 @@ class DeployedSystem(Protocol):
 
     def current(self, stateroot: str | None) -> DeploymentState: ...
 
-    def base_commit(self, refspec: str, origin: Path) -> str: ...
+    def base_commit(self, wanted: BaseWanted, origin: Path) -> BaseChoice:
+        """The base commit to build on (fetched as far as planning reads it)."""
+        ...
 
     def cached_local(self, pin: str, origin: Path) -> LocalPackage: ...
 
     def base_headers(self, base: str) -> list[Header]: ...
+
+    def describe_commit(self, commit: str) -> tuple[str | None, int]:
+        """A commit's `version` metadata (or None) and its timestamp."""
+        ...
 
     def solv_cache(self, base: str, stateroot: str) -> Path | None: ...
 

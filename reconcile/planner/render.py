@@ -21,6 +21,7 @@ def text_lines(plan: m.Plan) -> list[tuple[str, str]]:
     for c in plan.changes:
         detail = c.reason + _before_after(c.before, c.after)
         out.append((c.symbol, f"{c.symbol} {c.address.ljust(width)}  {detail}"))
+    out += _base_package_lines(plan.base)
     r = plan.resolution
     for title, mark, entries in (
         ("Packages to add", "+", r.added),
@@ -59,6 +60,32 @@ def text_lines(plan: m.Plan) -> list[tuple[str, str]]:
     last = plan.summary.text if plan.applyable else "The plan cannot be applied: see the errors above."
     out += [("", ""), ("", last)]
     return out
+
+
+def _base_sections(base: m.BaseMove | None) -> list[tuple[str, str, list[m.BasePackageChange]]]:
+    if base is None:
+        return []
+    p = base.packages
+    return [
+        ("upgrade", "↑", p.upgraded),
+        ("downgrade", "↓", p.downgraded),
+        ("add", "+", p.added),
+        ("remove", "-", p.removed),
+    ]
+
+
+def _base_package_lines(base: m.BaseMove | None) -> list[tuple[str, str]]:
+    """The base's own package diff, before the layered packages: they follow from it."""
+    out: list[tuple[str, str]] = []
+    for kind, mark, entries in _base_sections(base):
+        if entries:
+            out += [("", ""), ("", f"Base packages to {kind}:")]
+            out += [(mark, f"  {mark} {_base_change(c)}") for c in entries]
+    return out
+
+
+def _base_change(c: m.BasePackageChange) -> str:
+    return f"{c.before} → {c.after}" if c.before and c.after else str(c.before or c.after)
 
 
 def _before_after(before: str | None, after: str | None) -> str:
@@ -129,6 +156,12 @@ def render_markdown(plan: m.Plan) -> str:
     if plan.changes:
         lines += ["", "| | request | reason |", "|---|---|---|"]
         lines += [f"| {c.symbol.strip() or '·'} | `{c.address}` | {_md(c.reason)} |" for c in plan.changes]
+    base_rows = [(kind, c) for kind, _mark, entries in _base_sections(plan.base) for c in entries]
+    if base_rows:
+        lines += ["", f"<details><summary>Base packages that change ({len(base_rows)})</summary>", ""]
+        lines += ["| change | base package |", "|---|---|"]
+        lines += [f"| {kind} | `{_base_change(c)}` |" for kind, c in base_rows]
+        lines += ["", "</details>"]
     r = plan.resolution
     rows = [("add", e) for e in r.added] + [("upgrade", e) for e in r.upgraded]
     rows += [("downgrade", e) for e in r.downgraded] + [("replace", e) for e in r.replaced]
