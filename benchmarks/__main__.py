@@ -1,4 +1,4 @@
-"""`python -m benchmarks [--quick] [--seed N] [--out FILE]`: generate data (once), run P1-P7, write the table."""
+"""`python -m benchmarks [--quick] [--seed N] [--out FILE]`: generate data (once), run P1-P8, write the table."""
 
 from __future__ import annotations
 
@@ -41,6 +41,7 @@ def main() -> int:
             ("P5", lambda: [bench.p5_memory(sysroot)]),
             ("P6", lambda: [bench.p6_growth(sysroot)]),
             ("P7", lambda: [bench.p7_fetch()]),
+            ("P8", lambda: [bench.p8_remote_update()]),
         ):
             if only is None or name in only:
                 log(f"{name}…")

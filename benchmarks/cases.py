@@ -13,6 +13,7 @@ from pathlib import Path
 from benchmarks.data import RECONCILE, BenchData, exampleos, unmount_below
 from benchmarks.fetch import COUNT, DELAY, fetch_comparison
 from benchmarks.measure import Series, apply_timings, peak_rss_kib, repeat, run, timed
+from benchmarks.remote import update_comparison
 
 OSNAME = "bench"
 DEPLOY_STEPS = ("Deploying", "Cleaning up")
@@ -44,6 +45,19 @@ class Bench:
         path = self.work / f"sysroot-{name or int(fraction * 100)}"
         exampleos.teardown_sysroot(path)
         exampleos.init_sysroot(path, self.data.compose_repo, self.data.base_ref(fraction), OSNAME)
+        self.sysroots.append(path)
+        return path
+
+    def empty_sysroot(self, name: str) -> Path:
+        """A sysroot with the stateroot and nothing deployed (a tmpfs /boot, no bootloader)."""
+        path = self.work / f"sysroot-{name}"
+        exampleos.teardown_sysroot(path)
+        path.mkdir(parents=True)
+        run(["ostree", "admin", "init-fs", "--modern", str(path)])
+        (path / "boot").mkdir(exist_ok=True)
+        run(["mount", "-t", "tmpfs", "-o", "size=64m", "reconcile-sysroot-boot", str(path / "boot")])
+        run(["ostree", f"--repo={path / 'ostree' / 'repo'}", "config", "set", "sysroot.bootloader", "none"])
+        run(["ostree", "admin", f"--sysroot={path}", "os-init", OSNAME])
         self.sysroots.append(path)
         return path
 
@@ -268,6 +282,34 @@ class Bench:
         row.notes.append(
             f"per added package: {slope * 1000:.1f} ms; layered counts off that line by at most {off_line:.0%}; "
             f"base spread ±{spread:.0%} (of the minima)"
+        )
+        return row
+
+    def p8_remote_update(self) -> Row:
+        costs = update_comparison(self.data, self.work, self.empty_sysroot, self.reps)
+        largest = costs[-1]
+        row = Row("P8", "`plan --update` of a remote base: bytes and time, by base size", "`ostree pull` of the commit")
+        row.ours, row.baseline = largest.plan, largest.pull
+        row.ratio = largest.plan_bytes / max(1, largest.pull_bytes)
+        growth = largest.plan_bytes / max(1, costs[0].plan_bytes)
+        row.target = (
+            "fetches the commit and the files planning reads (the rpmdb), not the tree: ≤ 1.1× their weight + 64 kB"
+        )
+        row.met = all(c.plan_bytes <= 1.1 * c.read_bytes + 65536 for c in costs)
+        row.notes.append(
+            "by base size: "
+            + "; ".join(
+                f"{c.files:,} files: plan {c.plan_bytes / 1e6:.2f} MB in {c.plan.median:.2f} s "
+                f"(the files it reads weigh {c.read_bytes / 1e6:.2f} MB), "
+                f"pull {c.pull_bytes / 1e6:.2f} MB in {c.pull.median:.2f} s"
+                for c in costs
+            )
+            + " (medians)"
+        )
+        row.notes.append(
+            f"the ratio is the plan's bytes over the pull's, at the largest base; from the smallest to the largest "
+            f"base the plan's bytes grow "
+            f"{growth:.1f}× (the rpmdb grows with the base's file lists)"
         )
         return row
 

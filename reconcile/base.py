@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from reconcile.errors import ReconcileError
+from reconcile.errors import OstreeError, ReconcileError
 from reconcile.files import write_atomically
 from reconcile.ostree import Repo
 from reconcile.ostree.remote import Pulled, pull, require_remote
@@ -134,7 +134,12 @@ def _sum(a: Pulled, b: Pulled) -> Pulled:
 
 
 def _has_rpmdb(repo: Repo, commit: str) -> bool:
-    return not repo.is_partial(commit) or any(repo.lookup_path(commit, d) for d in RPMDB_DIRS)
+    if not repo.is_partial(commit):
+        return True
+    try:  # a commit of a history pull has no root tree yet
+        return any(repo.lookup_path(commit, d) for d in RPMDB_DIRS)
+    except OstreeError:
+        return False
 
 
 def _history(repo: Repo, tip: str) -> list[tuple[str, str | None]]:

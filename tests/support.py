@@ -178,10 +178,17 @@ class Result:
         return json.loads(self.stdout)
 
 
+COMMAND_BOUND = 600  # seconds: a hung command fails its test instead of hanging the suite
+
+
 def reconcile(*args: str | Path) -> Result:
-    proc = subprocess.run(
-        [RECONCILE, *map(str, args)], capture_output=True, text=True, env=exampleos.sysroot_env(), check=False
-    )
+    argv = [RECONCILE, *map(str, args)]
+    try:
+        proc = subprocess.run(
+            argv, capture_output=True, text=True, env=exampleos.sysroot_env(), check=False, timeout=COMMAND_BOUND
+        )
+    except subprocess.TimeoutExpired as e:
+        raise AssertionError(f"reconcile {' '.join(argv[1:])} did not end within {COMMAND_BOUND} s") from e
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
 

@@ -171,8 +171,8 @@ def test_update_shows_the_base_move_its_package_diff_and_the_layered_packages_th
     assert re.search(
         r"~ base\s+the base moves to a newer commit .*: 1 \(" + first[:12] + r"\) → 2 \(" + second[:12], text
     ), text
-    assert "Base packages to upgrade:" in text and "example-libs" in text, text
-    assert "widget-1.0-1.noarch → widget-2.0-1.noarch" in text, text
+    assert "Base packages to upgrade:\n  ↑ example-libs 2.1-1." in text, text
+    assert "widget 1.0-1.noarch → 2.0-1.noarch" in text, text
     doc = host.run("plan", "--update", "--json").json()
     assert doc["base"]["direction"] == "upgrade"
     libs = doc["base"]["packages"]["upgraded"]
@@ -200,7 +200,9 @@ def test_a_pinned_older_version_is_a_downgrade(host: Host, remote: Remote, two_b
     host.apply_ok()
     assert host.default()["base_checksum"] == second
     _origin_with(host, ["widget"], 'version = "1"')
-    doc = host.run("plan", "--json").json()
+    planned = host.run("plan", "--json")
+    assert planned.code == 0, planned.stdout + planned.stderr
+    doc = planned.json()
     assert doc["base"]["direction"] == "downgrade" and doc["base"]["after"] == first
     assert [c["name"] for c in doc["base"]["packages"]["downgraded"]] == ["example-libs"]
     assert [e["after"] for e in doc["resolution"]["downgraded"]] == ["widget-1.0-1.noarch"]

@@ -86,6 +86,7 @@ def pull(
         raise _pull_error(repo, remote, ref, watch, str(e)) from None
     finally:
         watch.stop()
+        progress.finish()  # its pending idle source would fire in the next pull, on a freed object: a hang
         if repo.resolve(tracking) != before:  # planning looks, it does not move refs: `ostree pull` does that
             call(f"restore {tracking}", repo.gi.set_ref_immediate, remote, ref, before, None)
     seconds = time.monotonic() - started
@@ -116,15 +117,13 @@ def _pull_error(repo: Repo, remote: str, ref: str, watch: _Watch, message: str) 
         return ReconcileError(f"Pulling {ref} from the remote {remote!r} was stopped.")
     return ReconcileError(
         f"Cannot pull {ref} from the remote {remote!r} ({url}): {detail.strip()}",
-        hint="Check that the remote is reachable and has this ref (ostree remote refs "
-        f"{remote}). Nothing was changed.",
+        hint=f"Check that the remote is reachable and has this ref (ostree remote refs {remote}). Nothing was changed.",
     )
 
 
 class _Watch:
     """Cancels a pull that passed its deadline, moved no byte for STALL_SECONDS, or was asked to stop. It runs as
-    a timeout source of the main context the pull iterates, so the progress object is never read from another
-    thread (doing so from a watcher thread deadlocked libostree's progress lock, 2 of 6 test runs)."""
+    a timeout source of the main context the pull iterates, in the thread that owns the pull."""
 
     def __init__(self, progress: OSTree.AsyncProgress, cancellable: Gio.Cancellable, deadline: float) -> None:
         self.progress, self.cancellable, self.deadline = progress, cancellable, deadline

@@ -225,6 +225,7 @@ class BaseMove(_Frozen):
     direction: Literal["same", "upgrade", "downgrade"] = Field(
         description="By commit timestamp: `downgrade` when the target base is older than the deployed one."
     )
+    rebase: bool = Field(default=False, description="The desired base is another ref or image than the deployed one.")
     chosen: str = Field(description="Why this commit: the deployed base kept, the ref's newest, a pin.")
     newest: str | None = Field(default=None, description="The remote ref's newest commit, when the plan fetched it.")
     fetched_bytes: int = Field(default=0, description="Bytes the plan pulled from the remote to plan.")

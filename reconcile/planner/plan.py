@@ -88,6 +88,7 @@ def _base_move(system: DeployedSystem, current: DeploymentState, choice: BaseCho
         before_version=v_before,
         after_version=v_after,
         direction=direction,
+        rebase=refspec != (current.container_image or current.refspec),
         chosen=choice.how,
         newest=choice.newest,
         fetched_bytes=choice.fetched.bytes if choice.fetched else 0,
@@ -216,7 +217,8 @@ def _summary(resolution: m.Resolution, has_changes: bool, needs_deployment: bool
             f"{counts['added']} to add, {counts['removed']} to remove, {counts['upgraded']} to upgrade, "
             f"{counts['downgraded']} to downgrade"
             + (f", {counts['replaced']} to replace" if counts["replaced"] else "")
-            + (f"; the base moves ({move.direction})" if move.direction != "same" else "")
+            + ("; the base is rebased" if move.rebase else "")
+            + (f"; the base moves ({move.direction})" if move.direction != "same" and not move.rebase else "")
             + "; a new deployment will be created."
         )
     return m.Summary(text=text, **counts)

@@ -85,7 +85,10 @@ def _base_package_lines(base: m.BaseMove | None) -> list[tuple[str, str]]:
 
 
 def _base_change(c: m.BasePackageChange) -> str:
-    return f"{c.before} → {c.after}" if c.before and c.after else str(c.before or c.after)
+    """As layered upgrades read: `name 1.0-1.arch → 2.0-1.arch`."""
+    if c.before and c.after:
+        return f"{c.name} {c.before.removeprefix(c.name + '-')} → {c.after.removeprefix(c.name + '-')}"
+    return str(c.before or c.after)
 
 
 def _before_after(before: str | None, after: str | None) -> str:
