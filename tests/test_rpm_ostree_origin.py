@@ -64,7 +64,7 @@ def test_a_pin_the_package_cache_does_not_hold_is_a_clear_error(host: Host, tmp_
         ({"origin": ["override-commit=" + "0" * 64]}, ["[origin] override-commit"]),
         ({"origin": ["container-image-reference=ostree-unverified-registry:quay.io/x"]},
          ["[origin] container-image-reference"]),
-        ({"overrides": ["replace-local=" + "b" * 64 + ":foo-1-1.noarch;"]}, ["[overrides] replace-local"]),
+        ({"modules": ["enable=foo:2.0;"]}, ["[modules] enable"]),
         ({"packages": ["requested-local-fileoverride=x;", "colour=blue"]},
          ["[packages] requested-local-fileoverride", "[packages] colour"]),
         ({"rpmostree": ["regenerate-initramfs=true", "initramfs-args=--add;foo;"]},
