@@ -80,7 +80,12 @@ def test_replace_from_a_repo_lets_a_layered_package_need_the_new_version(host: H
 
     host.apply_ok()
     assert _libs_in_tree(host) == (["libexample.so.1", "libexample.so.1.3.0"], [NEW_LIBS])
-    tree = host.deployment_path(host.default())
+    dep = host.default()
+    assert dep["replaced_base_packages"] == [f"{BASE_LIBS} → {NEW_LIBS}"]
+    assert dep["requested_base_replacements"] == ["example-libs >= 3"]
+    assert "needs-newer-libs-1.0-1.noarch" in dep["layered_packages"] and NEW_LIBS not in dep["layered_packages"]
+    assert f"Replaced:  {BASE_LIBS} → {NEW_LIBS}" in host.run("status").stdout
+    tree = host.deployment_path(dep)
     assert os.readlink(tree / "usr/lib64/libexample.so.1") == "libexample.so.1.3.0"
     assert "needs-newer-libs" in rpm_query(tree, "-qa", "--qf", "%{NAME}\\n").split()
     origin = _deployed_origin(host).read_text()
