@@ -16,6 +16,7 @@ LAYERED_SOURCES = "reconcile.layered.sources"
 REQUESTED = "reconcile.layered.requested"
 REQUESTED_NAMES = "reconcile.layered.requested-names"  # layered packages a request chose
 REMOVED_BASE = "reconcile.removed-base-packages"
+REPLACED_BASE = "reconcile.replaced-base-packages"  # new NEVRA -> (base NEVRA, repodata checksum, repo)
 BASE = "reconcile.base-checksum"
 STATE_DIGEST = "reconcile.state-digest"
 FORMAT = "reconcile.format-version"
@@ -36,6 +37,21 @@ class LayeredPackage:
     nevra: Nevra
     checksum: str
     repo: str
+
+
+@dataclass(frozen=True)
+class ReplacedBase:
+    """A base package the layered commit replaced (`overrides.replace` / `replace-local`) by `package`."""
+
+    base: Nevra
+    package: LayeredPackage
+
+
+def replaced_base(meta: dict[str, Any]) -> list[ReplacedBase]:
+    out = []
+    for new, (old, checksum, repo) in sorted(dict(meta.get(REPLACED_BASE, {})).items()):
+        out.append(ReplacedBase(Nevra.parse(old), LayeredPackage(Nevra.parse(new), checksum, repo)))
+    return out
 
 
 def layered_packages(meta: dict[str, Any]) -> list[LayeredPackage]:
@@ -66,6 +82,7 @@ class LayeredCommit:
     requested: list[str] = field(default_factory=list)  # the active request specs
     requested_names: list[str] | None = None  # layered packages a request chose (None: an older commit)
     removed_base: list[Nevra] = field(default_factory=list)
+    replaced_base: list[ReplacedBase] = field(default_factory=list)
     state_digest: str | None = None
     format_version: int = 0
     version: str | None = None
@@ -78,6 +95,10 @@ class LayeredCommit:
             REQUESTED: Variant("as", self.requested),
             REQUESTED_NAMES: Variant("as", self.requested_names or []),
             REMOVED_BASE: nevra_list(self.removed_base),
+            REPLACED_BASE: Variant(
+                "a{s(sss)}",
+                {str(r.package.nevra): (str(r.base), r.package.checksum, r.package.repo) for r in self.replaced_base},
+            ),
             BASE: Variant("s", self.base),
             STATE_DIGEST: Variant("s", self.state_digest or ""),
             FORMAT: Variant("u", self.format_version),
@@ -92,6 +113,7 @@ class LayeredCommit:
             requested=list(meta.get(REQUESTED, [])),
             requested_names=list(meta[REQUESTED_NAMES]) if REQUESTED_NAMES in meta else None,
             removed_base=[Nevra.from_tuple(t) for t in meta.get(REMOVED_BASE, [])],
+            replaced_base=replaced_base(meta),
             state_digest=meta.get(STATE_DIGEST),
             format_version=int(meta.get(FORMAT, 0)),
             version=meta.get(VERSION),

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reconcile import commitmeta
-from reconcile.commitmeta import LayeredPackage
+from reconcile.commitmeta import LayeredPackage, ReplacedBase
 from reconcile.errors import ReconcileError, UsageError
 from reconcile.origin_keyfile import read_origin_keyfile
 from reconcile.ostree import Deployment, Repo, Sysroot
@@ -40,6 +40,9 @@ class DeploymentState:
     container_image: str | None = None  # `container-image-reference`: an imported container image is the base
     pinned_commit: str | None = None  # `override-commit`, when the pin was by commit
     pinned_version: str | None = None  # the pin was by version (its commit is in `override-commit`)
+    override_replace: list[str] = field(default_factory=list)  # the origin's overrides.replace specs
+    override_replace_local: list[str] = field(default_factory=list)  # its replace-local pins
+    replaced_base: list[ReplacedBase] = field(default_factory=list)  # base packages the commit replaced
 
     @property
     def id(self) -> str:
@@ -48,7 +51,7 @@ class DeploymentState:
     @property
     def kept_builds(self) -> set[tuple[str, str]]:
         """(NEVRA, repodata checksum) of every package layered now: what a new plan can reuse as is."""
-        return {(str(p.nevra), p.checksum) for p in self.layered}
+        return {(str(p.nevra), p.checksum) for p in [*self.layered, *(r.package for r in self.replaced_base)]}
 
     @property
     def is_layered(self) -> bool:
@@ -69,6 +72,8 @@ class DeploymentState:
             "requested": sorted(self.requested),
             "local": sorted(self.local),
             "override_remove": sorted(self.override_remove),
+            "override_replace": sorted(self.override_replace),
+            "override_replace_local": sorted(self.override_replace_local),
             "recommends": self.recommends,
             "ignore_scripts": sorted(self.ignore_scripts),
             "releasever": self.releasever,
@@ -94,6 +99,9 @@ def read_deployment(sysroot: Sysroot, repo: Repo, dep: Deployment, index: int) -
         requested=fields.requested,
         local=fields.local,
         override_remove=fields.removals,
+        override_replace=fields.replace,
+        override_replace_local=fields.replace_local,
+        replaced_base=commit.replaced_base,
         recommends=fields.recommends,
         ignore_scripts=fields.ignore_scripts,
         releasever=fields.releasever,

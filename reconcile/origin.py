@@ -131,7 +131,17 @@ class PackagesSection(_Model):
 
 
 class OverridesSection(_Model):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
     remove: list[PackageName] = Field(default_factory=list, description="Base packages to drop.")
+    replace: list[PackageSpec] = Field(
+        default_factory=list, description="Base packages to take from the repos instead (NAME or NAME OP VERSION)."
+    )
+    replace_local: list[str] = Field(
+        default_factory=list,
+        alias="replace-local",
+        description="Local RPM files that replace the base packages of their names, pinned by sha256.",
+    )
 
 
 class OptionsSection(_Model):
@@ -166,6 +176,8 @@ class DesiredOrigin(_Model):
             "requested": sorted(self.packages.requested),
             "local": sorted(self.packages.local),
             "override_remove": sorted(self.overrides.remove),
+            "override_replace": sorted(self.overrides.replace),
+            "override_replace_local": sorted(self.overrides.replace_local),
             "recommends": self.options.recommends,
             "ignore_scripts": sorted(self.options.ignore_scripts),
             "releasever": self.options.releasever,
@@ -253,7 +265,13 @@ def _line_of(problem: str) -> int:
     return int(m.group(1)) if m else 0
 
 
-_LIST_KEYS = (("packages", "requested"), ("packages", "local"), ("overrides", "remove"))
+_LIST_KEYS = (
+    ("packages", "requested"),
+    ("packages", "local"),
+    ("overrides", "remove"),
+    ("overrides", "replace"),
+    ("overrides", "replace-local"),
+)
 
 
 def _duplicates(path: Path, where: Locator, data: dict[str, Any]) -> list[str]:

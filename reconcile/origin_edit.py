@@ -55,12 +55,14 @@ def _as_toml(path: Path, text: str) -> str:
     doc = tomlkit.document()
     doc["origin"] = desired.origin.model_dump(by_alias=True, exclude_none=True)
     doc["packages"] = {"requested": sorted(desired.packages.requested)}
-    if desired.overrides.remove:
-        doc["overrides"] = {"remove": sorted(desired.overrides.remove)}
+    overrides = {"remove": sorted(desired.overrides.remove), "replace": sorted(desired.overrides.replace)}
+    if any(overrides.values()):
+        doc["overrides"] = {key: value for key, value in overrides.items() if value}
     body = tomlkit.dumps(doc).strip().replace("'", "'\\''")
     note = (
-        " (requested-local pins have no file to name: add the RPM files to packages.local)"
-        if desired.packages.local
+        " (requested-local and replace-local pins have no file to name: add the RPM files to packages.local or "
+        "overrides.replace-local)"
+        if desired.packages.local or desired.overrides.replace_local
         else ""
     )
     return f"printf '%s\\n' '{body}' > {path.with_suffix('.toml')}{note}"

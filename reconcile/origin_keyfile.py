@@ -2,7 +2,8 @@
 origin, and `.origin` files given as input for migration), and the check for keys that change the tree.
 
 reconcile implements refspec/baserefspec, `[packages] requested` and `requested-local` (`<sha256>:<nevra>`, resolved
-against the package cache), and `[overrides] remove`. Any other key that makes rpm-ostree build a different
+against the package cache), and `[overrides] remove`, `replace` (`repo=REPO,NAME,...`) and `replace-local`
+(`<sha256>:<nevra>`). Any other key that makes rpm-ostree build a different
 tree is refused by name: dropping it silently would deploy something else than the host has now.
 """
 
@@ -27,6 +28,8 @@ _IMPLEMENTED = {
     ("packages", "requested"),
     ("packages", "requested-local"),
     ("overrides", "remove"),
+    ("overrides", "replace"),
+    ("overrides", "replace-local"),
 }
 _NO_TREE_EFFECT = {("origin", "custom-url"), ("origin", "custom-description")}
 _OWN_GROUPS = {"reconcile", "libostree-transient"}  # reconcile's options; libostree's pinning
@@ -42,6 +45,7 @@ _OWNED_KEYS = (
     ("reconcile", "releasever"),
     ("reconcile", "localpkg-gpgcheck"),
     ("reconcile", "base-version"),
+    ("reconcile", "replace"),
 )
 
 
@@ -56,6 +60,8 @@ class OriginFields:
     requested: list[str] = field(default_factory=list)
     local: list[str] = field(default_factory=list)  # `<sha256>:<nevra>` pins
     removals: list[str] = field(default_factory=list)
+    replace: list[str] = field(default_factory=list)  # the declaration's specs (names only from rpm-ostree's)
+    replace_local: list[str] = field(default_factory=list)  # `<sha256>:<nevra>` pins
     recommends: bool = True
     ignore_scripts: list[str] = field(default_factory=list)
     releasever: str | None = None
@@ -76,12 +82,32 @@ def read_origin_keyfile(kf: KeyFile | None) -> OriginFields:
         requested=get_list(kf, "packages", "requested"),
         local=get_list(kf, "packages", "requested-local"),
         removals=get_list(kf, "overrides", "remove"),
+        replace=_replace_specs(kf),
+        replace_local=get_list(kf, "overrides", "replace-local"),
         recommends=get(kf, "reconcile", "recommends") != "false",
         ignore_scripts=get_list(kf, "reconcile", "ignore-scripts"),
         releasever=get(kf, "reconcile", "releasever"),
         localpkg_gpgcheck=None if localpkg is None else localpkg == "true",
         unsupported=unsupported_keys(kf),
     )
+
+
+def _replace_specs(kf: KeyFile) -> list[str]:
+    """reconcile's own record of the `overrides.replace` specs (versions included), else the package names of
+    rpm-ostree's `repo=REPO,NAME,...` entries."""
+    own = ostree.keyfile_get_list(kf, "reconcile", "replace")
+    if own:
+        return own
+    entries = ostree.keyfile_get_list(kf, "overrides", "replace")
+    return [name for entry in entries for name in entry.split(",")[1:] if name]
+
+
+@dataclass(frozen=True)
+class Replacements:
+    """What a deployment's base replacements record: rpm-ostree's `repo=REPO,NAME` sources and local pins."""
+
+    from_repos: dict[str, list[str]] = field(default_factory=dict)  # repo id -> names taken from it
+    local_pins: list[str] = field(default_factory=list)  # `<sha256>:<nevra>`
 
 
 def write_origin_keyfile(
@@ -91,9 +117,11 @@ def write_origin_keyfile(
     *,
     new_deployment: bool,
     pinned_commit: str | None = None,
+    replacements: Replacements | None = None,
 ) -> KeyFile:
     """The deployment origin: `baserefspec` when anything is requested (plain `refspec` keeps
     `ostree admin upgrade` working otherwise), lists written with GLib's trailing `;`."""
+    replacements = replacements or Replacements()
     kf = ostree.keyfile_copy(previous) if previous is not None else ostree.KeyFile.new()
     if new_deployment:
         ostree.keyfile_remove(kf, "libostree-transient")  # pinning belongs to the old deployment
@@ -105,7 +133,8 @@ def write_origin_keyfile(
     if base.container_image is not None:  # the image reference stays as rpm-ostree and bootc wrote it
         kf.set_string("origin", "container-image-reference", base.container_image)
     else:
-        key = "baserefspec" if requested or local_pins or removals else "refspec"
+        assembled = requested or local_pins or removals or desired.overrides.replace or replacements.local_pins
+        key = "baserefspec" if assembled else "refspec"
         kf.set_string("origin", key, base.baserefspec or "")
     if pinned_commit is not None:
         kf.set_string("origin", "override-commit", pinned_commit)
@@ -117,6 +146,14 @@ def write_origin_keyfile(
         kf.set_string_list("packages", "requested-local", sorted(local_pins))
     if removals:
         kf.set_string_list("overrides", "remove", removals)
+    if replacements.local_pins:
+        kf.set_string_list("overrides", "replace-local", sorted(replacements.local_pins))
+    if desired.overrides.replace:
+        # rpm-ostree's form names each package's repo; the specs themselves (versions too) are reconcile's.
+        sources = [",".join([f"repo={r}", *sorted(n)]) for r, n in sorted(replacements.from_repos.items()) if n]
+        if sources:
+            kf.set_string_list("overrides", "replace", sources)
+        kf.set_string_list("reconcile", "replace", sorted(desired.overrides.replace))
     options = desired.options
     if not options.recommends:
         kf.set_string("reconcile", "recommends", "false")
@@ -170,7 +207,7 @@ def parse_keyfile(path: Path, text: str) -> dict[str, Any]:
     return {
         "origin": desired_base(fields),
         "packages": {"requested": fields.requested, "local": fields.local},
-        "overrides": {"remove": fields.removals},
+        "overrides": {"remove": fields.removals, "replace": fields.replace, "replace-local": fields.replace_local},
     }
 
 

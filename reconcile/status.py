@@ -34,6 +34,12 @@ class DeploymentStatus(BaseModel):
     requested_local_packages: list[str] = Field(description="`<sha256>:<nevra>` pins of local RPM files.")
     requested_base_removals: list[str] = Field(description="Names the origin's overrides.remove lists.")
     removed_base_packages: list[str] = Field(description="NEVRAs of base packages the deployment dropped.")
+    requested_base_replacements: list[str] = Field(
+        default_factory=list, description="The origin's overrides.replace specs and replace-local pins."
+    )
+    replaced_base_packages: list[str] = Field(
+        default_factory=list, description="`BASE-NEVRA → NEW-NEVRA` for each base package the deployment replaced."
+    )
     state_digest: str | None
     update_available: str | None = Field(
         default=None,
@@ -87,6 +93,8 @@ def _deployment(s: DeploymentState, index: int, update: str | None = None) -> De
         requested_local_packages=sorted(s.local),
         requested_base_removals=sorted(s.override_remove),
         removed_base_packages=s.removed_base,
+        requested_base_replacements=sorted(s.override_replace) + sorted(s.override_replace_local),
+        replaced_base_packages=[f"{r.base} → {r.package.nevra}" for r in s.replaced_base],
         state_digest=s.state_digest,
         update_available=update,
     )
@@ -118,6 +126,8 @@ def render_status_text(doc: Status) -> str:
             rows.append(("Local", ", ".join(p.split(":", 1)[-1] for p in d.requested_local_packages)))
         if d.removed_base_packages:
             rows.append(("Removed", ", ".join(d.removed_base_packages) + " (from the base)"))
+        if d.replaced_base_packages:
+            rows.append(("Replaced", ", ".join(d.replaced_base_packages) + " (base packages)"))
         if d.update_available:
             rows.append(("Update", f"available: {d.update_available} (seen by a plan; apply --update takes it)"))
         if d.inactive_requests:

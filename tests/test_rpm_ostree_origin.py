@@ -61,7 +61,7 @@ def test_a_pin_the_package_cache_does_not_hold_is_a_clear_error(host: Host, tmp_
 @pytest.mark.parametrize(
     ("extra", "named"),
     [
-        ({"overrides": ["replace-local=" + "b" * 64 + ":foo-1-1.noarch;"]}, ["[overrides] replace-local"]),
+        ({"modules": ["enable=foo:2.0;"]}, ["[modules] enable"]),
         ({"packages": ["requested-local-fileoverride=x;", "colour=blue"]},
          ["[packages] requested-local-fileoverride", "[packages] colour"]),
         ({"rpmostree": ["regenerate-initramfs=true", "initramfs-args=--add;foo;"]},

@@ -18,7 +18,7 @@ from reconcile.context import Context
 from reconcile.deployed import DeploymentState, current_deployment
 from reconcile.errors import InvalidInputError, ReconcileError, StalePlanError
 from reconcile.origin import LoadedOrigin, load_origin
-from reconcile.origin_keyfile import write_origin_keyfile
+from reconcile.origin_keyfile import Replacements, write_origin_keyfile
 from reconcile.planner import model as m
 
 
@@ -96,7 +96,7 @@ def _prefetch(ctx: Context, plan: m.Plan, loaded: LoadedOrigin, request: ApplyRe
         _verify_fresh(ctx, plan, loaded)  # a stale saved plan fetches nothing (and is checked again under the lock)
     if plan.applyable and plan.target.needs_deployment and not request.download_only:
         _pull_base(ctx, plan)  # a network wait: before the lock
-    if not (plan.applyable and plan.has_changes and plan.target.packages):
+    if not (plan.applyable and plan.has_changes and plan.target.to_install):
         return None
     _current, dep = current_deployment(ctx.sysroot, ctx.repo, plan.prior.stateroot)
     fetcher = PackageFetcher(ctx, plan, dep, request.reposdir, loaded.desired.options.localpkg_gpgcheck, saved=saved)
@@ -148,7 +148,12 @@ def apply_plan(
     if not target.needs_deployment:
         pin = target.base_checksum if target.base_pinned else None
         origin = write_origin_keyfile(
-            loaded.desired, target.local, dep.get_origin(), new_deployment=False, pinned_commit=pin
+            loaded.desired,
+            target.local,
+            dep.get_origin(),
+            new_deployment=False,
+            pinned_commit=pin,
+            replacements=_replacements(target, current),
         )
         ctx.sysroot.write_origin(dep, origin)
         return ApplyResult(True, None, f"Updated the origin of deployment {current.id}; no new deployment was needed.")
@@ -161,7 +166,12 @@ def apply_plan(
         commit = build_layered_commit(ctx, inputs)
     pin = target.base_checksum if target.base_pinned else None
     origin = write_origin_keyfile(
-        loaded.desired, target.local, dep.get_origin(), new_deployment=True, pinned_commit=pin
+        loaded.desired,
+        target.local,
+        dep.get_origin(),
+        new_deployment=True,
+        pinned_commit=pin,
+        replacements=_replacements(target, current),
     )
     with ctx.reporter.step("Deploying"):
         new = deploy(ctx, current.stateroot, commit, origin, dep)
@@ -170,6 +180,19 @@ def apply_plan(
         collect_garbage(ctx)
         fetcher.finish()
     return ApplyResult(True, f"{new.get_csum()}.{new.get_deployserial()}", f"Deployed {commit[:12]} for the next boot.")
+
+
+def _replacements(target: m.Target, current: DeploymentState) -> Replacements:
+    """What the origin records of the base replacements: each name under the repo it came from (rpm-ostree's
+    `repo=REPO,NAME`), and the replace-local pins. Without a new build, the deployed ones are what is recorded."""
+    swaps = [(r.package.repo, r.package.name) for r in target.replace_base]
+    if not target.needs_deployment and not swaps:
+        swaps = [(r.package.repo, r.package.nevra.name) for r in current.replaced_base]
+    from_repos: dict[str, list[str]] = {}
+    for repo, name in swaps:
+        if repo != "@local":
+            from_repos.setdefault(repo, []).append(name)
+    return Replacements(from_repos, target.replace_local)
 
 
 def _pull_base(ctx: Context, plan: m.Plan) -> None:

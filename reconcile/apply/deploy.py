@@ -20,7 +20,7 @@ def collect_garbage(ctx: Context) -> None:
     bases (so a later removal can rebuild from them); prune the rest. `ctx` must see the new deployment
     (Context.reload after deploying)."""
     states = all_deployments(ctx.sysroot, ctx.repo)
-    keep = {pkgcache_ref(p.nevra) for s in states for p in s.layered}
+    keep = {pkgcache_ref(p.nevra) for s in states for p in [*s.layered, *(r.package for r in s.replaced_base)]}
     for ref in ctx.repo.refs(PKGCACHE_PREFIX):
         full = f"{PKGCACHE_PREFIX}/{ref}" if not ref.startswith(PKGCACHE_PREFIX) else ref
         if full not in keep:

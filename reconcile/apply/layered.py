@@ -59,16 +59,16 @@ def build_layered_commit(ctx: Context, inputs: BuildInputs) -> str:
     fetch = inputs.fetcher.fetch
     with repo.transaction():
         with reporter.step("Reading the packages' headers"):
-            headers, files = _headers(repo, target.packages, labeler, fetch)
+            headers, files = _headers(repo, target.to_install, labeler, fetch)
         accounts = AccountDb.load(repo, base, inputs.previous_accounts)
-        requests = _account_requests(repo, headers, files, target.packages)
+        requests = _account_requests(repo, headers, files, target.to_install)
         if requests:
             with reporter.step("Creating the packages' users and groups"):
                 accounts.create(requests)
         cache = PackageCache(repo, accounts.owners(), labeler, mode=LAYER_MODE)
-        packages = _import(ctx, cache, target.packages, files, fetch)
+        packages = _import(ctx, cache, target.to_install, files, fetch)
         layered = {str(p.nevra): headers[str(p.nevra)] for p in packages}
-        scripts = plan_scripts(repo, base, layered, inputs.ignore_scripts, erased=set(target.remove_base))
+        scripts = plan_scripts(repo, base, layered, inputs.ignore_scripts, erased=set(target.erased_base))
         with reporter.step("Assembling the layered commit"):
             tree = _assemble(repo, target, cache, packages, accounts, labeler)
         if not scripts.empty:
@@ -77,7 +77,7 @@ def build_layered_commit(ctx: Context, inputs: BuildInputs) -> str:
             if new_policy is not None:  # the scripts installed a policy module: label by the tree's new policy
                 with reporter.step("Relabelling the layered packages with the policy their scripts built"):
                     cache = PackageCache(repo, accounts.owners(), new_policy, mode=LAYER_MODE)
-                    packages = _import(ctx, cache, target.packages, files, fetch)
+                    packages = _import(ctx, cache, target.to_install, files, fetch)
                     tree = _assemble(repo, target, cache, packages, accounts, new_policy)
                 tree = _scripted(repo, target, tree, scripts, reporter, new_policy)
                 again = _policy_built(repo, target, tree, labeler)
@@ -181,28 +181,33 @@ def _assemble(
 ) -> MutableTree:
     base = target.base_checksum
     tree = repo.tree_from_commit(base)
-    if target.remove_base:
-        remove_base_packages(repo, tree, base, target.remove_base)
+    if target.erased_base:  # a replaced base package goes first: its replacement's files go in next
+        remove_base_packages(repo, tree, base, target.erased_base)
     merger = TreeMerger(repo, tree)
     for pkg in packages:
         merger.merge(pkg)
     accounts.write(repo, tree, labeler)
     ensure_boot_mountpoint(repo, tree, labeler)
-    write_rpmdb(repo, tree, base, cache, packages, erase=target.remove_base, labeler=labeler)
+    write_rpmdb(repo, tree, base, cache, packages, erase=target.erased_base, labeler=labeler)
     return tree
 
 
 def _commit(repo: Repo, target: m.Target, tree: MutableTree, packages: list[CachedPackage]) -> str:
     base = target.base_checksum
     root = repo.write_mtree(tree)
-    gone = set(target.remove_base)
+    gone = set(target.erased_base)
     base_pkgs = [
         n for n in cm.LayeredCommit.from_metadata(base, repo.commit_metadata(base)).pkglist if str(n) not in gone
     ]
+    replaced_by = {r.after: r.before for r in target.replace_base}
+    built = [LayeredPackage(p.nevra, p.checksum, p.repo) for p in packages]
     layered = cm.LayeredCommit(
         base=base,
         pkglist=sorted(base_pkgs + [p.nevra for p in packages]),
-        layered=[LayeredPackage(p.nevra, p.checksum, p.repo) for p in packages],
+        layered=[p for p in built if str(p.nevra) not in replaced_by],
+        replaced_base=[
+            cm.ReplacedBase(Nevra.parse(replaced_by[str(p.nevra)]), p) for p in built if str(p.nevra) in replaced_by
+        ],
         requested=target.active_requests,
         requested_names=sorted(p.name for p in target.packages if p.requested),
         removed_base=[Nevra.parse(n) for n in target.remove_base],
@@ -211,6 +216,8 @@ def _commit(repo: Repo, target: m.Target, tree: MutableTree, packages: list[Cach
     )
     metadata: dict[str, Any] = {**boot_metadata(repo, base), **layered.to_metadata()}
     subject = f"reconcile: {target.base_refspec} + " + ", ".join(str(p.nevra) for p in packages)
+    if target.replace_base:
+        subject += " (replacing " + ", ".join(r.before for r in target.replace_base) + ")"
     if target.remove_base:
         subject += " - " + ", ".join(target.remove_base)
     return repo.write_commit(base, subject, metadata, root, repo.commit_timestamp(base))

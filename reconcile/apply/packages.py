@@ -45,7 +45,7 @@ class PackageFetcher:
     def not_cached(self) -> list[m.PinnedPackage]:
         """Pinned packages the package cache does not hold (so they must be downloaded)."""
         cache = PackageCache(self.ctx.repo, None, None, mode="layer")
-        return [p for p in self.plan.target.packages if cache.cached_raw(p.parsed(), p.checksum) is None]
+        return [p for p in self.plan.target.to_install if cache.cached_raw(p.parsed(), p.checksum) is None]
 
     def fetch(self, packages: list[m.PinnedPackage]) -> dict[str, Path]:
         """nevra -> a verified local file; a saved plan whose packages cannot be had any more is stale."""

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Literal
+
 from reconcile.commitmeta import LayeredPackage
 from reconcile.deployed import DeploymentState
 from reconcile.origin import LoadedOrigin
@@ -12,7 +15,9 @@ from reconcile.rpm.header import Header
 from reconcile.rpm.nevra import Nevra, evr_compare
 
 
-def resolution_diff(current: DeploymentState, solved: SolveResult) -> m.Resolution:
+def resolution_diff(
+    current: DeploymentState, solved: SolveResult, base_headers: Callable[[], list[Header]] | None = None
+) -> m.Resolution:
     # Keyed by name and arch: the two halves of a multilib pair (foo.x86_64, foo.i686) are two entries.
     before = {(p.nevra.name, p.nevra.arch): p for p in current.layered}
     after = {(c.nevra.name, c.nevra.arch): c for c in solved.packages}
@@ -39,8 +44,57 @@ def resolution_diff(current: DeploymentState, solved: SolveResult) -> m.Resoluti
     ]
     inactive = [m.InactiveRequest(spec=s, provided_by=by) for s, by in solved.inactive]
     return m.Resolution(
-        added=added, removed=removed, upgraded=upgraded, downgraded=downgraded, replaced=replaced, inactive=inactive
+        added=added,
+        removed=removed,
+        upgraded=upgraded,
+        downgraded=downgraded,
+        replaced=replaced,
+        inactive=inactive,
+        base_replacements=base_replacement_diff(current, solved, base_headers),
     )
+
+
+def base_replacement_diff(
+    current: DeploymentState, solved: SolveResult, base_headers: Callable[[], list[Header]] | None
+) -> list[m.BaseReplacementChange]:
+    """Replacements made, changed or undone, by name and arch; an undone one names the base's own package."""
+    before = {(r.package.nevra.name, r.package.nevra.arch): r for r in current.replaced_base}
+    after = {(r.package.nevra.name, r.package.nevra.arch): r for r in solved.replaced_base}
+    out = []
+    for key, new in sorted(after.items()):
+        old = before.get(key)
+        if old is not None and (old.package.nevra, old.package.checksum) == (new.package.nevra, new.package.checksum):
+            continue
+        action: Literal["replace", "update"] = "replace" if old is None else "update"
+        out.append(
+            m.BaseReplacementChange(
+                name=key[0],
+                arch=key[1],
+                action=action,
+                before=str(new.base) if old is None else str(old.package.nevra),
+                after=str(new.package.nevra),
+                base=str(new.base),
+                repo=new.package.repo,
+                checksum=new.package.checksum,
+            )
+        )
+    gone = [key for key in sorted(before) if key not in after]
+    own = {(n.name, n.arch): n for n in map(Nevra.from_header, base_headers())} if gone and base_headers else {}
+    for key in gone:
+        old = before[key]
+        restored = own.get(key, old.base)
+        out.append(
+            m.BaseReplacementChange(
+                name=key[0],
+                arch=key[1],
+                action="restore",
+                before=str(old.package.nevra),
+                after=str(restored),
+                base=str(restored),
+                repo="@base",
+            )
+        )
+    return out
 
 
 def _entry(c: Candidate, solved: SolveResult, **extra: str) -> m.PackageEntry:
@@ -92,7 +146,12 @@ def _version(checksum: str, version: str | None) -> str:
 
 
 def request_changes(
-    current: DeploymentState, loaded: LoadedOrigin, move: m.BaseMove, solved: SolveResult, local: list[LocalPackage]
+    current: DeploymentState,
+    loaded: LoadedOrigin,
+    move: m.BaseMove,
+    solved: SolveResult,
+    local: list[LocalPackage],
+    replace_local: list[LocalPackage] | None = None,
 ) -> list[m.RequestChange]:
     desired = loaded.desired
     changes: list[m.RequestChange] = []
@@ -127,6 +186,26 @@ def request_changes(
             )
         )
     changes += _local_changes(current.local, local)
+    for spec, action, reason in _set_changes(set(current.override_replace), set(desired.overrides.replace), {}):
+        changes.append(
+            m.RequestChange(
+                address=f"override-replace/{spec}",
+                kind=m.ChangeKind.OVERRIDE_REPLACE,
+                name=spec,
+                actions=[action],
+                reason="base package replacement " + reason,
+            )
+        )
+    for change in _local_changes(current.override_replace_local, replace_local or []):
+        changes.append(
+            change.model_copy(
+                update={
+                    "address": change.address.replace("local/", "override-replace-local/", 1),
+                    "kind": m.ChangeKind.OVERRIDE_REPLACE_LOCAL,
+                    "reason": "base package replacement " + change.reason,
+                }
+            )
+        )
     for name, action, reason in _set_changes(set(current.override_remove), set(desired.overrides.remove), {}):
         changes.append(
             m.RequestChange(

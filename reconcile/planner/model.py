@@ -34,12 +34,17 @@ class ChangeKind(StrEnum):
     PACKAGE = "package"
     LOCAL = "local"
     OVERRIDE_REMOVE = "override-remove"
+    OVERRIDE_REPLACE = "override-replace"
+    OVERRIDE_REPLACE_LOCAL = "override-replace-local"
 
 
 class RequestChange(_Frozen):
     """One change to what is requested, e.g. `package/htop` created because it is now requested."""
 
-    address: str = Field(description="`base`, `package/<name>`, `local/<name>` or `override-remove/<name>`.")
+    address: str = Field(
+        description="`base`, `package/<name>`, `local/<name>`, `override-remove/<name>`, `override-replace/<spec>` "
+        "or `override-replace-local/<name>`."
+    )
     kind: ChangeKind
     name: str
     actions: list[Action]
@@ -80,6 +85,22 @@ class InactiveRequest(_Frozen):
     provided_by: str = Field(description="The base package that already provides the request.")
 
 
+class BaseReplacementChange(_Frozen):
+    """A base package whose replacement changes: replaced now, replaced by another build, or the base's own again."""
+
+    name: str
+    arch: str
+    action: Literal["replace", "update", "restore"] = Field(
+        description="`replace`: the base's package gives way; `update`: another replacement; `restore`: the base's "
+        "own package comes back."
+    )
+    before: str = Field(description="NEVRA the deployment has now.")
+    after: str = Field(description="NEVRA the target has.")
+    base: str = Field(description="NEVRA of the base's own package of that name.")
+    repo: str = Field(description="Where `after` comes from: a repo id, `@local`, or `@base` when restored.")
+    checksum: str = Field(default="", description="Of `after`, from the repodata or the local file (empty for @base).")
+
+
 class Resolution(_Frozen):
     added: list[PackageEntry] = Field(default_factory=list)
     removed: list[PackageEntry] = Field(default_factory=list)
@@ -89,6 +110,9 @@ class Resolution(_Frozen):
         default_factory=list, description="Same NEVRA, another build (e.g. a local RPM file that changed)."
     )
     inactive: list[InactiveRequest] = Field(default_factory=list)
+    base_replacements: list[BaseReplacementChange] = Field(
+        default_factory=list, description="Base packages replaced (overrides.replace, replace-local) or restored."
+    )
 
 
 class CheckKind(StrEnum):
@@ -182,6 +206,15 @@ class Prior(_Frozen):
     fingerprint: str
 
 
+class BaseReplacement(_Frozen):
+    """A base package the target replaces, and the pinned package that takes its place."""
+
+    before: str = Field(description="NEVRA of the base's package.")
+    after: str = Field(description="NEVRA of the package replacing it.")
+    source: Literal["repo", "local"] = Field(description="`overrides.replace` (a repo) or `replace-local` (a file).")
+    package: PinnedPackage
+
+
 class Target(_Frozen):
     base_refspec: str
     base_checksum: str
@@ -189,11 +222,23 @@ class Target(_Frozen):
     packages: list[PinnedPackage]
     remove_base: list[str] = Field(default_factory=list, description="Base packages dropped (NEVRAs).")
     local: list[str] = Field(default_factory=list, description="Local packages as `<sha256>:<nevra>`.")
+    replace_base: list[BaseReplacement] = Field(default_factory=list, description="Base packages replaced.")
+    replace_local: list[str] = Field(default_factory=list, description="replace-local pins, `<sha256>:<nevra>`.")
     active_requests: list[str]
     releasever: str | None = Field(default=None, description="The `$releasever` the repo files were read with.")
     state_digest: str | None = Field(description="None when nothing is layered: the base is deployed as is.")
     needs_deployment: bool
     needs_origin_update: bool
+
+    @property
+    def to_install(self) -> list[PinnedPackage]:
+        """Every package apply fetches, imports and merges: the layered ones and the base replacements."""
+        return [*self.packages, *(r.package for r in self.replace_base)]
+
+    @property
+    def erased_base(self) -> list[str]:
+        """Base NEVRAs whose files and rpmdb entries go: removed, or replaced by another package."""
+        return [*self.remove_base, *(r.before for r in self.replace_base)]
 
 
 class BasePackageChange(_Frozen):
@@ -238,6 +283,7 @@ class Summary(_Frozen):
     upgraded: int
     downgraded: int
     replaced: int = 0
+    base_replacements: int = Field(default=0, description="Base packages replaced, re-replaced or restored.")
     text: str
 
 
@@ -275,6 +321,7 @@ def state_digest(
     removed: list[str],
     policy: str,
     ignored_scripts: list[str],
+    replaced: list[tuple[str, str]] | None = None,
 ) -> str:
     """Equal digest, equal layered commit: the idempotency key (DESIGN §3)."""
     material = {
@@ -287,4 +334,6 @@ def state_digest(
         "ignored_scripts": sorted(ignored_scripts),
         "format": ASSEMBLY_FORMAT_VERSION,
     }
+    if replaced:  # (base NEVRA, new NEVRA): only then, so digests of deployments without replacements stay
+        material["replaced"] = sorted(replaced)
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()

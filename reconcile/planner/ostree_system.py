@@ -79,13 +79,14 @@ class OstreeSystem:
         return self.ctx.cachedir(stateroot) / f"base-{base}.solv"
 
     def layered_headers(self, current: DeploymentState) -> dict[str, Header]:
-        """The rpmdb headers of the packages layered now, read from the deployed commit."""
-        layered = {str(p.nevra) for p in current.layered}
+        """The rpmdb headers of the packages layered now (base replacements too), read from the deployed commit."""
+        packages = [*current.layered, *(r.package for r in current.replaced_base)]
+        layered = {str(p.nevra) for p in packages}
         if not layered:
             return {}
         found = {}
         with TreeRpmdbReader(self.repo, current.checksum) as db:
-            for hdr in db.named({p.nevra.name for p in current.layered}):
+            for hdr in db.named({p.nevra.name for p in packages}):
                 if str(Nevra.from_header(hdr)) in layered:
                     found[str(Nevra.from_header(hdr))] = hdr
         return found

@@ -19,7 +19,7 @@ from reconcile.planner.ostree_system import OstreeSystem
 from reconcile.planner.pins import pin_candidate
 from reconcile.planner.ports import DeployedSystem
 from reconcile.planner.resolution import Ports, Resolved, resolve
-from reconcile.planner.solver import Candidate, Solver, SolveResult
+from reconcile.planner.solver import BaseSwap, Candidate, Solver, SolveResult
 from reconcile.planner.sources import repo_source_opener
 from reconcile.rpm.nevra import Nevra
 
@@ -50,15 +50,20 @@ def plan_with(
     base = choice.checksum
     if current.unsupported_origin_keys:
         raise refusal(f"The origin of deployment {current.id} (rpm-ostree's)", current.unsupported_origin_keys)
-    local = _local_packages(system, loaded)
-    normalized = {**desired.normalized(), "local": sorted(p.pin for p in local)}
+    local = _local_packages(system, loaded, desired.packages.local)
+    replace_local = _local_packages(system, loaded, desired.overrides.replace_local)
+    normalized = {
+        **desired.normalized(),
+        "local": sorted(p.pin for p in local),
+        "override_replace_local": sorted(p.pin for p in replace_local),
+    }
     origin_changed = normalized != current.normalized_origin()
     resolved = Resolved()
     if _converged(current, base, origin_changed, update):
         resolved = Resolved(_as_deployed(current))
-    elif desired.packages.requested or local or desired.overrides.remove:
-        resolved = resolve(ports, current, base, loaded, local, update, whole_packages)
-    return _freeze(system, current, choice, loaded, normalized, resolved, local)
+    elif desired.packages.requested or local or desired.overrides.remove or desired.overrides.replace or replace_local:
+        resolved = resolve(ports, current, base, loaded, local, update, whole_packages, replace_local)
+    return _freeze(system, current, choice, loaded, normalized, resolved, (local, replace_local))
 
 
 def _base_wanted(loaded: LoadedOrigin, current: DeploymentState, update: bool) -> BaseWanted:
@@ -96,11 +101,12 @@ def _base_move(system: DeployedSystem, current: DeploymentState, choice: BaseCho
     )
 
 
-def _local_packages(system: DeployedSystem, loaded: LoadedOrigin) -> list[LocalPackage]:
-    """`packages.local`: RPM files, or rpm-ostree's `<sha256>:<nevra>` pins resolved against the package cache."""
+def _local_packages(system: DeployedSystem, loaded: LoadedOrigin, entries: list[str]) -> list[LocalPackage]:
+    """`packages.local` or `overrides.replace-local`: RPM files, or rpm-ostree's `<sha256>:<nevra>` pins resolved
+    against the package cache."""
     if is_keyfile(loaded.path):
-        return [system.cached_local(p, loaded.path) for p in loaded.desired.packages.local]
-    return [read_local(p, loaded.path) for p in loaded.desired.packages.local]
+        return [system.cached_local(p, loaded.path) for p in entries]
+    return [read_local(p, loaded.path) for p in entries]
 
 
 def _freeze(
@@ -110,7 +116,7 @@ def _freeze(
     loaded: LoadedOrigin,
     normalized: dict[str, Any],
     resolved: Resolved,
-    local: list[LocalPackage],
+    locals_: tuple[list[LocalPackage], list[LocalPackage]],
 ) -> m.Plan:
     """The target, the diff against what is deployed, and the summary, as one frozen Plan."""
     desired, solved, base = loaded.desired, resolved.solved, choice.checksum
@@ -118,21 +124,23 @@ def _freeze(
     inactive = {spec for spec, _by in solved.inactive}
     active = sorted(spec for spec in desired.packages.requested if spec not in inactive)
     removed = [str(n) for n in solved.removed_base]
+    replacements = [_replacement(r) for r in solved.replaced_base]
     digest = None
-    if solved.packages or removed:
+    if solved.packages or removed or replacements:
         digest = m.state_digest(
             base,
             active,
             desired.options.recommends,
-            [(str(c.nevra), c.checksum) for c in solved.packages],
+            [(str(c.nevra), c.checksum) for c in solved.installs],
             removed,
             system.policy_id(base),
             desired.options.ignore_scripts,
+            [(r.before, r.after) for r in replacements],
         )
     prior_key = ("layered", current.state_digest) if current.is_layered else ("base", current.checksum)
     needs_deployment = prior_key != (("layered", digest) if digest else ("base", base))
     needs_origin_update = normalized != current.normalized_origin()
-    resolution = resolution_diff(current, solved)
+    resolution = resolution_diff(current, solved, lambda: system.base_headers(base))
     errors = [c.message for c in resolved.checks if c.severity == "error"]
     has_changes = needs_deployment or needs_origin_update
     return m.Plan(
@@ -140,7 +148,7 @@ def _freeze(
         created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         origin=m.OriginRef(path=str(loaded.path.absolute()), sha256=loaded.sha256, desired=normalized),
         prior=_prior(current, loaded),
-        changes=request_changes(current, loaded, move, solved, local),
+        changes=request_changes(current, loaded, move, solved, *locals_),
         resolution=resolution,
         base=move,
         target=m.Target(
@@ -150,6 +158,8 @@ def _freeze(
             packages=[pin_candidate(c, c.nevra.name in solved.requested) for c in solved.packages] if digest else [],
             remove_base=removed,
             local=normalized["local"],
+            replace_base=replacements if digest else [],
+            replace_local=normalized["override_replace_local"],
             active_requests=active if digest else [],
             releasever=resolved.releasever,
             state_digest=digest,
@@ -188,6 +198,25 @@ def _as_deployed(current: DeploymentState) -> SolveResult:
         packages=packages,
         requested={p.nevra.name for p in current.layered if p.nevra.name in named},
         removed_base=[Nevra.parse(n) for n in current.removed_base],
+        replaced_base=[
+            BaseSwap(
+                r.base, Candidate(r.package.nevra, r.package.repo, r.package.checksum, "", ""), _source(r.package.repo)
+            )
+            for r in current.replaced_base
+        ],
+    )
+
+
+def _source(repo: str) -> str:
+    return "local" if repo == "@local" else "repo"
+
+
+def _replacement(swap: BaseSwap) -> m.BaseReplacement:
+    return m.BaseReplacement(
+        before=str(swap.base),
+        after=str(swap.package.nevra),
+        source="local" if swap.source == "local" else "repo",
+        package=pin_candidate(swap.package, False),
     )
 
 
@@ -206,7 +235,7 @@ def _prior(current: DeploymentState, loaded: LoadedOrigin) -> m.Prior:
 
 
 def _summary(resolution: m.Resolution, has_changes: bool, needs_deployment: bool, move: m.BaseMove) -> m.Summary:
-    kinds = ("added", "removed", "upgraded", "downgraded", "replaced")
+    kinds = ("added", "removed", "upgraded", "downgraded", "replaced", "base_replacements")
     counts: dict[str, Any] = {k: len(getattr(resolution, k)) for k in kinds}
     if not has_changes:
         text = "No changes: the deployment already matches the origin."
@@ -217,6 +246,11 @@ def _summary(resolution: m.Resolution, has_changes: bool, needs_deployment: bool
             f"{counts['added']} to add, {counts['removed']} to remove, {counts['upgraded']} to upgrade, "
             f"{counts['downgraded']} to downgrade"
             + (f", {counts['replaced']} to replace" if counts["replaced"] else "")
+            + (
+                f", {counts['base_replacements']} base package(s) replaced or restored"
+                if counts["base_replacements"]
+                else ""
+            )
             + ("; the base is rebased" if move.rebase else "")
             + (f"; the base moves ({move.direction})" if move.direction != "same" and not move.rebase else "")
             + "; a new deployment will be created."

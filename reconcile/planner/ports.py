@@ -97,6 +97,8 @@ class Resolver(Protocol):
         update: bool = False,
         local: tuple[solv.XSolvable, ...] | list[solv.XSolvable] = (),
         filelists: FileLists | None = None,
+        replace: tuple[str, ...] | list[str] = (),
+        replace_local: tuple[solv.XSolvable, ...] | list[solv.XSolvable] = (),
     ) -> SolveResult: ...
 
 

@@ -23,6 +23,9 @@ def text_lines(plan: m.Plan) -> list[tuple[str, str]]:
         out.append((c.symbol, f"{c.symbol} {c.address.ljust(width)}  {detail}"))
     out += _base_package_lines(plan.base)
     r = plan.resolution
+    if r.base_replacements:
+        out += [("", ""), ("", "Base packages replaced:")]
+        out += [("~", f"  ~ {_replacement(c)}") for c in r.base_replacements]
     for title, mark, entries in (
         ("Packages to add", "+", r.added),
         ("Packages to remove", "-", r.removed),
@@ -82,6 +85,13 @@ def _base_package_lines(base: m.BaseMove | None) -> list[tuple[str, str]]:
             out += [("", ""), ("", f"Base packages to {kind}:")]
             out += [(mark, f"  {mark} {_base_change(c)}") for c in entries]
     return out
+
+
+def _replacement(c: m.BaseReplacementChange) -> str:
+    if c.action == "restore":
+        return f"{c.before} → {c.after} (the base's own package again: no longer replaced)"
+    where = f"[{c.repo}]" if c.repo != "@local" else "(local file)"
+    return f"{c.before} → {c.after} {where}" + (f" (base has {c.base})" if c.action == "update" else "")
 
 
 def _base_change(c: m.BasePackageChange) -> str:
@@ -166,6 +176,11 @@ def render_markdown(plan: m.Plan) -> str:
         lines += [f"| {kind} | `{_base_change(c)}` |" for kind, c in base_rows]
         lines += ["", "</details>"]
     r = plan.resolution
+    if r.base_replacements:
+        lines += ["", "| base package | before | after | from |", "|---|---|---|---|"]
+        lines += [
+            f"| {x.action} `{x.name}.{x.arch}` | `{x.before}` | `{x.after}` | {x.repo} |" for x in r.base_replacements
+        ]
     rows = [("add", e) for e in r.added] + [("upgrade", e) for e in r.upgraded]
     rows += [("downgrade", e) for e in r.downgraded] + [("replace", e) for e in r.replaced]
     rows += [("remove", e) for e in r.removed]

@@ -43,19 +43,22 @@ def resolve(
     local: list[LocalPackage],
     update: bool,
     whole_packages: bool,
+    replace_local: list[LocalPackage] | None = None,
 ) -> Resolved:
     """Load what is installed, open the repos, solve, then check what the plan adds."""
     system, resolver, desired = ports.system, ports.resolver, loaded.desired
     layered_headers = _load_installed(system, resolver, current, base)
     locals_ = [resolver.add_local(p.headers.header, _local_source(p)) for p in local]
+    replacing = [resolver.add_local(p.headers.header, _local_source(p)) for p in replace_local or []]
+    local = [*local, *(replace_local or [])]  # from here on, local files are local files, whatever they replace
     resolved = Resolved()
     source = None
-    if desired.packages.requested or local:
+    if desired.packages.requested or local or desired.overrides.replace:
         source = _open_source(ports, current, base, loaded)
         resolved.releasever = source.releasever
         with system.reporter.step("Refreshing repo metadata"):
             resolved.repos = source.feed(resolver, force=update)
-    resolved.solved = solved = _solve(system, resolver, source, loaded, locals_, update)
+    resolved.solved = solved = _solve(system, resolver, source, loaded, (locals_, replacing), update)
     new = _new_packages(current, base, solved)
     warnings = source.require_unavailable(new, update) if source is not None else []
     with system.reporter.step("Checking the packages to add"):
@@ -74,8 +77,9 @@ def _load_installed(
     with system.reporter.step("Reading the rpmdb"):
         resolver.add_base(lambda: system.base_headers(base), system.solv_cache(base, current.stateroot))
         layered_headers = system.layered_headers(current)
-        if current.layered:
-            sources = {str(p.nevra): Source(p.checksum, p.repo) for p in current.layered}
+        kept = [*current.layered, *(r.package for r in current.replaced_base)]
+        if kept:
+            sources = {str(p.nevra): Source(p.checksum, p.repo) for p in kept}
             resolver.add_layered(list(layered_headers.values()), sources)
     return layered_headers
 
@@ -92,7 +96,7 @@ def _solve(
     resolver: Resolver,
     source: PackageSource | None,
     loaded: LoadedOrigin,
-    locals_: list,
+    locals_: tuple[list, list],
     update: bool,
 ) -> SolveResult:
     desired = loaded.desired
@@ -106,8 +110,10 @@ def _solve(
                 desired.options.recommends,
                 remove=desired.overrides.remove,
                 update=update,
-                local=locals_,
+                local=locals_[0],
                 filelists=source.filelists if source is not None else None,
+                replace=desired.overrides.replace,
+                replace_local=locals_[1],
             )
         except ReconcileError as e:
             down = source.unavailable_error(e) if source is not None else None
@@ -118,7 +124,7 @@ def _solve(
 
 def _clash_checks(solved: SolveResult) -> list[m.Check]:
     """The solver only succeeds when the clashing base package goes; say so, it is easy to miss."""
-    removed = {str(n) for n in solved.removed_base}
+    removed = {str(n) for n in solved.erased}
     checks = []
     for pkg, kind, other in solved.clashes:
         severity = "info" if other in removed else "error"
@@ -141,7 +147,7 @@ def _new_packages(current: DeploymentState, base: str, solved: SolveResult) -> l
     """What the plan adds (everything, when the base changes: it is all checked against the new base)."""
     kept = current.kept_builds
     base_changed = base != current.base_checksum
-    return [c for c in solved.packages if base_changed or (str(c.nevra), c.checksum) not in kept]
+    return [c for c in solved.installs if base_changed or (str(c.nevra), c.checksum) not in kept]
 
 
 @dataclass(frozen=True)
@@ -169,10 +175,10 @@ def _preflight(
     if source is not None and refused:  # a package downloaded whole for the check must not stay behind
         source.discard([c for c in read if str(c.nevra) in refused])
     owners = system.owners(inputs.base)
-    usable = [c for c in inputs.solved.packages if str(c.nevra) not in refused]
+    usable = [c for c in inputs.solved.installs if str(c.nevra) not in refused]
     accounts = _declared_accounts(system, source, usable, headers, {str(p.nevra): p for p in inputs.local})
     checks += [check for n in sorted(new) for check in package_checks(n, headers[n], owners, ignore, accounts)]
-    removed = {str(n) for n in inputs.solved.removed_base}
+    removed = {str(n) for n in inputs.solved.erased}
     return checks + conflict_checks(system, inputs.base, headers, new, removed), keys
 
 
@@ -188,7 +194,7 @@ def _headers(
     headers: dict[str, Header] = {}
     raws: dict[str, tuple[str, bytes]] = {}
     to_read = []
-    for c in inputs.solved.packages:
+    for c in inputs.solved.installs:
         n = str(c.nevra)
         if n in locals_by_nevra:
             headers[n] = locals_by_nevra[n].headers.header
@@ -201,10 +207,10 @@ def _headers(
             to_read.append(c)
     if to_read and source is None:
         raise PackageError(f"The header of {to_read[0].nevra} is needed, but no repo is open to read it from.")
-    repo_of = {str(c.nevra): c.repo for c in inputs.solved.packages}
+    repo_of = {str(c.nevra): c.repo for c in inputs.solved.installs}
     for n, read in (source.read_headers(to_read, inputs.whole) if source is not None and to_read else {}).items():
         headers[n], raws[n] = read.header, (repo_of[n], read.raw)
-    for c in inputs.solved.packages:  # kept packages are reused from the cache: their signatures are checked too
+    for c in inputs.solved.installs:  # kept packages are reused from the cache: their signatures are checked too
         raw = cache.cached_raw(c.nevra, c.checksum) if str(c.nevra) not in raws else None
         if raw is not None:
             raws[str(c.nevra)] = (c.repo, raw)

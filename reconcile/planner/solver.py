@@ -17,6 +17,7 @@ from typing import Any
 import solv
 
 from reconcile.errors import ResolutionError
+from reconcile.planner.base_overrides import Replacements, base_jobs, replaced_pairs, replacement_jobs
 from reconcile.planner.explain import Reason, explain
 from reconcile.planner.solvfiles import describe_problem, load_solv, names_a_path, nevra_forms, write_solv
 from reconcile.repos.metadata import RepoMetadata
@@ -66,6 +67,15 @@ class Candidate:
     header_end: int = 0  # where the header ends in the file (rpm:header-range), for a header-only read
 
 
+@dataclass(frozen=True)
+class BaseSwap:
+    """A base package and the package that replaces it (`source`: "repo" or "local")."""
+
+    base: Nevra
+    package: Candidate
+    source: str
+
+
 @dataclass
 class SolveResult:
     packages: list[Candidate] = field(default_factory=list)
@@ -74,8 +84,19 @@ class SolveResult:
     explain: Callable[[], dict[str, Reason]] | None = None
     _explained: dict[str, Reason] | None = None
     removed_base: list[Nevra] = field(default_factory=list)
+    replaced_base: list[BaseSwap] = field(default_factory=list)
     clashes: list[tuple[str, str, str]] = field(default_factory=list)
     used_filelists: bool = False
+
+    @property
+    def installs(self) -> list[Candidate]:
+        """Every package the tree gets: layered ones and base replacements."""
+        return [*self.packages, *(r.package for r in self.replaced_base)]
+
+    @property
+    def erased(self) -> list[Nevra]:
+        """Base packages whose files go: removed, or replaced."""
+        return [*self.removed_base, *(r.base for r in self.replaced_base)]
 
     @property
     def reasons(self) -> dict[str, Reason]:
@@ -290,11 +311,16 @@ class Solver:
         update: bool = False,
         local: tuple[solv.XSolvable, ...] | list[solv.XSolvable] = (),
         filelists: FileLists | None = None,
+        replace: tuple[str, ...] | list[str] = (),
+        replace_local: tuple[solv.XSolvable, ...] | list[solv.XSolvable] = (),
     ) -> SolveResult:
         """`filelists` fetches a repo's file lists, loaded only when a dependency on a path needs them."""
         self._finish_loading()
         result = SolveResult()
-        jobs, dropped = self._base_jobs(remove, result)
+        swaps = replacement_jobs(self.pool, self.base, list(replace), list(replace_local), remove, self._excluded)
+        jobs, dropped = base_jobs(self.pool, self.base, remove, set(swaps.names))
+        result.removed_base = sorted(Nevra.from_evr(s.name, s.evr, s.arch) for s in dropped)
+        jobs += swaps.jobs
         selections = self._requests(requests, dropped, result)
         jobs += [job for sel in selections for job in sel.jobs(solv.Job.SOLVER_INSTALL)]
         jobs += [self.pool.Job(solv.Job.SOLVER_SOLVABLE | solv.Job.SOLVER_INSTALL, s.id) for s in local]
@@ -303,7 +329,7 @@ class Solver:
                 self.pool.Job(solv.Job.SOLVER_SOLVABLE | solv.Job.SOLVER_FAVOR, s.id) for s in self.layered.solvables
             ]
         solver = self._solve_loading_filelists(jobs, recommends, filelists, result)
-        self._record(solver, selections, list(local), result)
+        self._record(solver, selections, list(local), result, swaps)
         return result
 
     def _requests(self, requests: list[str], dropped: set[solv.XSolvable], result: SolveResult) -> list[solv.Selection]:
@@ -348,15 +374,25 @@ class Solver:
         return solver
 
     def _record(
-        self, solver: solv.Solver, selections: list[solv.Selection], local: list[solv.XSolvable], result: SolveResult
+        self,
+        solver: solv.Solver,
+        selections: list[solv.Selection],
+        local: list[solv.XSolvable],
+        result: SolveResult,
+        swaps: Replacements,
     ) -> None:
-        """The new packages, which of them were asked for, the why-graph (lazily) and the base clashes."""
-        new = [s for s in solver.transaction().newsolvables() if s.repo != self.base]
+        """The new packages, which of them were asked for, the base replacements, the why-graph (lazily) and the
+        base clashes."""
+        trans = solver.transaction()
+        new = [s for s in trans.newsolvables() if s.repo != self.base]
+        pairs = replaced_pairs(trans, new, self.base, swaps.names)
+        swapped = {s for _old, s in pairs}
         chosen = set(new)
         asked = [s for sel in selections for s in sel.solvables() if s in chosen] + local
         result.requested.update(s.name for s in asked)
-        result.packages = sorted((self._candidate(s) for s in new), key=lambda c: c.nevra)
-        requested_ids = {s.id for s in asked}
+        result.packages = sorted((self._candidate(s) for s in new if s not in swapped), key=lambda c: c.nevra)
+        result.replaced_base = [BaseSwap(old, self._candidate(s), swaps.names[s.name]) for old, s in pairs]
+        requested_ids = {s.id for s in asked} | {s.id for s in swapped}
         result.explain = lambda: explain(self.pool, new, requested_ids)
         result.clashes = self._base_clashes(new)
 
@@ -417,28 +453,6 @@ class Solver:
                 if s is not None and s.repo == self.base:
                     return True
         return False
-
-    def _base_jobs(
-        self, remove: tuple[str, ...] | list[str], result: SolveResult
-    ) -> tuple[list[solv.Job], set[solv.XSolvable]]:
-        """Lock every base package except the ones `overrides.remove` drops, which are erased; returns the jobs
-        and the dropped packages."""
-        jobs = []
-        by_name: dict[str, list[solv.XSolvable]] = {}
-        for s in self.base.solvables:
-            by_name.setdefault(s.name, []).append(s)
-        missing = [name for name in remove if name not in by_name]
-        if missing:
-            raise ResolutionError(
-                f"overrides.remove names {', '.join(repr(m) for m in missing)}, which the base does not have.",
-                [f"{m}: not a package of the base" for m in missing],
-            )
-        dropped = {s for name in remove for s in by_name[name]}
-        result.removed_base = sorted(Nevra.from_evr(s.name, s.evr, s.arch) for s in dropped)
-        for s in self.base.solvables:
-            how = solv.Job.SOLVER_ERASE if s in dropped else solv.Job.SOLVER_LOCK
-            jobs.append(self.pool.Job(solv.Job.SOLVER_SOLVABLE | how, s.id))
-        return jobs, dropped
 
     def _select(self, spec: str) -> solv.Selection:
         return self.pool.select(spec, self._flags(spec))
