@@ -8,6 +8,7 @@ from typing import Any
 from reconcile import commitmeta
 from reconcile.commitmeta import LayeredPackage
 from reconcile.errors import ReconcileError, UsageError
+from reconcile.kargs import split_options
 from reconcile.origin_keyfile import read_origin_keyfile
 from reconcile.ostree import Deployment, Repo, Sysroot
 
@@ -40,6 +41,7 @@ class DeploymentState:
     container_image: str | None = None  # `container-image-reference`: an imported container image is the base
     pinned_commit: str | None = None  # `override-commit`, when the pin was by commit
     pinned_version: str | None = None  # the pin was by version (its commit is in `override-commit`)
+    kernel_args: list[str] | None = None  # its bootconfig `options` without libostree's ostree=; None: not read
 
     @property
     def id(self) -> str:
@@ -108,7 +110,13 @@ def read_deployment(sysroot: Sysroot, repo: Repo, dep: Deployment, index: int) -
         version=commit.version,
         timestamp=repo.commit_timestamp(checksum),
         unsupported_origin_keys=fields.unsupported,
+        kernel_args=_kernel_args(dep),
     )
+
+
+def _kernel_args(dep: Deployment) -> list[str]:
+    bootconfig = dep.get_bootconfig()
+    return split_options(bootconfig.get("options") if bootconfig is not None else None)
 
 
 def all_deployments(sysroot: Sysroot, repo: Repo) -> list[DeploymentState]:

@@ -35,6 +35,9 @@ class DeploymentStatus(BaseModel):
     requested_base_removals: list[str] = Field(description="Names the origin's overrides.remove lists.")
     removed_base_packages: list[str] = Field(description="NEVRAs of base packages the deployment dropped.")
     state_digest: str | None
+    kernel_args: list[str] = Field(
+        default_factory=list, description="Its kernel arguments, from its bootconfig (without libostree's ostree=)."
+    )
     update_available: str | None = Field(
         default=None,
         description="For a remote base: the newer commit of its ref a plan has seen, `VERSION (CHECKSUM)`.",
@@ -88,6 +91,7 @@ def _deployment(s: DeploymentState, index: int, update: str | None = None) -> De
         requested_base_removals=sorted(s.override_remove),
         removed_base_packages=s.removed_base,
         state_digest=s.state_digest,
+        kernel_args=s.kernel_args or [],
         update_available=update,
     )
 
@@ -120,6 +124,8 @@ def render_status_text(doc: Status) -> str:
             rows.append(("Removed", ", ".join(d.removed_base_packages) + " (from the base)"))
         if d.update_available:
             rows.append(("Update", f"available: {d.update_available} (seen by a plan; apply --update takes it)"))
+        if d.kernel_args:
+            rows.append(("Kargs", " ".join(d.kernel_args)))
         if d.inactive_requests:
             rows.append(("Inactive", ", ".join(d.inactive_requests) + " (provided by the base)"))
         lines += [f"      {k + ':':<11}{v}" for k, v in rows]

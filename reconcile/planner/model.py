@@ -34,12 +34,13 @@ class ChangeKind(StrEnum):
     PACKAGE = "package"
     LOCAL = "local"
     OVERRIDE_REMOVE = "override-remove"
+    KARGS = "kargs"
 
 
 class RequestChange(_Frozen):
     """One change to what is requested, e.g. `package/htop` created because it is now requested."""
 
-    address: str = Field(description="`base`, `package/<name>`, `local/<name>` or `override-remove/<name>`.")
+    address: str = Field(description="`base`, `package/<name>`, `local/<name>`, `override-remove/<name>` or `kargs`.")
     kind: ChangeKind
     name: str
     actions: list[Action]
@@ -180,6 +181,10 @@ class Prior(_Frozen):
     layered: list[str]
     state_digest: str | None
     fingerprint: str
+    kernel_args: list[str] | None = Field(
+        default=None,
+        description="The deployment's kernel arguments (without ostree=); apply refuses the plan when they moved.",
+    )
 
 
 class Target(_Frozen):
@@ -194,6 +199,10 @@ class Target(_Frozen):
     state_digest: str | None = Field(description="None when nothing is layered: the base is deployed as is.")
     needs_deployment: bool
     needs_origin_update: bool
+    kernel_args: list[str] | None = Field(
+        default=None,
+        description="The whole kernel argv the new deployment gets (without ostree=); None: the deployment's stay.",
+    )
 
 
 class BasePackageChange(_Frozen):
