@@ -124,9 +124,9 @@ def render_status_text(doc: Status) -> str:
             rows.append(("Removed", ", ".join(d.removed_base_packages) + " (from the base)"))
         if d.update_available:
             rows.append(("Update", f"available: {d.update_available} (seen by a plan; apply --update takes it)"))
-        if d.kernel_args:
-            rows.append(("Kargs", " ".join(d.kernel_args)))
         if d.inactive_requests:
             rows.append(("Inactive", ", ".join(d.inactive_requests) + " (provided by the base)"))
+        if d.kernel_args:
+            rows.append(("Kargs", " ".join(d.kernel_args)))
         lines += [f"      {k + ':':<11}{v}" for k, v in rows]
     return "\n".join(lines)

@@ -185,3 +185,10 @@ def test_origin_parsing_of_kargs(tmp_path: Path) -> None:
     assert e.value.problems == [
         f"{path}:6 kargs.delete[1]: ' ' contains whitespace (one kernel argument per list item, unquoted)"
     ]
+    spread = text.replace('append = ["quiet", "console=ttyS0"]', 'append = [\n  "quiet",\n  "console=ttyS0",\n]')
+    spread = spread.replace('delete = ["rhgb"]', 'delete = [\n  "rhgb",\n  "console",  # all of them\n]')
+    with pytest.raises(InvalidInputError) as e:
+        parse_origin(path, spread.encode())
+    assert e.value.problems == [
+        f"{path}:11 kargs.delete[1]: 'console' would delete 'console=ttyS0', which kargs.append asks for"
+    ], "the line of the item itself, in a multi-line array"
