@@ -77,6 +77,15 @@ def test_delete_by_key_removes_every_instance_and_by_value_only_that_one(host: H
     assert split_options(loader_options(host)[0]) == ["root=LABEL=example", "debug=2", "quiet"]
 
 
+def test_deleting_every_argument_leaves_only_libostree_own(host: Host) -> None:
+    host.publish([])
+    host.write_origin([], extra=kargs_table(delete=["root"]))
+    host.apply_ok()
+    assert host.default()["kernel_args"] == []
+    assert loader_options(host)[0].startswith("ostree=/ostree/boot.") and " " not in loader_options(host)[0]
+    assert host.run("plan", "--detailed-exitcode").code == 0
+
+
 def test_append_of_a_present_key_with_another_value_adds_it(host: Host) -> None:
     host.publish([])
     host.write_origin([], extra=kargs_table(append=["root=LABEL=other"]))
