@@ -8,6 +8,7 @@ from typing import Any
 from reconcile import commitmeta
 from reconcile.commitmeta import LayeredPackage, ReplacedBase
 from reconcile.errors import ReconcileError, UsageError
+from reconcile.kargs import split_options
 from reconcile.origin_keyfile import read_origin_keyfile
 from reconcile.ostree import Deployment, Repo, Sysroot
 
@@ -43,6 +44,7 @@ class DeploymentState:
     override_replace: list[str] = field(default_factory=list)  # the origin's overrides.replace specs
     override_replace_local: list[str] = field(default_factory=list)  # its replace-local pins
     replaced_base: list[ReplacedBase] = field(default_factory=list)  # base packages the commit replaced
+    kernel_args: list[str] | None = None  # its bootconfig `options` without libostree's ostree=; None: not read
 
     @property
     def id(self) -> str:
@@ -116,7 +118,13 @@ def read_deployment(sysroot: Sysroot, repo: Repo, dep: Deployment, index: int) -
         version=commit.version,
         timestamp=repo.commit_timestamp(checksum),
         unsupported_origin_keys=fields.unsupported,
+        kernel_args=_kernel_args(dep),
     )
+
+
+def _kernel_args(dep: Deployment) -> list[str]:
+    bootconfig = dep.get_bootconfig()
+    return split_options(bootconfig.get("options") if bootconfig is not None else None)
 
 
 def all_deployments(sysroot: Sysroot, repo: Repo) -> list[DeploymentState]:

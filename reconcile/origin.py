@@ -14,6 +14,7 @@ import tomlkit.exceptions
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from reconcile.errors import InvalidInputError
+from reconcile.kargs import check_karg, contradictions
 from reconcile.origin_keyfile import parse_keyfile
 
 _SPEC = re.compile(r"^(?P<name>[^\s<>=!,;\"']+)(?:\s*(?P<op><=|>=|=|<|>)\s*(?P<evr>[A-Za-z0-9._+~^:-]+))?$")
@@ -144,6 +145,19 @@ class OverridesSection(_Model):
     )
 
 
+KernelArg = Annotated[str, AfterValidator(check_karg)]
+
+
+class KargsSection(_Model):
+    append: list[KernelArg] = Field(
+        default_factory=list, description="Kernel arguments to add when missing: KEY or KEY=VALUE, as written."
+    )
+    delete: list[KernelArg] = Field(
+        default_factory=list,
+        description="Kernel arguments to remove when present: KEY=VALUE that one, KEY every instance of the key.",
+    )
+
+
 class OptionsSection(_Model):
     recommends: bool = Field(default=True, description="Install weak dependencies (Recommends).")
     ignore_scripts: list[Annotated[str, AfterValidator(_check_script)]] = Field(
@@ -164,6 +178,7 @@ class DesiredOrigin(_Model):
     origin: OriginSection
     packages: PackagesSection = Field(default_factory=PackagesSection)
     overrides: OverridesSection = Field(default_factory=OverridesSection)
+    kargs: KargsSection = Field(default_factory=KargsSection)
     options: OptionsSection = Field(default_factory=OptionsSection)
 
     def normalized(self) -> dict[str, Any]:
@@ -245,7 +260,7 @@ def parse_origin(path: Path, raw: bytes) -> LoadedOrigin:
     text = decode_origin(path, raw)
     data = parse_keyfile(path, text) if is_keyfile(path) else _parse_toml(path, text)
     where = Locator(text)
-    problems = _duplicates(path, where, data)
+    problems = _duplicates(path, where, data) + _kargs_contradictions(path, where, data)
     desired = None
     try:
         desired = DesiredOrigin.model_validate(data)
@@ -271,6 +286,8 @@ _LIST_KEYS = (
     ("overrides", "remove"),
     ("overrides", "replace"),
     ("overrides", "replace-local"),
+    ("kargs", "append"),
+    ("kargs", "delete"),
 )
 
 
@@ -289,6 +306,19 @@ def _duplicates(path: Path, where: Locator, data: dict[str, Any]) -> list[str]:
             elif isinstance(v, str):
                 seen.add(v.strip())
     return problems
+
+
+def _kargs_contradictions(path: Path, where: Locator, data: dict[str, Any]) -> list[str]:
+    """A kernel argument both appended and deleted: which one wins would be a guess."""
+    table = data.get("kargs")
+    append, delete = (table.get(key, []) if isinstance(table, dict) else [] for key in ("append", "delete"))
+    if not all(isinstance(v, list) and all(isinstance(i, str) for i in v) for v in (append, delete)):
+        return []  # the model reports what is wrong with them
+    return [
+        f"{path}:{where.line(('kargs', 'delete', i))} kargs.delete[{i}]: {entry!r} would delete {arg!r}, "
+        "which kargs.append asks for"
+        for i, entry, arg in contradictions(append, delete)
+    ]
 
 
 def _parse_toml(path: Path, text: str) -> dict[str, Any]:

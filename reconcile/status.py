@@ -41,6 +41,9 @@ class DeploymentStatus(BaseModel):
         default_factory=list, description="`BASE-NEVRA → NEW-NEVRA` for each base package the deployment replaced."
     )
     state_digest: str | None
+    kernel_args: list[str] = Field(
+        default_factory=list, description="Its kernel arguments, from its bootconfig (without libostree's ostree=)."
+    )
     update_available: str | None = Field(
         default=None,
         description="For a remote base: the newer commit of its ref a plan has seen, `VERSION (CHECKSUM)`.",
@@ -96,6 +99,7 @@ def _deployment(s: DeploymentState, index: int, update: str | None = None) -> De
         requested_base_replacements=sorted(s.override_replace) + sorted(s.override_replace_local),
         replaced_base_packages=[f"{r.base} → {r.package.nevra}" for r in s.replaced_base],
         state_digest=s.state_digest,
+        kernel_args=s.kernel_args or [],
         update_available=update,
     )
 
@@ -132,5 +136,7 @@ def render_status_text(doc: Status) -> str:
             rows.append(("Update", f"available: {d.update_available} (seen by a plan; apply --update takes it)"))
         if d.inactive_requests:
             rows.append(("Inactive", ", ".join(d.inactive_requests) + " (provided by the base)"))
+        if d.kernel_args:
+            rows.append(("Kargs", " ".join(d.kernel_args)))
         lines += [f"      {k + ':':<11}{v}" for k, v in rows]
     return "\n".join(lines)

@@ -248,6 +248,7 @@ class MemorySystem:
             requested_names=sorted(p.name for p in t.packages if p.requested),
             removed_base=list(t.remove_base),
             state_digest=t.state_digest,
+            kernel_args=t.kernel_args if t.kernel_args is not None else self.state.kernel_args,
         )
 
 

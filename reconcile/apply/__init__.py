@@ -109,7 +109,13 @@ def _moved(ctx: Context, plan: m.Plan, request: ApplyRequest) -> bool:
     assert request.origin is not None
     current, _dep = current_deployment(ctx.sysroot, ctx.repo, plan.prior.stateroot)
     now = load_origin(request.origin)
-    return m.fingerprint(current.id, current.base_checksum, current.requested, now.sha256) != plan.prior.fingerprint
+    moved = m.fingerprint(current.id, current.base_checksum, current.requested, now.sha256) != plan.prior.fingerprint
+    return moved or _kargs_moved(plan, current)
+
+
+def _kargs_moved(plan: m.Plan, current: DeploymentState) -> bool:
+    """The deployment's kernel arguments changed in place (ostree admin kargs edit-in-place) since the plan."""
+    return plan.prior.kernel_args is not None and current.kernel_args != plan.prior.kernel_args
 
 
 def _origin_of_saved(plan: m.Plan) -> LoadedOrigin:
@@ -145,7 +151,7 @@ def apply_plan(
         _pull_base(ctx, plan)  # fetched before the lock; only a base pruned meanwhile is pulled here
     if fetcher is None:
         fetcher = PackageFetcher(ctx, plan, dep, reposdir, loaded.desired.options.localpkg_gpgcheck, saved=saved)
-    if not target.needs_deployment:
+    if not target.needs_deployment and target.kernel_args is None:
         pin = target.base_checksum if target.base_pinned else None
         origin = write_origin_keyfile(
             loaded.desired,
@@ -158,7 +164,9 @@ def apply_plan(
         ctx.sysroot.write_origin(dep, origin)
         return ApplyResult(True, None, f"Updated the origin of deployment {current.id}; no new deployment was needed.")
     commit = target.base_checksum
-    if target.state_digest:
+    if not target.needs_deployment:
+        commit = current.checksum  # only the kernel arguments change: the same tree, deployed again
+    elif target.state_digest:
         from reconcile.apply.layered import BuildInputs, build_layered_commit  # only builds pay for its imports
 
         accounts = _previous_accounts(ctx, current, dep)
@@ -174,7 +182,7 @@ def apply_plan(
         replacements=_replacements(target, current),
     )
     with ctx.reporter.step("Deploying"):
-        new = deploy(ctx, current.stateroot, commit, origin, dep)
+        new = deploy(ctx, current.stateroot, commit, origin, dep, target.kernel_args)
     ctx.reload()  # the sysroot changed on disk: read it (and its repo) again before pruning against it
     with ctx.reporter.step("Cleaning up"):
         collect_garbage(ctx)
@@ -233,12 +241,14 @@ def _verify_fresh(ctx: Context, plan: m.Plan, loaded: LoadedOrigin) -> tuple[Dep
     """Under the lock: the deployment and origin must be what the plan was computed against."""
     current, dep = current_deployment(ctx.sysroot, ctx.repo, plan.prior.stateroot)
     now = m.fingerprint(current.id, current.base_checksum, current.requested, loaded.sha256)
-    if now == plan.prior.fingerprint:
+    if now == plan.prior.fingerprint and not _kargs_moved(plan, current):
         return current, dep
     if current.id != plan.prior.deployment:
         why = f"the deployment moved from {plan.prior.deployment[:12]}… to {current.id[:12]}…"
     elif loaded.sha256 != plan.origin.sha256:
         why = f"the origin file {loaded.path} changed since the plan was made"
+    elif now == plan.prior.fingerprint:
+        why = "the deployment's kernel arguments changed since the plan was made"
     else:
         why = "the deployment's requested packages or base changed"
     raise StalePlanError(f"The plan is stale: {why}.", hint="Run `reconcile plan` again. Nothing was changed.")

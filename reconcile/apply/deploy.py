@@ -10,9 +10,17 @@ from reconcile.rpm.nevra import PKGCACHE_PREFIX, pkgcache_ref
 BASE_REF_PREFIX = "reconcile/base"
 
 
-def deploy(ctx: Context, stateroot: str, commit: str, origin: KeyFile, merge: Deployment | None) -> Deployment:
-    """A new default deployment; the merge deployment stays as the rollback and gives /etc its 3-way merge."""
-    return ctx.sysroot.deploy(stateroot, commit, origin, merge)
+def deploy(
+    ctx: Context,
+    stateroot: str,
+    commit: str,
+    origin: KeyFile,
+    merge: Deployment | None,
+    kernel_args: list[str] | None = None,
+) -> Deployment:
+    """A new default deployment; the merge deployment stays as the rollback and gives /etc its 3-way merge (and,
+    unless `kernel_args` replace them, its kernel arguments)."""
+    return ctx.sysroot.deploy(stateroot, commit, origin, merge, kernel_args)
 
 
 def collect_garbage(ctx: Context) -> None:

@@ -67,12 +67,18 @@ class Sysroot:
             self._locked = False
 
     def deploy(
-        self, osname: str, commit: str, origin: GLib.KeyFile, merge: OSTree.Deployment | None
+        self,
+        osname: str,
+        commit: str,
+        origin: GLib.KeyFile,
+        merge: OSTree.Deployment | None,
+        kernel_args: list[str] | None = None,
     ) -> OSTree.Deployment:
-        what = f"deploy_tree {osname} {commit}"
+        """`kernel_args`: the whole argv of the new deployment (libostree adds ostree=); None keeps the merge's."""
+        what = f"deploy_tree {osname} {commit}" + (f" kargs {' '.join(kernel_args)}" if kernel_args is not None else "")
         try:
             with chatter_to_stderr():
-                dep = unwrap(what, call(what, self.gi.deploy_tree, osname, commit, origin, merge, None, None))
+                dep = unwrap(what, call(what, self.gi.deploy_tree, osname, commit, origin, merge, kernel_args, None))
         except OstreeError:
             # deploy_tree leaves its half-written deployment directory behind; cleanup removes it.
             with contextlib.suppress(OstreeError):

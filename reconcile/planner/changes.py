@@ -219,6 +219,22 @@ def request_changes(
     return changes
 
 
+def kargs_change(before: list[str], after: list[str]) -> m.RequestChange:
+    """`~ kargs`: the merge deployment's kernel arguments against the ones the new deployment gets."""
+    added = [a for a in after if a not in before]
+    removed = [a for a in before if a not in after]
+    parts = ([f"add {' '.join(added)}"] if added else []) + ([f"remove {' '.join(removed)}"] if removed else [])
+    return m.RequestChange(
+        address="kargs",
+        kind=m.ChangeKind.KARGS,
+        name="kargs",
+        actions=[m.Action.UPDATE],
+        reason=f"kernel arguments ({'; '.join(parts)})",
+        before=" ".join(before) or "(none)",
+        after=" ".join(after) or "(none)",
+    )
+
+
 def _set_changes(had: set[str], wanted: set[str], keep: dict[str, str]) -> list[tuple[str, m.Action, str]]:
     out = []
     for item in sorted(wanted | had):

@@ -36,14 +36,15 @@ class ChangeKind(StrEnum):
     OVERRIDE_REMOVE = "override-remove"
     OVERRIDE_REPLACE = "override-replace"
     OVERRIDE_REPLACE_LOCAL = "override-replace-local"
+    KARGS = "kargs"
 
 
 class RequestChange(_Frozen):
     """One change to what is requested, e.g. `package/htop` created because it is now requested."""
 
     address: str = Field(
-        description="`base`, `package/<name>`, `local/<name>`, `override-remove/<name>`, `override-replace/<spec>` "
-        "or `override-replace-local/<name>`."
+        description="`base`, `package/<name>`, `local/<name>`, `override-remove/<name>`, `override-replace/<spec>`, "
+        "`override-replace-local/<name>` or `kargs`."
     )
     kind: ChangeKind
     name: str
@@ -204,6 +205,10 @@ class Prior(_Frozen):
     layered: list[str]
     state_digest: str | None
     fingerprint: str
+    kernel_args: list[str] | None = Field(
+        default=None,
+        description="The deployment's kernel arguments (without ostree=); apply refuses the plan when they moved.",
+    )
 
 
 class BaseReplacement(_Frozen):
@@ -229,6 +234,10 @@ class Target(_Frozen):
     state_digest: str | None = Field(description="None when nothing is layered: the base is deployed as is.")
     needs_deployment: bool
     needs_origin_update: bool
+    kernel_args: list[str] | None = Field(
+        default=None,
+        description="The whole kernel argv the new deployment gets (without ostree=); None: the deployment's stay.",
+    )
 
     @property
     def to_install(self) -> list[PinnedPackage]:

@@ -10,10 +10,11 @@ from reconcile import __version__
 from reconcile.base import BaseChoice, BaseWanted
 from reconcile.context import Context
 from reconcile.deployed import DeploymentState
-from reconcile.origin import LoadedOrigin, is_keyfile
+from reconcile.kargs import converge
+from reconcile.origin import DesiredOrigin, LoadedOrigin, is_keyfile
 from reconcile.origin_keyfile import refusal
 from reconcile.planner import model as m
-from reconcile.planner.changes import base_package_diff, request_changes, resolution_diff
+from reconcile.planner.changes import base_package_diff, kargs_change, request_changes, resolution_diff
 from reconcile.planner.local import LocalPackage, read_local
 from reconcile.planner.ostree_system import OstreeSystem
 from reconcile.planner.pins import pin_candidate
@@ -140,15 +141,19 @@ def _freeze(
     prior_key = ("layered", current.state_digest) if current.is_layered else ("base", current.checksum)
     needs_deployment = prior_key != (("layered", digest) if digest else ("base", base))
     needs_origin_update = normalized != current.normalized_origin()
+    kernel_args = _kernel_args(current, desired)
     resolution = resolution_diff(current, solved, lambda: system.base_headers(base))
     errors = [c.message for c in resolved.checks if c.severity == "error"]
-    has_changes = needs_deployment or needs_origin_update
+    has_changes = needs_deployment or needs_origin_update or kernel_args is not None
+    changes = request_changes(current, loaded, move, solved, *locals_)
+    if kernel_args is not None:
+        changes.append(kargs_change(current.kernel_args or [], kernel_args))
     return m.Plan(
         tool_version=__version__,
         created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         origin=m.OriginRef(path=str(loaded.path.absolute()), sha256=loaded.sha256, desired=normalized),
         prior=_prior(current, loaded),
-        changes=request_changes(current, loaded, move, solved, *locals_),
+        changes=changes,
         resolution=resolution,
         base=move,
         target=m.Target(
@@ -165,16 +170,27 @@ def _freeze(
             state_digest=digest,
             needs_deployment=needs_deployment,
             needs_origin_update=needs_origin_update,
+            kernel_args=kernel_args,
         ),
         checks=resolved.checks,
         repos=resolved.repos,
         keys=resolved.keys,
-        summary=_summary(resolution, has_changes, needs_deployment, move),
+        summary=_summary(resolution, has_changes, needs_deployment, move, kernel_args is not None),
         has_changes=has_changes,
         applyable=not errors,
         errors=errors,
         warnings=[c.message for c in resolved.checks if c.severity == "warning"],
     )
+
+
+def _kernel_args(current: DeploymentState, desired: DesiredOrigin) -> list[str] | None:
+    """The argv `[kargs]` asks for, converged against the merge deployment's; None when it has it already."""
+    wanted = desired.kargs
+    if not (wanted.append or wanted.delete):
+        return None
+    before = current.kernel_args or []
+    after = converge(before, wanted.append, wanted.delete)
+    return after if after != before else None
 
 
 def _converged(current: DeploymentState, base: str, origin_changed: bool, update: bool) -> bool:
@@ -231,14 +247,19 @@ def _prior(current: DeploymentState, loaded: LoadedOrigin) -> m.Prior:
         layered=[str(p.nevra) for p in current.layered],
         state_digest=current.state_digest,
         fingerprint=m.fingerprint(current.id, current.base_checksum, current.requested, loaded.sha256),
+        kernel_args=current.kernel_args,
     )
 
 
-def _summary(resolution: m.Resolution, has_changes: bool, needs_deployment: bool, move: m.BaseMove) -> m.Summary:
+def _summary(
+    resolution: m.Resolution, has_changes: bool, needs_deployment: bool, move: m.BaseMove, kargs: bool
+) -> m.Summary:
     kinds = ("added", "removed", "upgraded", "downgraded", "replaced", "base_replacements")
     counts: dict[str, Any] = {k: len(getattr(resolution, k)) for k in kinds}
     if not has_changes:
         text = "No changes: the deployment already matches the origin."
+    elif kargs and not needs_deployment:
+        text = "Only the kernel arguments change: the same commit is deployed again with them."
     elif not needs_deployment:
         text = "Only the deployment's recorded origin changes; no new deployment is needed."
     else:
@@ -253,6 +274,7 @@ def _summary(resolution: m.Resolution, has_changes: bool, needs_deployment: bool
             )
             + ("; the base is rebased" if move.rebase else "")
             + (f"; the base moves ({move.direction})" if move.direction != "same" and not move.rebase else "")
+            + ("; the kernel arguments change" if kargs else "")
             + "; a new deployment will be created."
         )
     return m.Summary(text=text, **counts)
