@@ -116,8 +116,7 @@ def _pull_error(repo: Repo, remote: str, ref: str, watch: _Watch, message: str) 
         return ReconcileError(f"Pulling {ref} from the remote {remote!r} was stopped.")
     return ReconcileError(
         f"Cannot pull {ref} from the remote {remote!r} ({url}): {detail.strip()}",
-        hint="Check that the remote is reachable and has this ref (ostree remote refs "
-        f"{remote}). Nothing was changed.",
+        hint=f"Check that the remote is reachable and has this ref (ostree remote refs {remote}). Nothing was changed.",
     )
 
 
