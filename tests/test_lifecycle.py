@@ -5,8 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from conftest import Host
 from support import ostree, reconcile
+
+from reconcile.errors import OstreeError
+from reconcile.ostree import Sysroot
 
 COMMENTED = """# the host's desired state
 [origin]
@@ -220,3 +224,14 @@ def test_apply_reports_that_it_wrote_the_deployment_directly_when_not_booted(hos
     assert all(d["staged"] is False for d in host.status()["deployments"])
     text = host.run("status").stdout
     assert "staged" not in text
+
+
+def test_libostree_refuses_to_stage_in_a_sysroot_that_is_not_booted(host: Host) -> None:
+    """Why apply writes directly there: staging needs a booted deployment (the precondition, checked live)."""
+    sysroot = Sysroot(host.sysroot)
+    sysroot.load()
+    assert sysroot.booted() is None
+    before = host.state()
+    with pytest.raises(OstreeError, match="Not currently booted"):
+        sysroot.stage("example", host.base.commit, None, sysroot.deployments()[0])
+    assert host.state() == before
