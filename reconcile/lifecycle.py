@@ -141,6 +141,7 @@ def rollback(
             )
         state = read_deployment(ctx.sysroot, ctx.repo, target, 0)
         new_text = _origin_describing(origin, state) if update_origin and origin is not None else None
+        matches, note = _origin_matches(origin, state)  # before anything changes: a bad file changes nothing
         previous = _name(deps[0])
         order = [target] + [d for d in deps if not d.equal(target)]
         with ctx.reporter.step("Writing the boot order"):
@@ -151,7 +152,8 @@ def rollback(
                 write_atomically(origin, new_text)
     finally:
         ctx.sysroot.unlock()
-    matches = _origin_matches(origin, state)
+    if new_text is not None:
+        matches = True
     message = f"Rolled back: {_name(target)} is now the default (it boots next); {previous} follows it."
     if new_text is not None:
         message += f" {origin} now describes it, so `reconcile plan` has nothing to do."
@@ -160,6 +162,8 @@ def rollback(
             f" The origin file {origin} still asks for the other state: `reconcile apply` would build it again. "
             "Run `reconcile rollback --update-origin` next time, or edit the file."
         )
+    elif note:
+        message += f" {note}"
     return RollbackReport(
         sysroot=str(ctx.sysroot.path),
         default=_name(target),
@@ -191,18 +195,23 @@ def _local_files(origin: Path, entries: list[str]) -> dict[str, str]:
     return out
 
 
-def _origin_matches(origin: Path | None, state: DeploymentState) -> bool | None:
+def _origin_matches(origin: Path | None, state: DeploymentState) -> tuple[bool | None, str | None]:
+    """Whether the origin file asks for what `state` is (None: no file); an invalid file does not stop a
+    rollback (it may be what is being recovered from), it is named instead."""
     if origin is None or not origin.exists():
-        return None
-    desired = load_origin(origin).desired.normalized()
+        return None, None
+    try:
+        desired = load_origin(origin).desired.normalized()
+    except InvalidInputError as e:
+        return None, f"The origin file cannot be compared with it: {e.message}"
     deployed = state.normalized_origin()
     if not is_keyfile(origin):  # TOML names files, the deployment pins their sha256: compare the contents
         entries = desired["local"]
         files = _local_files(origin, entries)
         if len(files) != len(entries) or set(files) != {pin.split(":")[0] for pin in state.local}:
-            return False
+            return False, None
         desired["local"] = deployed["local"]
-    return bool(desired == deployed)
+    return desired == deployed, None
 
 
 def _origin_describing(origin: Path, state: DeploymentState) -> str:

@@ -110,6 +110,20 @@ def test_rollback_without_a_rollback_deployment_fails_and_changes_nothing(host: 
     assert host.state() == before
 
 
+def test_rollback_update_origin_with_an_invalid_origin_file_changes_nothing(host: Host) -> None:
+    two_applies(host, ["hello"], ["hello", "frob"])
+    host.origin.write_text('[origin]\nbaserefspec = "example/base"\n\n[packages]\nrequested = [""]\n')
+    before = host.state()
+    code, doc, err = lifecycle(host, "rollback", "--origin", host.origin, "--update-origin")
+    assert code == 65, err
+    assert "origin.toml:5" in err and doc["error"]["exit_code"] == 65
+    assert host.state() == before
+
+    code, doc, err = lifecycle(host, "rollback", "--origin", host.origin)
+    assert code == 0, err
+    assert doc["origin_matches"] is None and "cannot be compared" in doc["message"]
+
+
 def test_cleanup_rollback_removes_the_rollback_and_only_what_it_alone_used(host: Host) -> None:
     newer, older = two_applies(host, ["frob"], ["hello"])
     hello_refs = {r for r in refs(host) if "/hello" in r}
