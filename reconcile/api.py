@@ -17,15 +17,32 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from reconcile.apply import ApplyRequest, ApplyResult
+from reconcile.apply.deploy import DeployMethod
 from reconcile.context import Context
+from reconcile.lifecycle import CleanupReport, CleanupRequest, RollbackReport
 from reconcile.planner.model import Plan
 from reconcile.report import Reporter
 from reconcile.repos.config import FetchMode
 from reconcile.status import Status
 
-APPLY_FORMAT_VERSION = "1.0"
+APPLY_FORMAT_VERSION = "1.1"
 
-__all__ = ["ApplyReport", "ApplyRequest", "ApplyResult", "Plan", "Status", "apply", "open_context", "plan", "status"]
+__all__ = [
+    "ApplyReport",
+    "ApplyRequest",
+    "ApplyResult",
+    "CleanupReport",
+    "CleanupRequest",
+    "Plan",
+    "RollbackReport",
+    "Status",
+    "apply",
+    "cleanup",
+    "open_context",
+    "plan",
+    "rollback",
+    "status",
+]
 
 
 class StepTiming(BaseModel):
@@ -42,6 +59,11 @@ class ApplyOutcome(BaseModel):
     deployment: str | None = Field(description="The new deployment, `<checksum>.<serial>`, when one was made.")
     message: str
     timings: list[StepTiming] = Field(description="Each named step of the run and its duration.")
+    deploy_method: DeployMethod | None = Field(
+        default=None,
+        description="How the new deployment was written: `staged` (booted sysroot, finalized at shutdown) or "
+        "`written` (not booted: deployed directly); null when none was made.",
+    )
 
 
 class ApplyReport(BaseModel):
@@ -92,7 +114,13 @@ def apply(
     ctx = sysroot if isinstance(sysroot, Context) else open_context(sysroot)
     applied, result = run_apply(ctx, request, review)
     timings = [StepTiming(step=t.name, seconds=round(t.seconds, 4)) for t in ctx.reporter.timings]
-    outcome = ApplyOutcome(changed=result.changed, deployment=result.deployed, message=result.message, timings=timings)
+    outcome = ApplyOutcome(
+        changed=result.changed,
+        deployment=result.deployed,
+        message=result.message,
+        timings=timings,
+        deploy_method=result.deploy_method,
+    )
     return ApplyReport(plan=applied, result=outcome, aborted=result.aborted)
 
 
@@ -100,3 +128,26 @@ def status(sysroot: str | Path | Context) -> Status:
     from reconcile.status import status_document
 
     return status_document(sysroot if isinstance(sysroot, Context) else open_context(sysroot))
+
+
+def rollback(
+    sysroot: str | Path | Context,
+    origin: Path | None = None,
+    *,
+    update_origin: bool = False,
+    stateroot: str | None = None,
+    lock_timeout: float = 60.0,
+) -> RollbackReport:
+    """Make the rollback deployment the default (under the sysroot lock); with `update_origin`, rewrite the
+    origin file to ask for it."""
+    from reconcile.lifecycle import rollback as run_rollback
+
+    ctx = sysroot if isinstance(sysroot, Context) else open_context(sysroot)
+    return run_rollback(ctx, origin, update_origin=update_origin, stateroot=stateroot, lock_timeout=lock_timeout)
+
+
+def cleanup(sysroot: str | Path | Context, request: CleanupRequest) -> CleanupReport:
+    """Remove what the request names (under the sysroot lock) and prune; with nothing named, say what could go."""
+    from reconcile.lifecycle import cleanup as run_cleanup
+
+    return run_cleanup(sysroot if isinstance(sysroot, Context) else open_context(sysroot), request)

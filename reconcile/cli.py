@@ -73,6 +73,14 @@ def _plan_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _lifecycle_options(p: argparse.ArgumentParser) -> None:
+    _sysroot(p)
+    p.add_argument("--stateroot", help="stateroot (OS name) to act on, when the sysroot has several")
+    p.add_argument("--cachedir", type=Path, help="metadata cache (default: the stateroot's /var/cache/reconcile)")
+    p.add_argument("--lock-timeout", type=float, default=60.0, help="seconds to wait for the sysroot lock (default 60)")
+    p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+
+
 def _positive_seconds(text: str) -> float:
     try:
         value = float(text)
@@ -128,6 +136,25 @@ def build_parser() -> argparse.ArgumentParser:
     _sysroot(p)
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("rollback", help="make the rollback deployment the default, as rpm-ostree rollback")
+    _lifecycle_options(p)
+    _origin(p)
+    p.add_argument(
+        "--update-origin",
+        action="store_true",
+        help="rewrite the origin file to ask for the new default (comments kept)",
+    )
+    p.set_defaults(func=cmd_rollback)
+
+    p = sub.add_parser("cleanup", help="remove the rollback or pending deployment, or cached data; then prune")
+    _lifecycle_options(p)
+    p.add_argument("-r", "--rollback", action="store_true", help="remove the rollback deployment(s)")
+    p.add_argument("-p", "--pending", action="store_true", help="remove the pending deployment(s)")
+    p.add_argument(
+        "-m", "--cache", action="store_true", help="remove cached repo metadata, headers and downloaded packages"
+    )
+    p.set_defaults(func=cmd_cleanup)
 
     p = sub.add_parser("compose", help="compose a base commit from RPMs")
     p.add_argument("--repo", type=Path, required=True, help="OSTree repo (created, mode bare, if missing)")
@@ -290,6 +317,29 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     doc = api.status(_context(args))
     _out(render_status_json(doc) if args.json else render_status_text(doc))
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from reconcile import api
+
+    report = api.rollback(
+        _context(args),
+        args.origin,
+        update_origin=args.update_origin,
+        stateroot=args.stateroot,
+        lock_timeout=args.lock_timeout,
+    )
+    _out(report.model_dump_json(indent=2) if args.json else report.message)
+    return 0
+
+
+def cmd_cleanup(args: argparse.Namespace) -> int:
+    from reconcile import api
+
+    request = api.CleanupRequest(args.rollback, args.pending, args.cache, args.stateroot, args.lock_timeout)
+    report = api.cleanup(_context(args), request)
+    _out(report.model_dump_json(indent=2) if args.json else report.message)
     return 0
 
 

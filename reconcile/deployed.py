@@ -45,6 +45,8 @@ class DeploymentState:
     override_replace_local: list[str] = field(default_factory=list)  # its replace-local pins
     replaced_base: list[ReplacedBase] = field(default_factory=list)  # base packages the commit replaced
     kernel_args: list[str] | None = None  # its bootconfig `options` without libostree's ostree=; None: not read
+    staged: bool = False  # finalized at shutdown (ostree-finalize-staged.service)
+    pinned: bool = False  # `ostree admin pin`: never removed by cleanup or garbage collection
 
     @property
     def id(self) -> str:
@@ -119,6 +121,8 @@ def read_deployment(sysroot: Sysroot, repo: Repo, dep: Deployment, index: int) -
         timestamp=repo.commit_timestamp(checksum),
         unsupported_origin_keys=fields.unsupported,
         kernel_args=_kernel_args(dep),
+        staged=dep.is_staged(),
+        pinned=dep.is_pinned(),
     )
 
 
@@ -152,3 +156,22 @@ def current_deployment(sysroot: Sysroot, repo: Repo, stateroot: str | None) -> t
         if dep.get_osname() == stateroot:
             return read_deployment(sysroot, repo, dep, i), dep
     raise UsageError(f"The sysroot has no deployment of the stateroot {stateroot!r} (it has: {', '.join(names)}).")
+
+
+@dataclass(frozen=True)
+class Roles:
+    """Positions (in boot order) of a stateroot's pending and rollback deployments."""
+
+    pending: list[int]
+    rollback: list[int]
+
+
+def roles(deps: list[Deployment], booted: Deployment | None, stateroot: str) -> Roles:
+    """As rpm-ostree: pending is what comes before the booted deployment, rollback what comes after it. In a
+    sysroot not booted into this stateroot the default stands in for both sides: it is the pending one (what
+    the next boot takes), and the rollback deployments are the ones after it."""
+    mine = [i for i, d in enumerate(deps) if d.get_osname() == stateroot]
+    at = next((i for i in mine if booted is not None and booted.equal(deps[i])), None)
+    if at is None:
+        return Roles(pending=mine[:1] if len(mine) > 1 else [], rollback=mine[1:])
+    return Roles(pending=[i for i in mine if i < at], rollback=[i for i in mine if i > at])

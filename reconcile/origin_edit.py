@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import tomlkit
 from tomlkit.items import Array, Table
 
 from reconcile.errors import InvalidInputError
 from reconcile.origin import is_keyfile, parse_origin, parse_toml_document
+
+if TYPE_CHECKING:
+    from reconcile.deployed import DeploymentState
 
 
 def edit_requested(path: Path, text: str, add: list[str], remove: list[str]) -> tuple[str, list[str]]:
@@ -66,3 +69,68 @@ def _as_toml(path: Path, text: str) -> str:
         else ""
     )
     return f"printf '%s\\n' '{body}' > {path.with_suffix('.toml')}{note}"
+
+
+def describe_deployment(path: Path, text: str, state: DeploymentState, local_files: list[str]) -> str:
+    """The origin file rewritten to ask for what `state` is (its base, requests, local files, removals and
+    options); comments and the order of kept list items stay (`rollback --update-origin`)."""
+    doc = parse_toml_document(path, text)
+    origin = _get_or_add(doc, "origin", tomlkit.table, Table, f"{path}: [origin] is not a table.")
+    base = {"container-image": state.container_image} if state.container_image else {"baserefspec": state.refspec}
+    for key in ("baserefspec", "container-image"):
+        _set_scalar(origin, key, base.get(key))
+    _set_scalar(origin, "commit", state.pinned_commit)
+    _set_scalar(origin, "version", state.pinned_version)
+    lists = (
+        ("packages", "requested", sorted(state.requested)),
+        ("packages", "local", local_files),
+        ("overrides", "remove", sorted(state.override_remove)),
+        ("options", "ignore_scripts", sorted(state.ignore_scripts)),
+    )
+    for group, key, values in lists:
+        table = doc.get(group)
+        if table is None and not values:
+            continue
+        table = _get_or_add(doc, group, tomlkit.table, Table, f"{path}: [{group}] is not a table.")
+        _set_list(table, key, values, f"{path}: {group}.{key} is not a list.")
+    options = (
+        ("recommends", None if state.recommends else False),
+        ("releasever", state.releasever),
+        ("localpkg_gpgcheck", state.localpkg_gpgcheck),
+    )
+    for key, value in options:
+        table = doc.get("options")
+        if table is None and value is None:
+            continue
+        _set_scalar(_get_or_add(doc, "options", tomlkit.table, Table, f"{path}: [options] is not a table."), key, value)
+    return tomlkit.dumps(doc)
+
+
+def _set_scalar(table: Any, key: str, value: Any) -> None:
+    """`key = value`, or no key at all for None (the default)."""
+    if value is None:
+        if key in table:
+            del table[key]
+    elif table.get(key) != value:
+        table[key] = value
+
+
+def _set_list(table: Any, key: str, values: list[str], wrong: str) -> None:
+    """Make the list hold exactly `values`: kept items stay where they are (with their comments), missing
+    ones are appended."""
+    array = table.get(key)
+    if array is None:
+        if values:
+            array = tomlkit.array()
+            array.extend(values)
+            table[key] = array
+        return
+    if not isinstance(array, Array):
+        raise InvalidInputError(wrong)
+    for i in reversed(range(len(array))):
+        if str(array[i]) not in values:
+            del array[i]
+    present = [str(x) for x in array]
+    for value in values:
+        if value not in present:
+            array.append(value)

@@ -1,5 +1,5 @@
 """The JSON Schemas of reconcile's documents, generated from the pydantic models:
-`python -m reconcile.schema [plan|status|apply]` (docs/*.schema.json)."""
+`python -m reconcile.schema [plan|status|apply|rollback|cleanup]` (docs/*.schema.json)."""
 
 from __future__ import annotations
 
@@ -35,7 +35,25 @@ def apply_schema() -> dict[str, Any]:
     return _schema(ApplyReport, "apply", APPLY_FORMAT_VERSION)
 
 
-SCHEMAS = {"plan": plan_schema, "status": status_schema, "apply": apply_schema}
+def rollback_schema() -> dict[str, Any]:
+    from reconcile.lifecycle import LIFECYCLE_FORMAT_VERSION, RollbackReport
+
+    return _schema(RollbackReport, "rollback", LIFECYCLE_FORMAT_VERSION)
+
+
+def cleanup_schema() -> dict[str, Any]:
+    from reconcile.lifecycle import LIFECYCLE_FORMAT_VERSION, CleanupReport
+
+    return _schema(CleanupReport, "cleanup", LIFECYCLE_FORMAT_VERSION)
+
+
+SCHEMAS = {
+    "plan": plan_schema,
+    "status": status_schema,
+    "apply": apply_schema,
+    "rollback": rollback_schema,
+    "cleanup": cleanup_schema,
+}
 
 if __name__ == "__main__":
     print(json.dumps(SCHEMAS[sys.argv[1] if len(sys.argv) > 1 else "plan"](), indent=2, sort_keys=True))

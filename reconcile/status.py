@@ -9,9 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from reconcile.base import read_newest
 from reconcile.context import Context
-from reconcile.deployed import DeploymentState, all_deployments
+from reconcile.deployed import DeploymentState, all_deployments, roles
 
-STATUS_FORMAT_VERSION = "1.0"
+STATUS_FORMAT_VERSION = "1.1"
 
 
 class DeploymentStatus(BaseModel):
@@ -44,6 +44,14 @@ class DeploymentStatus(BaseModel):
     kernel_args: list[str] = Field(
         default_factory=list, description="Its kernel arguments, from its bootconfig (without libostree's ostree=)."
     )
+    staged: bool = Field(
+        default=False, description="Staged: libostree finalizes it at shutdown (/etc merge, bootloader switch)."
+    )
+    pinned: bool = Field(default=False, description="Pinned (`ostree admin pin`): cleanup and apply never remove it.")
+    rollback: bool = Field(
+        default=False,
+        description="What `reconcile rollback` would make the default (and `cleanup --rollback` removes).",
+    )
     update_available: str | None = Field(
         default=None,
         description="For a remote base: the newer commit of its ref a plan has seen, `VERSION (CHECKSUM)`.",
@@ -60,7 +68,9 @@ class Status(BaseModel):
 
 def status_document(ctx: Context) -> Status:
     states = all_deployments(ctx.sysroot, ctx.repo)
-    deployments = [_deployment(s, i, _update_available(ctx, s)) for i, s in enumerate(states)]
+    deps, booted = ctx.sysroot.deployments(), ctx.sysroot.booted()
+    rollbacks = {i for name in {s.stateroot for s in states} for i in roles(deps, booted, name).rollback[:1]}
+    deployments = [_deployment(s, i, _update_available(ctx, s), i in rollbacks) for i, s in enumerate(states)]
     return Status(sysroot=str(ctx.sysroot.path), deployments=deployments)
 
 
@@ -77,7 +87,7 @@ def _update_available(ctx: Context, s: DeploymentState) -> str | None:
     return f"{version} ({checksum})" if version else checksum
 
 
-def _deployment(s: DeploymentState, index: int, update: str | None = None) -> DeploymentStatus:
+def _deployment(s: DeploymentState, index: int, update: str | None = None, rollback: bool = False) -> DeploymentStatus:
     return DeploymentStatus(
         index=index,
         id=f"{s.stateroot}-{s.id}",
@@ -101,6 +111,9 @@ def _deployment(s: DeploymentState, index: int, update: str | None = None) -> De
         state_digest=s.state_digest,
         kernel_args=s.kernel_args or [],
         update_available=update,
+        staged=s.staged,
+        pinned=s.pinned,
+        rollback=rollback,
     )
 
 
@@ -113,9 +126,8 @@ def render_status_text(doc: Status) -> str:
         return f"No deployments in {doc.sysroot}."
     lines = [f"Deployments in {doc.sysroot}, in boot order:"]
     for d in doc.deployments:
-        marks = [m for m, on in (("booted", d.booted), ("default", d.default)) if on]
-        if not d.default and d.index == 1:
-            marks.append("rollback")
+        flags = (("booted", d.booted), ("default", d.default), ("staged", d.staged), ("rollback", d.rollback))
+        marks = [m for m, on in (*flags, ("pinned", d.pinned)) if on]
         bullet = "●" if d.booted else "*" if d.default else " "
         lines.append(f"{bullet} {d.stateroot}:{d.origin}" + (f"  ({', '.join(marks)})" if marks else ""))
         when = datetime.datetime.fromtimestamp(d.timestamp, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")

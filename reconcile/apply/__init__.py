@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reconcile.apply.deploy import collect_garbage, deploy
+from reconcile.apply.deploy import DEPLOY_REASONS, DeployMethod, collect_garbage, deploy
 from reconcile.apply.leftovers import remove_earlier_runs
 from reconcile.apply.packages import PackageFetcher
 from reconcile.base import base_is_partial, pull_whole
@@ -28,6 +28,7 @@ class ApplyResult:
     deployed: str | None
     message: str
     aborted: bool = False
+    deploy_method: DeployMethod | None = None
 
 
 @dataclass(frozen=True)
@@ -182,12 +183,14 @@ def apply_plan(
         replacements=_replacements(target, current),
     )
     with ctx.reporter.step("Deploying"):
-        new = deploy(ctx, current.stateroot, commit, origin, dep, target.kernel_args)
+        new, method = deploy(ctx, current.stateroot, commit, origin, dep, target.kernel_args)
     ctx.reload()  # the sysroot changed on disk: read it (and its repo) again before pruning against it
     with ctx.reporter.step("Cleaning up"):
         collect_garbage(ctx)
         fetcher.finish()
-    return ApplyResult(True, f"{new.get_csum()}.{new.get_deployserial()}", f"Deployed {commit[:12]} for the next boot.")
+    done = f"{'Staged' if method is DeployMethod.STAGED else 'Deployed'} {commit[:12]} for the next boot"
+    new_id = f"{new.get_csum()}.{new.get_deployserial()}"
+    return ApplyResult(True, new_id, f"{done} ({DEPLOY_REASONS[method]}).", deploy_method=method)
 
 
 def _replacements(target: m.Target, current: DeploymentState) -> Replacements:

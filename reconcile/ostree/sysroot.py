@@ -89,6 +89,39 @@ class Sysroot:
             call("simple_write_deployment", self.gi.simple_write_deployment, osname, dep, merge, flags, None)
         return dep
 
+    def stage(
+        self,
+        osname: str,
+        commit: str,
+        origin: GLib.KeyFile,
+        merge: OSTree.Deployment | None,
+        kernel_args: list[str] | None = None,
+    ) -> OSTree.Deployment:
+        """Stage for the next boot: libostree merges /etc and switches the bootloader at shutdown
+        (ostree-finalize-staged.service). Only a booted sysroot can stage (libostree refuses otherwise).
+        `kernel_args` as for `deploy`."""
+        what = f"stage_tree {osname} {commit}"
+        with chatter_to_stderr():
+            return unwrap(what, call(what, self.gi.stage_tree, osname, commit, origin, merge, kernel_args, None))
+
+    def write_deployments(self, deployments: list[OSTree.Deployment]) -> None:
+        """The new boot order (the first is the default); deployments left out are removed. No prune here:
+        the caller drops refs first and then prunes."""
+        opts = OSTree.SysrootWriteDeploymentsOpts()
+        opts.do_postclean = False
+        with chatter_to_stderr():
+            call("write_deployments", self.gi.write_deployments_with_options, deployments, opts, None)
+
+    def prune(self) -> tuple[int, int]:
+        """sysroot.cleanup() that says what it freed: deployment refs regenerated, then the repo pruned to its
+        refs (depth 0, as libostree's own cleanup). Returns (objects pruned, bytes freed)."""
+        with chatter_to_stderr():
+            call("prepare_cleanup", self.gi.prepare_cleanup, None)
+        repo = unwrap("sysroot repo", call("get_repo", self.gi.get_repo, None))
+        flags = OSTree.RepoPruneFlags.REFS_ONLY
+        _ok, _total, pruned, size = call("repo prune", repo.prune, flags, 0, None)
+        return pruned, size
+
     def write_origin(self, dep: OSTree.Deployment, origin: GLib.KeyFile) -> None:
         call("write_origin_file", self.gi.write_origin_file, dep, origin, None)
 
