@@ -102,19 +102,19 @@ def _image_base(repo: Repo, wanted: BaseWanted, origin: Path) -> BaseChoice:
     keep = wanted.unchanged and deployed is not None and repo.has_commit(deployed)
     note = _image_update_note(image, imported) if wanted.update else None
     if keep and deployed is not None and (not wanted.update or imported is None):
-        newer = imported is not None and imported.commit != deployed
-        how = "the deployed image is kept" + (
-            f" (the local import {imported.ref} has another commit, {imported.commit[:12]}: --update builds on it)"
-            if newer and imported is not None
-            else ""
-        )
-        return BaseChoice(deployed, how, note=note)
+        if note is None and imported is not None and imported.commit != deployed:
+            version = f", version {imported.version}" if imported.version else ""
+            note = (
+                f"The local import of {image} ({imported.ref}) has moved to {imported.commit[:12]}{version}, which "
+                "bootc or rpm-ostree pulled; the deployed image is kept, and --update builds on the import."
+            )
+        return BaseChoice(deployed, "the deployed image is kept (--update builds on its local import)", note=note)
     if imported is None:
         raise ReconcileError(
             f"The container image {image!r} in {origin} is not imported in the sysroot's repo ({repo.path}): "
             f"it has no ref {import_ref(image)}. reconcile builds on a local import and does not pull images.",
-            hint=f"Import it first: `bootc switch {image}` or `rpm-ostree rebase {image}` (they pull the image and "
-            "keep the layered requests); then plan again. Nothing was changed.",
+            hint=f"Import it first with `rpm-ostree rebase {image}` (it keeps the layered requests) or "
+            f"`bootc switch {image}` (only while nothing is layered), then plan again. Nothing was changed.",
         )
     how = f"the local import of the image ({imported.ref}, manifest {imported.manifest_digest})"
     return BaseChoice(imported.commit, how, note=note)
