@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from reconcile.container import ImportedImage, find_import, import_ref
 from reconcile.errors import OstreeError, ReconcileError
 from reconcile.files import write_atomically
 from reconcile.ostree import Repo
@@ -70,9 +71,12 @@ class BaseChoice:
     how: str  # why this commit, in words
     fetched: Pulled | None = None
     newest: str | None = None  # the ref's newest commit, when this plan fetched it
+    note: str | None = None  # said in the plan (an info check of kind `base`)
 
 
 def choose_base(repo: Repo, wanted: BaseWanted, origin: Path, deadline: float) -> BaseChoice:
+    if wanted.container:
+        return _image_base(repo, wanted, origin)
     remote = wanted.remote
     if remote is not None:
         require_remote(repo, remote, f"The baserefspec {wanted.refspec!r} in {origin}")
@@ -88,6 +92,45 @@ def choose_base(repo: Repo, wanted: BaseWanted, origin: Path, deadline: float) -
     fetched = pull(repo, remote, wanted.ref, deadline=deadline, subdirs=PLAN_PATHS)
     assert fetched.tip is not None
     return BaseChoice(fetched.tip, "the remote's newest", fetched, newest=fetched.tip)
+
+
+def _image_base(repo: Repo, wanted: BaseWanted, origin: Path) -> BaseChoice:
+    """A container image: the deployed base while the reference is unchanged (an image moves only by bootc or
+    rpm-ostree pulling it), else the merge commit of its local import. Nothing here pulls an image."""
+    image, deployed = wanted.refspec, wanted.deployed_base
+    imported = find_import(repo, image)
+    keep = wanted.unchanged and deployed is not None and repo.has_commit(deployed)
+    note = _image_update_note(image, imported) if wanted.update else None
+    if keep and deployed is not None and (not wanted.update or imported is None):
+        if note is None and imported is not None and imported.commit != deployed:
+            version = f", version {imported.version}" if imported.version else ""
+            note = (
+                f"The local import of {image} ({imported.ref}) has moved to {imported.commit[:12]}{version}, which "
+                "bootc or rpm-ostree pulled; the deployed image is kept, and --update builds on the import."
+            )
+        return BaseChoice(deployed, "the deployed image is kept (--update builds on its local import)", note=note)
+    if imported is None:
+        raise ReconcileError(
+            f"The container image {image!r} in {origin} is not imported in the sysroot's repo ({repo.path}): "
+            f"it has no ref {import_ref(image)}. reconcile builds on a local import and does not pull images.",
+            hint=f"Import it first with `rpm-ostree rebase {image}` (it keeps the layered requests) or "
+            f"`bootc switch {image}` (only while nothing is layered), then plan again. Nothing was changed.",
+        )
+    how = f"the local import of the image ({imported.ref}, manifest {imported.manifest_digest})"
+    return BaseChoice(imported.commit, how, note=note)
+
+
+def _image_update_note(image: str, imported: ImportedImage | None) -> str:
+    have = (
+        f"the local import ({imported.commit[:12]}" + (f", version {imported.version})" if imported.version else ")")
+        if imported is not None
+        else "the deployed image"
+    )
+    return (
+        f"--update does not pull the container image {image}: reconcile builds on {have}. A newer image comes from "
+        "`rpm-ostree upgrade`, which pulls it and layers the same requests from the deployment's origin, or from "
+        "`bootc upgrade` while nothing is layered (bootc refuses an origin with [packages]); plan again afterwards."
+    )
 
 
 def _local_ref(repo: Repo, wanted: BaseWanted, origin: Path) -> str:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reconcile import ostree
+from reconcile.container import config_version
 from reconcile.ostree import Variant
 from reconcile.rpm.nevra import Nevra
 
@@ -116,8 +117,14 @@ class LayeredCommit:
             replaced_base=replaced_base(meta),
             state_digest=meta.get(STATE_DIGEST),
             format_version=int(meta.get(FORMAT, 0)),
-            version=meta.get(VERSION),
+            version=commit_version(meta),
         )
+
+
+def commit_version(meta: dict[str, Any]) -> str | None:
+    """`version`, or for an imported container image its config's version label."""
+    version = meta.get(VERSION)
+    return version if isinstance(version, str) else config_version(meta)
 
 
 @dataclass(frozen=True)

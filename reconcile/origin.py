@@ -11,8 +11,18 @@ from typing import Annotated, Any
 
 import tomlkit
 import tomlkit.exceptions
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
+from reconcile.container import parse_image_reference
 from reconcile.errors import InvalidInputError
 from reconcile.kargs import check_karg, contradictions
 from reconcile.origin_keyfile import parse_keyfile
@@ -82,13 +92,7 @@ def _check_version(value: str) -> str:
 
 
 def _check_image(value: str) -> str:
-    transports = ("ostree-unverified-registry:", "ostree-unverified-image:", "ostree-image-signed:", "ostree-remote-")
-    if not value.startswith(transports) or any(c.isspace() for c in value):
-        raise ValueError(
-            f"{value!r} is not an ostree container image reference (ostree-unverified-registry:IMAGE, "
-            "ostree-unverified-image:TRANSPORT:IMAGE, ostree-image-signed:TRANSPORT:IMAGE or "
-            "ostree-remote-image:REMOTE:TRANSPORT:IMAGE)"
-        )
+    parse_image_reference(value)  # its ValueError names what is wrong
     return value
 
 
@@ -110,14 +114,23 @@ class OriginSection(_Model):
         default=None, description="Pin the base to the commit of the ref with this `version`."
     )
 
+    @field_validator("commit", "version")
+    @classmethod
+    def _no_pin_with_image(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # A field error, so the message points at the pin's own line.
+        if value is not None and info.data.get("container_image"):
+            raise ValueError(
+                f"a container-image base cannot be pinned by {info.field_name}: an image is pinned by its "
+                "reference (IMAGE@sha256:DIGEST), and updated by `bootc upgrade` / `rpm-ostree upgrade`"
+            )
+        return value
+
     @model_validator(mode="after")
     def _one_base(self) -> OriginSection:
         if (self.baserefspec is None) == (self.container_image is None):
             raise ValueError("give exactly one of baserefspec and container-image")
         if self.commit and self.version:
             raise ValueError("pin the base by commit or by version, not both")
-        if self.container_image and (self.commit or self.version):
-            raise ValueError("a container-image base is pinned by its image reference (a digest), not commit/version")
         return self
 
     @property

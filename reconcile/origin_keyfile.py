@@ -132,6 +132,8 @@ def write_origin_keyfile(
     base = desired.origin
     if base.container_image is not None:  # the image reference stays as rpm-ostree and bootc wrote it
         kf.set_string("origin", "container-image-reference", base.container_image)
+        for custom in _NO_TREE_EFFECT:  # rpm-ostree drops a custom origin URL on a rebase to an image
+            ostree.keyfile_remove(kf, *custom)
     else:
         assembled = requested or local_pins or removals or desired.overrides.replace or replacements.local_pins
         key = "baserefspec" if assembled else "refspec"
@@ -204,6 +206,11 @@ def parse_keyfile(path: Path, text: str) -> dict[str, Any]:
         raise refusal(str(path), fields.unsupported)
     if fields.refspec is None and fields.container_image is None:
         raise InvalidInputError(f"{path} has no [origin] refspec, baserefspec or container-image-reference.")
+    if fields.refspec is not None and fields.container_image is not None:  # rpm-ostree refuses it too
+        raise InvalidInputError(
+            f"{path} names its base twice: [origin] {fields.refspec!r} as refspec/baserefspec and "
+            f"[origin] container-image-reference {fields.container_image!r}. Keep one of them."
+        )
     return {
         "origin": desired_base(fields),
         "packages": {"requested": fields.requested, "local": fields.local},

@@ -24,7 +24,7 @@ class DeploymentStatus(BaseModel):
     serial: int
     booted: bool
     default: bool
-    origin: str | None = Field(description="The origin's refspec or baserefspec.")
+    origin: str | None = Field(description="The origin's refspec or baserefspec, or its container image reference.")
     version: str | None
     timestamp: int = Field(description="The commit's timestamp (seconds since the epoch).")
     base_checksum: str = Field(description="The base commit (the deployed commit itself when nothing is layered).")
@@ -96,7 +96,7 @@ def _deployment(s: DeploymentState, index: int, update: str | None = None, rollb
         serial=s.serial,
         booted=s.booted,
         default=index == 0,
-        origin=s.refspec,
+        origin=s.container_image or s.refspec,
         version=s.version,
         timestamp=s.timestamp,
         base_checksum=s.base_checksum,

@@ -144,7 +144,8 @@ def apply_plan(
     if not plan.applyable:
         raise ReconcileError("The plan cannot be applied: " + " ".join(plan.errors), hint="Nothing was changed.")
     if not plan.has_changes:
-        return ApplyResult(False, None, "Nothing to do: the deployment already matches the origin.")
+        notes = [c.message for c in plan.checks if c.kind == m.CheckKind.BASE]
+        return ApplyResult(False, None, " ".join(["Nothing to do: the deployment already matches the origin.", *notes]))
     target = plan.target
     if not ctx.repo.has_commit(target.base_checksum):
         raise StalePlanError(f"The plan's base commit {target.base_checksum[:12]} is no longer in the repo.")

@@ -173,8 +173,9 @@ def boot_metadata(repo: Repo, commit: str) -> dict[str, Any]:
         out["ostree.bootable"] = Variant("b", bool(meta["ostree.bootable"]))
     if "ostree.linux" in meta:
         out["ostree.linux"] = Variant("s", str(meta["ostree.linux"]))
-    if cm.VERSION in meta:
-        out[cm.VERSION] = Variant("s", str(meta[cm.VERSION]))
+    version = cm.commit_version(meta)
+    if version is not None:
+        out[cm.VERSION] = Variant("s", version)
     return out
 
 

@@ -130,6 +130,7 @@ class CheckKind(StrEnum):
     REPO = "repo"
     BASE_CONFLICTS = "base-conflicts"
     BASE_OBSOLETES = "base-obsoletes"
+    BASE = "base"
 
 
 class Severity(StrEnum):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from reconcile.accounts import sysusers_texts
 from reconcile.base import BaseChoice, BaseWanted, choose_base, record_newest
+from reconcile.commitmeta import commit_version
 from reconcile.context import Context
 from reconcile.deployed import DeploymentState, current_deployment
 from reconcile.ostree import Deployment, Repo
@@ -72,8 +73,7 @@ class OstreeSystem:
         return read_headers(self.repo, base)
 
     def describe_commit(self, commit: str) -> tuple[str | None, int]:
-        version = self.repo.commit_metadata(commit).get("version")
-        return (version if isinstance(version, str) else None), self.repo.commit_timestamp(commit)
+        return commit_version(self.repo.commit_metadata(commit)), self.repo.commit_timestamp(commit)
 
     def solv_cache(self, base: str, stateroot: str) -> Path | None:
         return self.ctx.cachedir(stateroot) / f"base-{base}.solv"

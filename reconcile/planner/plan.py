@@ -172,7 +172,7 @@ def _freeze(
             needs_origin_update=needs_origin_update,
             kernel_args=kernel_args,
         ),
-        checks=resolved.checks,
+        checks=[*resolved.checks, *_base_notes(choice)],
         repos=resolved.repos,
         keys=resolved.keys,
         summary=_summary(resolution, has_changes, needs_deployment, move, kernel_args is not None),
@@ -191,6 +191,12 @@ def _kernel_args(current: DeploymentState, desired: DesiredOrigin) -> list[str] 
     before = current.kernel_args or []
     after = converge(before, wanted.append, wanted.delete)
     return after if after != before else None
+
+
+def _base_notes(choice: BaseChoice) -> list[m.Check]:
+    if choice.note is None:
+        return []
+    return [m.Check(kind=m.CheckKind.BASE, severity=m.Severity.INFO, message=choice.note)]
 
 
 def _converged(current: DeploymentState, base: str, origin_changed: bool, update: bool) -> bool:
@@ -242,7 +248,7 @@ def _prior(current: DeploymentState, loaded: LoadedOrigin) -> m.Prior:
         deployment=current.id,
         checksum=current.checksum,
         base_checksum=current.base_checksum,
-        refspec=current.refspec,
+        refspec=current.container_image or current.refspec,
         requested=current.requested,
         layered=[str(p.nevra) for p in current.layered],
         state_digest=current.state_digest,

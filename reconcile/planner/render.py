@@ -12,8 +12,8 @@ _STYLE = {"+": "green", "-": "red", "~": "yellow", "↑": "cyan", "↓": "magent
 
 def text_lines(plan: m.Plan) -> list[tuple[str, str]]:
     """(symbol, line) pairs; the symbol picks the colour."""
-    if not plan.has_changes and plan.applyable:
-        return [("", plan.summary.text)]
+    if not plan.has_changes and plan.applyable:  # what the base notes say holds even when nothing changes
+        return [("", plan.summary.text)] + [("", c.message) for c in plan.checks if c.kind == m.CheckKind.BASE]
     p = plan.prior
     checksum, _, serial = p.deployment.rpartition(".")
     out = [("", f"Plan for stateroot {p.stateroot}, against deployment {checksum[:12]}.{serial} (base {p.refspec}):")]
