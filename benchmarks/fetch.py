@@ -23,6 +23,7 @@ COUNT = 40
 
 class _DelayedHandler(http.server.SimpleHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as a real mirror
+    delay = DELAY
 
     def log_message(self, format: str, *args: object) -> None:
         pass
@@ -32,15 +33,18 @@ class _DelayedHandler(http.server.SimpleHTTPRequestHandler):
         # As real servers do: without it, headers and body sent apart meet the client's delayed ACK (40 ms).
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-    def do_GET(self) -> None:  # every response waits DELAY first, like a distant mirror
-        time.sleep(DELAY)
+    def do_GET(self) -> None:  # every response waits `delay` first, like a distant mirror
+        if self.delay:
+            time.sleep(self.delay)
         super().do_GET()
 
 
 @contextmanager
-def delayed_server(root: Path) -> Iterator[str]:
+def delayed_server(root: Path, delay: float = DELAY) -> Iterator[str]:
+    kind = type("_Handler", (_DelayedHandler,), {"delay": delay})
+
     def handler(*args: object) -> http.server.BaseHTTPRequestHandler:
-        return _DelayedHandler(*args, directory=str(root))  # type: ignore[arg-type]
+        return kind(*args, directory=str(root))
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True

@@ -7,17 +7,15 @@ cold: the new commit's objects are pruned from the host's repo first."""
 
 from __future__ import annotations
 
-import http.server
 import json
 import re
 import subprocess
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks.data import RECONCILE, BenchData, exampleos
+from benchmarks.fetch import delayed_server
 from benchmarks.measure import Series, run, timed
 from reconcile.base import PLAN_PATHS
 
@@ -26,28 +24,6 @@ REF = "bench/remote"
 PLAIN_REF = "bench/base-plain"
 _TRANSFERRED = re.compile(r"([\d.]+)\s*(bytes|kB|MB|GB|KiB|MiB|GiB)\s+transferred")  # `ostree pull`'s last line
 _UNITS = {"bytes": 1, "kB": 1000, "MB": 1000**2, "GB": 1000**3, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3}
-
-
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-@contextmanager
-def served(root: Path) -> Iterator[str]:
-    def handler(*args: object) -> http.server.BaseHTTPRequestHandler:
-        return _Quiet(*args, directory=str(root))  # type: ignore[arg-type]
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @dataclass
@@ -69,7 +45,7 @@ def update_comparison(data: BenchData, work: Path, sysroot_for: Callable[[str], 
     for fraction in data.size.base_fractions:
         remote = work / f"p8-remote-{int(fraction * 100)}"
         old, new = _publish(data, remote, fraction)
-        with served(remote) as url:
+        with delayed_server(remote, delay=0) as url:
             sysroot = sysroot_for(f"p8-{int(fraction * 100)}")
             repo = _host_on_remote(sysroot, remote, old, url)
             origin = work / "p8-origin.toml"

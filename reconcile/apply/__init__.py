@@ -19,6 +19,7 @@ from reconcile.deployed import DeploymentState, current_deployment
 from reconcile.errors import InvalidInputError, ReconcileError, StalePlanError
 from reconcile.origin import LoadedOrigin, load_origin
 from reconcile.origin_keyfile import Replacements, write_origin_keyfile
+from reconcile.ostree import Deployment, KeyFile
 from reconcile.planner import model as m
 
 
@@ -154,16 +155,7 @@ def apply_plan(
     if fetcher is None:
         fetcher = PackageFetcher(ctx, plan, dep, reposdir, loaded.desired.options.localpkg_gpgcheck, saved=saved)
     if not target.needs_deployment and target.kernel_args is None:
-        pin = target.base_checksum if target.base_pinned else None
-        origin = write_origin_keyfile(
-            loaded.desired,
-            target.local,
-            dep.get_origin(),
-            new_deployment=False,
-            pinned_commit=pin,
-            replacements=_replacements(target, current),
-        )
-        ctx.sysroot.write_origin(dep, origin)
+        ctx.sysroot.write_origin(dep, _origin_keyfile(loaded, target, current, dep, new_deployment=False))
         return ApplyResult(True, None, f"Updated the origin of deployment {current.id}; no new deployment was needed.")
     commit = target.base_checksum
     if not target.needs_deployment:
@@ -174,15 +166,7 @@ def apply_plan(
         accounts = _previous_accounts(ctx, current, dep)
         inputs = BuildInputs(plan, loaded.desired.options.ignore_scripts, accounts, fetcher)
         commit = build_layered_commit(ctx, inputs)
-    pin = target.base_checksum if target.base_pinned else None
-    origin = write_origin_keyfile(
-        loaded.desired,
-        target.local,
-        dep.get_origin(),
-        new_deployment=True,
-        pinned_commit=pin,
-        replacements=_replacements(target, current),
-    )
+    origin = _origin_keyfile(loaded, target, current, dep, new_deployment=True)
     with ctx.reporter.step("Deploying"):
         new, method = deploy(ctx, current.stateroot, commit, origin, dep, target.kernel_args)
     ctx.reload()  # the sysroot changed on disk: read it (and its repo) again before pruning against it
@@ -192,6 +176,22 @@ def apply_plan(
     done = f"{'Staged' if method is DeployMethod.STAGED else 'Deployed'} {commit[:12]} for the next boot"
     new_id = f"{new.get_csum()}.{new.get_deployserial()}"
     return ApplyResult(True, new_id, f"{done} ({DEPLOY_REASONS[method]}).", deploy_method=method)
+
+
+def _origin_keyfile(
+    loaded: LoadedOrigin, target: m.Target, current: DeploymentState, dep: Deployment, *, new_deployment: bool
+) -> KeyFile:
+    """The deployment's origin as rpm-ostree writes it: requests, the base pin, the base replacements."""
+    pin = target.base_checksum if target.base_pinned else None
+    replacements = _replacements(target, current)
+    return write_origin_keyfile(
+        loaded.desired,
+        target.local,
+        dep.get_origin(),
+        new_deployment=new_deployment,
+        pinned_commit=pin,
+        replacements=replacements,
+    )
 
 
 def _replacements(target: m.Target, current: DeploymentState) -> Replacements:
