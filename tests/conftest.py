@@ -160,16 +160,20 @@ class Host:
         return self.rpm_repo
 
     def add_base(self, name: str, extra: list[Package]) -> ComposedBase:
-        """Compose example/NAME from the example packages plus `extra` (same names replace), into the sysroot."""
+        """Compose example/NAME (see `compose`), into the sysroot."""
+        base = self.compose(name, extra)
+        exampleos.pull_base(self.sysroot, base.repo, base.ref)
+        return base
+
+    def compose(self, name: str, extra: list[Package]) -> ComposedBase:
+        """example/NAME from the example packages plus `extra` (same names replace), outside the sysroot."""
         replaced = {p.name for p in extra}
         rpms = [r for r in self.example_rpms if r.name.rsplit("-", 2)[0] not in replaced]
         repo = exampleos.make_repo(rpms + [self.rpms.build(p) for p in extra], self.root / f"{name}-repo")
         reposdir = self.root / f"{name}.repos.d"
         exampleos.write_repo_file(reposdir, "exampleos", f"file://{repo}")
         names = list(dict.fromkeys([*exampleos.BASE_PACKAGES, *(p.name for p in extra)]))
-        base = compose_base(self.root / f"compose-{name}", f"example/{name}", reposdir, names)
-        exampleos.pull_base(self.sysroot, base.repo, base.ref)
-        return base
+        return compose_base(self.root / f"compose-{name}", f"example/{name}", reposdir, names)
 
     def write_origin(self, requested: list[str], base: str = exampleos.BASE_REF, extra: str = "") -> None:
         items = ", ".join(f'"{r}"' for r in requested)

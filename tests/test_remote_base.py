@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import ComposedBase, Host, compose_base
+from conftest import Host
 from servers import Server, serve
 from support import File, Package, exampleos, ostree, rpm_query
 from test_bad_input import assert_failed_cleanly
@@ -86,22 +86,11 @@ def remote(host: Host, tmp_path: Path) -> Iterator[Remote]:
         yield Remote(repo, server, host)
 
 
-def compose(host: Host, name: str, extra: list[Package]) -> ComposedBase:
-    """example/NAME from the example packages plus `extra` (same names replace), composed outside the sysroot."""
-    replaced = {p.name for p in extra}
-    rpms = [r for r in host.example_rpms if r.name.rsplit("-", 2)[0] not in replaced]
-    repo = exampleos.make_repo(rpms + [host.rpms.build(p) for p in extra], host.root / f"{name}-repo")
-    reposdir = host.root / f"{name}.repos.d"
-    exampleos.write_repo_file(reposdir, "exampleos", f"file://{repo}")
-    names = list(dict.fromkeys([*exampleos.BASE_PACKAGES, *(p.name for p in extra)]))
-    return compose_base(host.root / f"compose-{name}", f"example/{name}", reposdir, names)
-
-
 @pytest.fixture
 def two_bases(host: Host, remote: Remote) -> tuple[str, str]:
     """REF at version 1 (the example base plus BLOB), then version 2 (example-libs 2.2)."""
-    v1 = compose(host, "v1", [BLOB])
-    v2 = compose(host, "v2", [BLOB, LIBS_22])
+    v1 = host.compose("v1", [BLOB])
+    v2 = host.compose("v2", [BLOB, LIBS_22])
     first = remote.publish(v1.repo, v1.ref, "1", 1_700_000_000)
     second = remote.publish(v2.repo, v2.ref, "2", 1_700_086_400)
     return first, second
@@ -117,7 +106,7 @@ def _origin_with(host: Host, requested: list[str], origin_keys: str) -> None:
 
 
 def _publish_v1_only(host: Host, remote: Remote) -> str:
-    v1 = compose(host, "v1", [BLOB])
+    v1 = host.compose("v1", [BLOB])
     return remote.publish(v1.repo, v1.ref, "1", 1_700_000_000)
 
 
@@ -156,7 +145,7 @@ def test_update_shows_the_base_move_its_package_diff_and_the_layered_packages_th
     host.publish([WIDGET_1, WIDGET_2])
     _write(host, ["widget"])
     host.apply_ok()
-    v2 = compose(host, "v2", [BLOB, LIBS_22])
+    v2 = host.compose("v2", [BLOB, LIBS_22])
     second = remote.publish(v2.repo, v2.ref, "2", 1_700_086_400)
 
     remote.server.faults.log.clear()

@@ -186,16 +186,9 @@ def request_changes(
             )
         )
     changes += _local_changes(current.local, local)
-    for spec, action, reason in _set_changes(set(current.override_replace), set(desired.overrides.replace), {}):
-        changes.append(
-            m.RequestChange(
-                address=f"override-replace/{spec}",
-                kind=m.ChangeKind.OVERRIDE_REPLACE,
-                name=spec,
-                actions=[action],
-                reason="base package replacement " + reason,
-            )
-        )
+    changes += _override_changes(
+        current.override_replace, desired.overrides.replace, m.ChangeKind.OVERRIDE_REPLACE, "replacement"
+    )
     for change in _local_changes(current.override_replace_local, replace_local or []):
         changes.append(
             change.model_copy(
@@ -206,17 +199,24 @@ def request_changes(
                 }
             )
         )
-    for name, action, reason in _set_changes(set(current.override_remove), set(desired.overrides.remove), {}):
-        changes.append(
-            m.RequestChange(
-                address=f"override-remove/{name}",
-                kind=m.ChangeKind.OVERRIDE_REMOVE,
-                name=name,
-                actions=[action],
-                reason="base package removal " + reason,
-            )
-        )
+    changes += _override_changes(
+        current.override_remove, desired.overrides.remove, m.ChangeKind.OVERRIDE_REMOVE, "removal"
+    )
     return changes
+
+
+def _override_changes(had: list[str], wanted: list[str], kind: m.ChangeKind, what: str) -> list[m.RequestChange]:
+    """`[overrides]` entries added or dropped: `override-remove/NAME`, `override-replace/SPEC`."""
+    return [
+        m.RequestChange(
+            address=f"{kind.value}/{item}",
+            kind=kind,
+            name=item,
+            actions=[action],
+            reason=f"base package {what} {reason}",
+        )
+        for item, action, reason in _set_changes(set(had), set(wanted), {})
+    ]
 
 
 def kargs_change(before: list[str], after: list[str]) -> m.RequestChange:
