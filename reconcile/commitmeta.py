@@ -87,6 +87,7 @@ class LayeredCommit:
     state_digest: str | None = None
     format_version: int = 0
     version: str | None = None
+    built_by: str | None = None  # "reconcile", "rpm-ostree" (client-layer metadata only), None: a plain base
 
     def to_metadata(self) -> dict[str, Any]:
         return {
@@ -118,6 +119,7 @@ class LayeredCommit:
             state_digest=meta.get(STATE_DIGEST),
             format_version=int(meta.get(FORMAT, 0)),
             version=commit_version(meta),
+            built_by="reconcile" if FORMAT in meta else None,
         )
 
 

@@ -47,6 +47,7 @@ class DeploymentState:
     kernel_args: list[str] | None = None  # its bootconfig `options` without libostree's ostree=; None: not read
     staged: bool = False  # finalized at shutdown (ostree-finalize-staged.service)
     pinned: bool = False  # `ostree admin pin`: never removed by cleanup or garbage collection
+    built_by: str | None = None  # who layered the commit: "reconcile" or "rpm-ostree"; None: a plain base
 
     @property
     def id(self) -> str:
@@ -123,6 +124,7 @@ def read_deployment(sysroot: Sysroot, repo: Repo, dep: Deployment, index: int) -
         kernel_args=_kernel_args(dep),
         staged=dep.is_staged(),
         pinned=dep.is_pinned(),
+        built_by=commit.built_by,
     )
 
 
