@@ -10,8 +10,10 @@ from reconcile import ostree
 from reconcile.container import config_version
 from reconcile.ostree import Variant
 from reconcile.rpm.nevra import Nevra
+from reconcile.rpm.rpmdb import read_headers
 
-PKGLIST = "reconcile.rpmdb.pkglist"
+PKGLIST = "rpmostree.rpmdb.pkglist"  # rpm-ostree's key and type, on bases and layered commits alike
+OLD_PKGLIST = "reconcile.rpmdb.pkglist"  # what commits built before 2026-12 carry instead
 LAYERED = "reconcile.layered.packages"
 LAYERED_SOURCES = "reconcile.layered.sources"
 REQUESTED = "reconcile.layered.requested"
@@ -90,8 +92,8 @@ class LayeredCommit:
     built_by: str | None = None  # "reconcile", "rpm-ostree" (client-layer metadata only), None: a plain base
 
     def to_metadata(self) -> dict[str, Any]:
+        """reconcile's own keys; the pkglist goes with rpm-ostree's client-layer keys (rpmostree_meta)."""
         return {
-            PKGLIST: nevra_list(self.pkglist),
             LAYERED: nevra_list([p.nevra for p in self.layered]),
             LAYERED_SOURCES: sources_variant(self.layered),
             REQUESTED: Variant("as", self.requested),
@@ -110,7 +112,7 @@ class LayeredCommit:
     def from_metadata(cls, commit: str, meta: dict[str, Any]) -> LayeredCommit:
         return cls(
             base=str(meta.get(BASE, commit)),
-            pkglist=[Nevra.from_tuple(t) for t in meta.get(PKGLIST, [])],
+            pkglist=[Nevra.from_tuple(t) for t in meta.get(PKGLIST, meta.get(OLD_PKGLIST, []))],
             layered=layered_packages(meta),
             requested=list(meta.get(REQUESTED, [])),
             requested_names=list(meta[REQUESTED_NAMES]) if REQUESTED_NAMES in meta else None,
@@ -121,6 +123,14 @@ class LayeredCommit:
             version=commit_version(meta),
             built_by="reconcile" if FORMAT in meta else None,
         )
+
+
+def package_list(repo: ostree.Repo, commit: str) -> list[Nevra]:
+    """A commit's packages: its pkglist metadata, else (a base neither rpm-ostree nor reconcile composed) its rpmdb."""
+    meta = repo.commit_metadata(commit)
+    if PKGLIST in meta or OLD_PKGLIST in meta:
+        return LayeredCommit.from_metadata(commit, meta).pkglist
+    return sorted(Nevra.from_header(hdr) for hdr in read_headers(repo, commit))
 
 
 def commit_version(meta: dict[str, Any]) -> str | None:

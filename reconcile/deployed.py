@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from reconcile import commitmeta
+from reconcile import commitmeta, rpmostree_meta
 from reconcile.commitmeta import LayeredPackage, ReplacedBase
 from reconcile.errors import ReconcileError, UsageError
 from reconcile.kargs import split_options
@@ -58,6 +58,11 @@ class DeploymentState:
         """(NEVRA, repodata checksum) of every package layered now: what a new plan can reuse as is."""
         return {(str(p.nevra), p.checksum) for p in [*self.layered, *(r.package for r in self.replaced_base)]}
 
+    def keeps(self, nevra: str, checksum: str) -> bool:
+        """The build is layered now. rpm-ostree records no repodata checksums: any build of the NEVRA is the one."""
+        kept = self.kept_builds
+        return (nevra, checksum) in kept or (self.built_by == "rpm-ostree" and (nevra, "") in kept)
+
     @property
     def is_layered(self) -> bool:
         return self.state_digest is not None
@@ -89,7 +94,7 @@ class DeploymentState:
 def read_deployment(sysroot: Sysroot, repo: Repo, dep: Deployment, index: int) -> DeploymentState:
     fields = read_origin_keyfile(dep.get_origin())
     checksum = dep.get_csum()
-    commit = commitmeta.LayeredCommit.from_metadata(checksum, repo.commit_metadata(checksum))
+    commit = read_layered(repo, checksum)
     booted = sysroot.booted()
     return DeploymentState(
         stateroot=dep.get_osname(),
@@ -125,6 +130,39 @@ def read_deployment(sysroot: Sysroot, repo: Repo, dep: Deployment, index: int) -
         staged=dep.is_staged(),
         pinned=dep.is_pinned(),
         built_by=commit.built_by,
+    )
+
+
+def read_layered(repo: Repo, checksum: str) -> commitmeta.LayeredCommit:
+    """A commit's layering, whoever built it: reconcile's own keys, else rpm-ostree's client-layer keys."""
+    meta = repo.commit_metadata(checksum)
+    if commitmeta.FORMAT in meta or not rpmostree_meta.is_client_layer(meta):
+        return commitmeta.LayeredCommit.from_metadata(checksum, meta)
+    try:
+        layer = rpmostree_meta.read_client_layer(checksum, meta)
+    except ValueError as e:
+        raise ReconcileError(f"Cannot read the deployed commit {checksum}: {e}.") from None
+    base = repo.commit_parent(checksum)
+    if base is None or not repo.has_commit(base):
+        raise ReconcileError(
+            f"The deployed commit {checksum} is an rpm-ostree client layer, but its parent (the base) "
+            + ("is not recorded." if base is None else f"{base} is not in the repo."),
+            hint="Pull the base commit into the sysroot's repo (ostree pull), then run reconcile again.",
+        )
+    pkglist = layer.pkglist if layer.pkglist is not None else commitmeta.package_list(repo, checksum)
+    in_base = set(commitmeta.package_list(repo, base))
+    replacing = {r.new for r in layer.replaced}
+    return commitmeta.LayeredCommit(
+        base=base,
+        pkglist=pkglist,
+        # rpm-ostree records no repodata checksum: a plan finds each package's build in the repos again
+        layered=[LayeredPackage(n, "", "") for n in pkglist if n not in in_base and n not in replacing],
+        requested=layer.requested,
+        removed_base=layer.removed,
+        replaced_base=[ReplacedBase(r.old, LayeredPackage(r.new, "", r.repo)) for r in layer.replaced],
+        state_digest=layer.state or "",
+        version=commitmeta.commit_version(meta),
+        built_by="rpm-ostree",
     )
 
 

@@ -21,7 +21,7 @@ def test_compose_writes_a_bootable_commit_with_an_rpmdb(
 ) -> None:
     repo = base.repo
     assert "mode=bare" in (repo / "config").read_text().replace(" ", "")
-    pkglist = ostree(f"--repo={repo}", "show", "--print-metadata-key=reconcile.rpmdb.pkglist", base.commit)
+    pkglist = ostree(f"--repo={repo}", "show", "--print-metadata-key=rpmostree.rpmdb.pkglist", base.commit)
     for name in exampleos.BASE_PACKAGES:
         assert f"'{name}'" in pkglist
     assert "'6.1.0-example'" in ostree(f"--repo={repo}", "show", "--print-metadata-key=ostree.linux", base.commit)

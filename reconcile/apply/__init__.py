@@ -14,6 +14,7 @@ from reconcile.apply.deploy import DEPLOY_REASONS, DeployMethod, collect_garbage
 from reconcile.apply.leftovers import remove_earlier_runs
 from reconcile.apply.packages import PackageFetcher
 from reconcile.base import base_is_partial, pull_whole
+from reconcile.coexist import record_managed
 from reconcile.context import Context
 from reconcile.deployed import DeploymentState, current_deployment
 from reconcile.errors import InvalidInputError, ReconcileError, StalePlanError
@@ -156,6 +157,7 @@ def apply_plan(
         fetcher = PackageFetcher(ctx, plan, dep, reposdir, loaded.desired.options.localpkg_gpgcheck, saved=saved)
     if not target.needs_deployment and target.kernel_args is None:
         ctx.sysroot.write_origin(dep, _origin_keyfile(loaded, target, current, dep, new_deployment=False))
+        record_managed(ctx.cachedir(current.stateroot), loaded.path, current.id)
         return ApplyResult(True, None, f"Updated the origin of deployment {current.id}; no new deployment was needed.")
     commit = target.base_checksum
     if not target.needs_deployment:
@@ -175,6 +177,7 @@ def apply_plan(
         fetcher.finish()
     done = f"{'Staged' if method is DeployMethod.STAGED else 'Deployed'} {commit[:12]} for the next boot"
     new_id = f"{new.get_csum()}.{new.get_deployserial()}"
+    record_managed(ctx.cachedir(current.stateroot), loaded.path, new_id)
     return ApplyResult(True, new_id, f"{done} ({DEPLOY_REASONS[method]}).", deploy_method=method)
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from reconcile import commitmeta as cm
+from reconcile import rpmostree_meta
 from reconcile.accounts import Declared, declared, sysusers_paths, sysusers_texts
 from reconcile.apply.assemble import (
     TreeMerger,
@@ -87,7 +88,7 @@ def build_layered_commit(ctx: Context, inputs: BuildInputs) -> str:
                         "same tree; the layered files cannot be labelled by it.",
                         hint="Nothing was deployed. Check the packages' %post semodule calls.",
                     )
-        return _commit(repo, target, tree, packages)
+        return _commit(repo, target, tree, packages, [(r.id, r.timestamp) for r in inputs.plan.repos])
 
 
 def _scripted(
@@ -192,13 +193,13 @@ def _assemble(
     return tree
 
 
-def _commit(repo: Repo, target: m.Target, tree: MutableTree, packages: list[CachedPackage]) -> str:
+def _commit(
+    repo: Repo, target: m.Target, tree: MutableTree, packages: list[CachedPackage], repos: list[tuple[str, int]]
+) -> str:
     base = target.base_checksum
     root = repo.write_mtree(tree)
     gone = set(target.erased_base)
-    base_pkgs = [
-        n for n in cm.LayeredCommit.from_metadata(base, repo.commit_metadata(base)).pkglist if str(n) not in gone
-    ]
+    base_pkgs = [n for n in cm.package_list(repo, base) if str(n) not in gone]
     replaced_by = {r.after: r.before for r in target.replace_base}
     built = [LayeredPackage(p.nevra, p.checksum, p.repo) for p in packages]
     layered = cm.LayeredCommit(
@@ -214,7 +215,11 @@ def _commit(repo: Repo, target: m.Target, tree: MutableTree, packages: list[Cach
         state_digest=target.state_digest,
         format_version=m.ASSEMBLY_FORMAT_VERSION,
     )
-    metadata: dict[str, Any] = {**boot_metadata(repo, base), **layered.to_metadata()}
+    replaced = [rpmostree_meta.Replacement(r.package.nevra, r.base, r.package.repo) for r in layered.replaced_base]
+    client_layer = rpmostree_meta.client_layer(
+        layered.pkglist, layered.requested, layered.removed_base, replaced, repos, target.state_digest or ""
+    )
+    metadata: dict[str, Any] = {**boot_metadata(repo, base), **client_layer, **layered.to_metadata()}
     subject = f"reconcile: {target.base_refspec} + " + ", ".join(str(p.nevra) for p in packages)
     if target.replace_base:
         subject += " (replacing " + ", ".join(r.before for r in target.replace_base) + ")"

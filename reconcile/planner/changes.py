@@ -63,7 +63,11 @@ def base_replacement_diff(
     out = []
     for key, new in sorted(after.items()):
         old = before.get(key)
-        if old is not None and (old.package.nevra, old.package.checksum) == (new.package.nevra, new.package.checksum):
+        # rpm-ostree records no checksum (""): the same NEVRA is the same replacement
+        if old is not None and (old.package.nevra, old.package.checksum or new.package.checksum) == (
+            new.package.nevra,
+            new.package.checksum,
+        ):
             continue
         action: Literal["replace", "update"] = "replace" if old is None else "update"
         out.append(

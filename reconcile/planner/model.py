@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from reconcile.rpm.nevra import Nevra
 
-PLAN_FORMAT_VERSION = "1.3"
+PLAN_FORMAT_VERSION = "1.4"
 # Bump when assembly changes what a layered commit holds for the same inputs: it changes the state digest.
 ASSEMBLY_FORMAT_VERSION = 2  # 2: an empty /boot in every layered commit
 
@@ -183,6 +183,7 @@ class RepoUsed(_Frozen):
     file: str = Field(description="The `.repo` file that defines it.")
     url: str = Field(description="The URL its repomd.xml came from.")
     revision: str
+    timestamp: int = Field(default=0, description="The newest timestamp of its repomd.xml data files (as dnf's).")
     repomd_sha256: str
     gpgcheck: bool
     repo_gpgcheck: bool

@@ -138,8 +138,11 @@ def _freeze(
             desired.options.ignore_scripts,
             [(r.before, r.after) for r in replacements],
         )
-    prior_key = ("layered", current.state_digest) if current.is_layered else ("base", current.checksum)
-    needs_deployment = prior_key != (("layered", digest) if digest else ("base", base))
+    if current.built_by == "rpm-ostree":
+        needs_deployment = not _holds_the_same(current, base, solved, replacements)
+    else:
+        prior_key = ("layered", current.state_digest) if current.is_layered else ("base", current.checksum)
+        needs_deployment = prior_key != (("layered", digest) if digest else ("base", base))
     needs_origin_update = normalized != current.normalized_origin()
     kernel_args = _kernel_args(current, desired)
     resolution = resolution_diff(current, solved, lambda: system.base_headers(base))
@@ -180,6 +183,20 @@ def _freeze(
         applyable=not errors,
         errors=errors,
         warnings=[c.message for c in resolved.checks if c.severity == "warning"],
+    )
+
+
+def _holds_the_same(
+    current: DeploymentState, base: str, solved: SolveResult, replacements: list[m.BaseReplacement]
+) -> bool:
+    """A layer rpm-ostree built has no reconcile state digest: it is kept when it holds what the plan resolved (the
+    same base, layered NEVRAs, removals and replacements); rpm-ostree's digest covers the same ground."""
+    return (
+        base == current.base_checksum
+        and sorted(str(c.nevra) for c in solved.packages) == sorted(str(p.nevra) for p in current.layered)
+        and sorted(str(n) for n in solved.removed_base) == sorted(current.removed_base)
+        and sorted((r.before, r.after) for r in replacements)
+        == sorted((str(r.base), str(r.package.nevra)) for r in current.replaced_base)
     )
 
 

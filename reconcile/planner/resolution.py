@@ -145,9 +145,8 @@ def _local_source(p: LocalPackage) -> Source:
 
 def _new_packages(current: DeploymentState, base: str, solved: SolveResult) -> list[Candidate]:
     """What the plan adds (everything, when the base changes: it is all checked against the new base)."""
-    kept = current.kept_builds
     base_changed = base != current.base_checksum
-    return [c for c in solved.installs if base_changed or (str(c.nevra), c.checksum) not in kept]
+    return [c for c in solved.installs if base_changed or not current.keeps(str(c.nevra), c.checksum)]
 
 
 @dataclass(frozen=True)
@@ -187,7 +186,7 @@ def _headers(
 ) -> tuple[dict[str, Header], dict[str, tuple[str, bytes]], list[Candidate]]:
     """Every resolved package's header, and the raw headers of those to check signatures of; the packages
     that had to be read from the source."""
-    kept, cache = inputs.current.kept_builds, system.packages
+    current, cache = inputs.current, system.packages
     new = {str(c.nevra) for c in inputs.new_packages}
     locals_by_nevra = {str(p.nevra): p for p in inputs.local}
     layered_headers = inputs.layered_headers
@@ -199,9 +198,9 @@ def _headers(
         if n in locals_by_nevra:
             headers[n] = locals_by_nevra[n].headers.header
             raws[n] = (c.repo, locals_by_nevra[n].headers.raw)
-        elif (n, c.checksum) in kept and n in layered_headers and n not in new:
+        elif current.keeps(n, c.checksum) and n in layered_headers and n not in new:
             headers[n] = layered_headers[n]
-        elif (n, c.checksum) in kept and n in layered_headers and cache.cached_raw(c.nevra, c.checksum) is None:
+        elif current.keeps(n, c.checksum) and n in layered_headers and cache.cached_raw(c.nevra, c.checksum) is None:
             headers[n] = layered_headers[n]  # a kept package whose cache entry is gone: its rpmdb header
         else:
             to_read.append(c)

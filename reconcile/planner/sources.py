@@ -93,6 +93,7 @@ def _repo_used(meta: RepoMetadata) -> m.RepoUsed:
         file=str(cfg.source),
         url=meta.baseurl,
         revision=meta.revision,
+        timestamp=meta.timestamp,
         repomd_sha256=meta.repomd_sha256,
         gpgcheck=cfg.gpgcheck,
         repo_gpgcheck=cfg.repo_gpgcheck,

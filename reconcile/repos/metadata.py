@@ -66,6 +66,7 @@ class RepoMetadata:
     fetched_at: float
     kinds: tuple[str, ...] = field(default=())
     primary_href: str = ""
+    timestamp: int = 0  # the newest <timestamp> of its data files: libdnf's "timestamp generated"
 
     @property
     def id(self) -> str:
@@ -246,7 +247,15 @@ def _parse(
         fetched_at=fetched,
         kinds=kinds,
         primary_href=primary.href,
+        timestamp=max((_int(t.text) for t in root.findall("repo:data/repo:timestamp", _NS)), default=0),
     )
+
+
+def _int(text: str | None) -> int:
+    try:
+        return int(float(text or 0))
+    except ValueError:
+        return 0
 
 
 def _metadata_file(root: ET.Element, kind: str, cfg: RepoConfig) -> MetadataFile | None:
