@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from reconcile.planner.model import Plan
 
 EXIT_CHANGES = 2
+EXIT_UNCHANGED = 77  # rpm-ostree's RPM_OSTREE_EXIT_UNCHANGED, for tools written against it
 DEFAULT_ORIGIN = Path("/etc/reconcile/origin.toml")
 FORMATS = ("text", "json", "markdown")
 
@@ -110,6 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--download-only", action="store_true", help="fetch and verify every package the plan needs; deploy nothing"
     )
+    p.add_argument(
+        "--unchanged-exit-77",
+        action="store_true",
+        help="exit 77 when nothing was changed, 0 when something was (as rpm-ostree install --unchanged-exit-77)",
+    )
     p.set_defaults(func=cmd_apply)
 
     for name, verb in (("add", "add packages to"), ("remove", "remove packages from")):
@@ -155,6 +161,13 @@ def build_parser() -> argparse.ArgumentParser:
         "-m", "--cache", action="store_true", help="remove cached repo metadata, headers and downloaded packages"
     )
     p.set_defaults(func=cmd_cleanup)
+
+    p = sub.add_parser("init", help="write the origin file from the default deployment, so `plan` is a no-op")
+    _sysroot(p)
+    _origin(p)
+    p.add_argument("--stateroot", help="stateroot (OS name) to act on, when the sysroot has several")
+    p.add_argument("--force", action="store_true", help="replace an existing origin file")
+    p.set_defaults(func=cmd_init)
 
     p = sub.add_parser("compose", help="compose a base commit from RPMs")
     p.add_argument("--repo", type=Path, required=True, help="OSTree repo (created, mode bare, if missing)")
@@ -254,6 +267,8 @@ def cmd_edit(args: argparse.Namespace) -> int:
 def cmd_apply(args: argparse.Namespace) -> int:
     from reconcile import api
 
+    if args.unchanged_exit_77 and args.detailed_exitcode:  # exit 0 means "no change" to one, "changed" to the other
+        raise UsageError("--unchanged-exit-77 and --detailed-exitcode cannot be used together; pick one.")
     saved = None
     if args.plan_file is not None:
         from reconcile.planner.saved import read_plan
@@ -282,6 +297,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
         ctx.reporter.info(report.result.message)
         return 1
     _out(report.model_dump_json(indent=2) if args.json else report.result.message)
+    if args.unchanged_exit_77 and not report.result.changed:
+        return EXIT_UNCHANGED
     return EXIT_CHANGES if (args.detailed_exitcode and report.result.changed) else 0
 
 
@@ -340,6 +357,17 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
     request = api.CleanupRequest(args.rollback, args.pending, args.cache, args.stateroot, args.lock_timeout)
     report = api.cleanup(_context(args), request)
     _out(report.model_dump_json(indent=2) if args.json else report.message)
+    return 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from reconcile.migrate import init_origin
+
+    result = init_origin(_context(args), args.origin, args.stateroot, force=args.force)
+    for warning in result.warnings:
+        _say(f"warning: {warning}")
+    outcome = "see the warnings" if result.warnings else f"`reconcile plan --origin {result.path}` has nothing to do"
+    _out(f"Wrote {result.path} ({result.keys} keys) from deployment {result.deployment}; {outcome}.")
     return 0
 
 

@@ -22,6 +22,7 @@ from reconcile.errors import InvalidInputError, ReconcileError
 from reconcile.files import locked, write_atomically
 from reconcile.origin import decode_origin, is_keyfile, load_origin, read_origin
 from reconcile.ostree import Deployment
+from reconcile.planner.local import is_pin
 
 LIFECYCLE_FORMAT_VERSION = "1.0"
 
@@ -185,9 +186,12 @@ def _file_sha256(path: Path) -> str | None:
 
 
 def _local_files(origin: Path, entries: list[str]) -> dict[str, str]:
-    """sha256 -> the packages.local entry naming a file with that content."""
+    """sha256 -> the packages.local entry naming a file with that content, or pinning it (`<sha256>:<nevra>`)."""
     out: dict[str, str] = {}
     for entry in entries:
+        if is_pin(entry):
+            out.setdefault(entry.partition(":")[0], entry)
+            continue
         file = Path(entry) if Path(entry).is_absolute() else origin.parent / entry
         digest = _file_sha256(file)
         if digest is not None:

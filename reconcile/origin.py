@@ -71,7 +71,19 @@ def _check_refspec(value: str) -> str:
     return value
 
 
+_LOCAL_PIN = re.compile(r"^[0-9a-f]{64}:")
+_NEVRA = re.compile(r"^\S+-[^\s-]+-[^\s-]+\.[^\s.]+$")
+
+
+def _check_local(value: str) -> str:
+    """A path, or rpm-ostree's `<sha256>:<nevra>` pin of a package in the package cache."""
+    if _LOCAL_PIN.match(value) and not _NEVRA.match(value[65:]):
+        raise ValueError(f"{value!r} is not a local package pin (expected <sha256>:NAME-VERSION-RELEASE.ARCH)")
+    return value
+
+
 PackageSpec = Annotated[str, AfterValidator(_check_spec)]
+LocalEntry = Annotated[str, AfterValidator(_check_local)]
 PackageName = Annotated[str, AfterValidator(_check_name)]
 
 
@@ -141,7 +153,10 @@ class OriginSection(_Model):
 
 class PackagesSection(_Model):
     requested: list[PackageSpec] = Field(default_factory=list, description="Packages to layer, from the rpm-md repos.")
-    local: list[str] = Field(default_factory=list, description="Local RPM files to layer, pinned by sha256.")
+    local: list[LocalEntry] = Field(
+        default_factory=list,
+        description="Local RPMs to layer: files (pinned by sha256), or <sha256>:<nevra> pins of the package cache.",
+    )
 
 
 class OverridesSection(_Model):
@@ -151,10 +166,10 @@ class OverridesSection(_Model):
     replace: list[PackageSpec] = Field(
         default_factory=list, description="Base packages to take from the repos instead (NAME or NAME OP VERSION)."
     )
-    replace_local: list[str] = Field(
+    replace_local: list[LocalEntry] = Field(
         default_factory=list,
         alias="replace-local",
-        description="Local RPM files that replace the base packages of their names, pinned by sha256.",
+        description="Local RPMs that replace the base packages of their names: files or <sha256>:<nevra> pins.",
     )
 
 

@@ -58,17 +58,17 @@ def _as_toml(path: Path, text: str) -> str:
     doc = tomlkit.document()
     doc["origin"] = desired.origin.model_dump(by_alias=True, exclude_none=True)
     doc["packages"] = {"requested": sorted(desired.packages.requested)}
-    overrides = {"remove": sorted(desired.overrides.remove), "replace": sorted(desired.overrides.replace)}
+    if desired.packages.local:  # `<sha256>:<nevra>` pins: a TOML origin takes them as they are
+        doc["packages"]["local"] = sorted(desired.packages.local)
+    overrides = {
+        "remove": sorted(desired.overrides.remove),
+        "replace": sorted(desired.overrides.replace),
+        "replace-local": sorted(desired.overrides.replace_local),
+    }
     if any(overrides.values()):
         doc["overrides"] = {key: value for key, value in overrides.items() if value}
     body = tomlkit.dumps(doc).strip().replace("'", "'\\''")
-    note = (
-        " (requested-local and replace-local pins have no file to name: add the RPM files to packages.local or "
-        "overrides.replace-local)"
-        if desired.packages.local or desired.overrides.replace_local
-        else ""
-    )
-    return f"printf '%s\\n' '{body}' > {path.with_suffix('.toml')}{note}"
+    return f"printf '%s\\n' '{body}' > {path.with_suffix('.toml')}"
 
 
 def describe_deployment(path: Path, text: str, state: DeploymentState, local_files: list[str]) -> str:

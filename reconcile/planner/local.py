@@ -1,4 +1,5 @@
-"""Local RPM files requested in `packages.local`: read once at plan time and pinned by their sha256."""
+"""Local RPMs requested in `packages.local`: files read once at plan time and pinned by their sha256, or
+`<sha256>:<nevra>` pins of packages the package cache holds."""
 
 from __future__ import annotations
 
@@ -43,6 +44,11 @@ def read_local(path: str, origin: Path) -> LocalPackage:
 _PIN = re.compile(r"^(?P<sha256>[0-9a-f]{64}):(?P<nevra>\S+)$")
 
 
+def is_pin(entry: str) -> bool:
+    """`<sha256>:<nevra>`, rpm-ostree's form (a TOML origin may list it as well as a path: `reconcile init`)."""
+    return _PIN.match(entry) is not None
+
+
 def cached_local(pin: str, origin: Path, cache: PackageCache) -> LocalPackage:
     """An rpm-ostree `requested-local` entry, `<sha256>:<nevra>`: the package its cache commit holds."""
     match = _PIN.match(pin)
@@ -58,7 +64,7 @@ def cached_local(pin: str, origin: Path, cache: PackageCache) -> LocalPackage:
     if raw is None:
         raise PackageError(
             f"{origin}: the local package {nevra} (sha256 {match['sha256'][:12]}…) is not in the package cache.",
-            hint="Layer the RPM file itself: write a TOML origin (reconcile migrate) listing it in packages.local.",
+            hint="List the RPM file itself in packages.local (a TOML origin takes a path as well as a pin).",
         )
     headers = h.read_rpm_headers(io.BytesIO(raw))
     return LocalPackage(None, match["sha256"], headers, Nevra.from_header(headers.header))

@@ -15,7 +15,7 @@ from reconcile.origin import DesiredOrigin, LoadedOrigin, is_keyfile
 from reconcile.origin_keyfile import refusal
 from reconcile.planner import model as m
 from reconcile.planner.changes import base_package_diff, kargs_change, request_changes, resolution_diff
-from reconcile.planner.local import LocalPackage, read_local
+from reconcile.planner.local import LocalPackage, is_pin, read_local
 from reconcile.planner.ostree_system import OstreeSystem
 from reconcile.planner.pins import pin_candidate
 from reconcile.planner.ports import DeployedSystem
@@ -104,10 +104,11 @@ def _base_move(system: DeployedSystem, current: DeploymentState, choice: BaseCho
 
 def _local_packages(system: DeployedSystem, loaded: LoadedOrigin, entries: list[str]) -> list[LocalPackage]:
     """`packages.local` or `overrides.replace-local`: RPM files, or rpm-ostree's `<sha256>:<nevra>` pins resolved
-    against the package cache."""
-    if is_keyfile(loaded.path):
-        return [system.cached_local(p, loaded.path) for p in entries]
-    return [read_local(p, loaded.path) for p in entries]
+    against the package cache (a keyfile has only pins; a TOML origin either)."""
+    keyfile = is_keyfile(loaded.path)
+    return [
+        system.cached_local(p, loaded.path) if keyfile or is_pin(p) else read_local(p, loaded.path) for p in entries
+    ]
 
 
 def _freeze(
