@@ -211,6 +211,12 @@ def test_a_deployment_rpm_ostree_built_is_understood_and_planned_as_a_no_op(host
     assert applied.code == 0, applied.stderr
     assert host.default()["checksum"] == theirs, "nothing to do: no new deployment"
 
+    migrated = host.root / "migrated" / "origin.toml"  # `reconcile init` from rpm-ostree's deployment
+    made = reconcile("init", "--sysroot", host.sysroot, "--origin", migrated)
+    assert made.code == 0, made.stderr
+    again = reconcile("plan", "--sysroot", host.sysroot, "--origin", migrated, "--reposdir", host.reposdir, "--json")
+    assert again.code == 0 and again.json()["has_changes"] is False, again.stdout + again.stderr
+
     text = host.run("status").stdout
     assert f"Base:      {host.base.commit}" in text, text
     for nevra in ours_layered(host, ours):
@@ -268,3 +274,22 @@ def test_commits_without_clientlayer_metadata_stay_plain_bases(host: Host) -> No
     plan = host.run("plan", "--json").json()
     assert plan["has_changes"] is False
     assert reconcile("status", "--sysroot", host.sysroot).code == 0
+
+
+def test_status_warns_when_rpm_ostree_rebuilt_a_deployment_reconcile_manages(host: Host) -> None:
+    host.publish([HELLO, HELLO_DATA])
+    host.write_origin(["hello-tool"])
+    host.apply_ok()
+    assert host.status()["reconcile"]["warnings"] == []
+    theirs = _as_rpm_ostree_built(host, host.default()["checksum"])
+    _deploy(host, theirs)
+    warnings = host.status()["reconcile"]["warnings"]
+    assert len(warnings) == 1 and theirs[:12] in warnings[0] and str(host.origin) in warnings[0], warnings
+    assert "docs/rpm-ostree.md" in warnings[0]
+    text = host.run("status")
+    assert text.code == 0 and "rpm-ostree" in text.stdout + text.stderr, text
+
+    # Only rpm-ostree layers here (reconcile's record and its deployment gone): nothing to warn about.
+    (host.cachedir / "managed.json").unlink()
+    exampleos.run(["ostree", "admin", f"--sysroot={host.sysroot}", "undeploy", "1"])
+    assert host.status()["reconcile"]["warnings"] == []
