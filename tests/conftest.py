@@ -116,6 +116,11 @@ def base(session_dir: Path, example_rpms: list[Path]) -> ComposedBase:
     return compose_base(session_dir / "compose", exampleos.BASE_REF, reposdir, exampleos.BASE_PACKAGES)
 
 
+def base_checksum(dep: dict) -> str:
+    """A status deployment's base: rpm-ostree's `base-checksum`, present only when it is layered."""
+    return dep.get("base-checksum", dep["checksum"])
+
+
 @dataclass
 class Host:
     """A sysroot with the example base deployed, plus an origin file and a repos dir for it."""
@@ -201,7 +206,7 @@ class Host:
         return self.status()["deployments"][0]
 
     def deployment_path(self, dep: dict) -> Path:
-        return self.sysroot / "ostree" / "deploy" / dep["stateroot"] / "deploy" / f"{dep['checksum']}.{dep['serial']}"
+        return self.sysroot / "ostree" / "deploy" / dep["osname"] / "deploy" / f"{dep['checksum']}.{dep['serial']}"
 
     def state(self) -> dict:
         return state_of(self.sysroot, self.origin if self.origin.exists() else None)

@@ -27,8 +27,9 @@ def test_plan_apply_and_status_through_the_api(host: Host) -> None:
     assert [t.step for t in report.result.timings if t.step == "Deploying"] == ["Deploying"]
 
     status = api.status(host.sysroot)
-    assert status.format_version == "1.1" and len(status.deployments) == 2
-    assert status.deployments[0].layered_packages == ["hello-1.2-1.noarch", "hello-data-1.2-1.noarch"]
+    assert status.format_version == "2.0" and len(status.deployments) == 2
+    assert status.deployments[0].reconcile.layered_packages == ["hello-1.2-1.noarch", "hello-data-1.2-1.noarch"]
+    assert status.deployments[0].packages == ["hello"]
     assert host.status() == status.model_dump(mode="json"), "status --json prints the same document"
 
     again = api.apply(host.sysroot, api.ApplyRequest(origin=host.origin, reposdir=host.reposdir))

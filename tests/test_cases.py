@@ -105,4 +105,4 @@ def test_case(name: str, host: Host) -> None:
         if command == "apply" and expected["exit_code"] == 0:
             host.apply_ok(*step.get("args", []))
             layered = {e[0] for e in expected["added"]} | {e[1] for e in expected["upgraded"]}
-            assert layered <= set(host.default()["layered_packages"])
+            assert layered <= set(host.default()["reconcile"]["layered_packages"])

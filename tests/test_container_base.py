@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import Host
+from conftest import Host, base_checksum
 from support import Result, exampleos, ostree, reconcile, rpm_query
 from test_bad_input import assert_failed_cleanly
 
@@ -141,8 +141,9 @@ def test_the_ref_escaping_is_ostree_rs_ext_s() -> None:
 def test_status_shows_an_image_deployment(host: Host, reference: str) -> None:
     imported = image_host(host, reference)
     dep = host.default()
-    assert dep["origin"] == reference
-    assert dep["checksum"] == dep["base_checksum"] == imported.commit
+    assert dep["container-image-reference"] == reference and "origin" not in dep
+    assert dep["container-image-reference-digest"] == imported.manifest_digest
+    assert dep["checksum"] == base_checksum(dep) == imported.commit and "base-checksum" not in dep
     assert dep["version"] == "41.20260101.0"  # the image config's version label: a merge commit has no `version`
     text = host.run("status")
     assert text.code == 0, text.stderr
@@ -162,8 +163,8 @@ def test_layering_onto_an_image_keeps_its_reference(host: Host, reference: str) 
     assert [e["nevra"] for e in doc["resolution"]["added"]] == ["hello-1.2-1.noarch", "hello-data-1.2-1.noarch"]
     host.apply_ok()
     dep = host.default()
-    assert dep["base_checksum"] == imported.commit and dep["origin"] == reference
-    assert dep["layered_packages"] == ["hello-1.2-1.noarch", "hello-data-1.2-1.noarch"]
+    assert dep["base-checksum"] == imported.commit and dep["container-image-reference"] == reference
+    assert dep["reconcile"]["layered_packages"] == ["hello-1.2-1.noarch", "hello-data-1.2-1.noarch"]
     assert dep["version"] == "41.20260101.0"
     tree = host.deployment_path(dep)
     assert (tree / DERIVED_FILE).read_bytes() == b"built FROM exampleos\n"  # the derived layer is in the base
@@ -219,7 +220,10 @@ def test_update_plans_against_the_local_import_and_says_where_updates_come_from(
     assert moved.json()["base"]["after"] == newer.commit and moved.json()["base"]["after_version"] == "41.20260201.0"
     host.apply_ok("--update")
     dep = host.default()
-    assert dep["base_checksum"] == newer.commit and dep["layered_packages"] == layered["layered_packages"]
+    assert (
+        base_checksum(dep) == newer.commit
+        and dep["reconcile"]["layered_packages"] == layered["reconcile"]["layered_packages"]
+    )
     assert (host.deployment_path(dep) / DERIVED_FILE).read_bytes() == b"built FROM exampleos, again\n"
     assert f"container-image-reference={UNVERIFIED}\n" in deployed_origin(host, dep).read_text()
 
@@ -232,7 +236,7 @@ def test_rebase_from_an_ostree_ref_to_an_imported_image(host: Host) -> None:
     assert plan.code == 0 and "rebase: the base changed" in plan.stdout, plan.stdout + plan.stderr
     host.apply_ok()
     dep = host.default()
-    assert dep["base_checksum"] == imported.commit and dep["origin"] == SIGNED
+    assert dep["base-checksum"] == imported.commit and dep["container-image-reference"] == SIGNED
     written = deployed_origin(host, dep).read_text()
     assert f"container-image-reference={SIGNED}\n" in written and "refspec" not in written
 

@@ -240,4 +240,4 @@ def test_over_long_names_are_layered(host: Host) -> None:
     host.apply_ok()
     tree = host.deployment_path(host.default())
     assert (tree / "usr/share/long" / leaf).read_text() == "x\n"
-    assert any(p.startswith(LONG) for p in host.default()["layered_packages"]), host.default()
+    assert any(p.startswith(LONG) for p in host.default()["reconcile"]["layered_packages"]), host.default()

@@ -36,7 +36,7 @@ def loader_options(host: Host) -> list[str]:
 def test_append_and_delete_deploy_the_same_commit_again_then_nothing_to_do(host: Host) -> None:
     host.publish([])
     before = host.default()
-    assert before["kernel_args"] == BASE_KARGS
+    assert before["reconcile"]["kernel_args"] == BASE_KARGS
     host.write_origin([], extra=kargs_table(append=["quiet", "console=ttyS0,115200"]))
     plan = host.run("plan", "--detailed-exitcode")
     assert plan.code == 2, plan.stderr
@@ -47,8 +47,8 @@ def test_append_and_delete_deploy_the_same_commit_again_then_nothing_to_do(host:
     after = host.status()["deployments"]
     assert len(after) == 2 and after[1]["id"] == before["id"], "the merge deployment stays as the rollback"
     assert after[0]["checksum"] == before["checksum"], "a kargs-only change deploys the same commit again"
-    assert after[0]["kernel_args"] == ["root=LABEL=example", "quiet", "console=ttyS0,115200"]
-    assert split_options(loader_options(host)[0]) == after[0]["kernel_args"]
+    assert after[0]["reconcile"]["kernel_args"] == ["root=LABEL=example", "quiet", "console=ttyS0,115200"]
+    assert split_options(loader_options(host)[0]) == after[0]["reconcile"]["kernel_args"]
     assert "ostree=/ostree/boot." in loader_options(host)[0], "libostree still adds its own ostree= argument"
     state = host.state()
     again = host.run("apply", "--detailed-exitcode")
@@ -73,7 +73,7 @@ def test_delete_by_key_removes_every_instance_and_by_value_only_that_one(host: H
         "debug=2",
     ]
     host.apply_ok()
-    assert host.default()["kernel_args"] == ["root=LABEL=example", "debug=2", "quiet"]
+    assert host.default()["reconcile"]["kernel_args"] == ["root=LABEL=example", "debug=2", "quiet"]
     assert split_options(loader_options(host)[0]) == ["root=LABEL=example", "debug=2", "quiet"]
 
 
@@ -81,7 +81,7 @@ def test_deleting_every_argument_leaves_only_libostree_own(host: Host) -> None:
     host.publish([])
     host.write_origin([], extra=kargs_table(delete=["root"]))
     host.apply_ok()
-    assert host.default()["kernel_args"] == []
+    assert host.default()["reconcile"]["kernel_args"] == []
     assert loader_options(host)[0].startswith("ostree=/ostree/boot.") and " " not in loader_options(host)[0]
     assert host.run("plan", "--detailed-exitcode").code == 0
 
@@ -90,7 +90,7 @@ def test_append_of_a_present_key_with_another_value_adds_it(host: Host) -> None:
     host.publish([])
     host.write_origin([], extra=kargs_table(append=["root=LABEL=other"]))
     host.apply_ok()
-    assert host.default()["kernel_args"] == ["root=LABEL=example", "root=LABEL=other"]
+    assert host.default()["reconcile"]["kernel_args"] == ["root=LABEL=example", "root=LABEL=other"]
 
 
 def test_kargs_with_a_package_change_then_kargs_alone_keep_the_layered_commit(host: Host) -> None:
@@ -101,7 +101,7 @@ def test_kargs_with_a_package_change_then_kargs_alone_keep_the_layered_commit(ho
     assert "the kernel arguments change" in plan.stdout
     host.apply_ok()
     layered = host.default()
-    assert layered["layered_packages"] == ["p-1.0-1.noarch"] and layered["kernel_args"] == [
+    assert layered["reconcile"]["layered_packages"] == ["p-1.0-1.noarch"] and layered["reconcile"]["kernel_args"] == [
         "root=LABEL=example",
         "quiet",
     ]
@@ -109,7 +109,7 @@ def test_kargs_with_a_package_change_then_kargs_alone_keep_the_layered_commit(ho
     host.apply_ok()
     now = host.default()
     assert now["checksum"] == layered["checksum"], "the layered tree is not built again for new kernel arguments"
-    assert now["kernel_args"] == ["quiet"] and now["layered_packages"] == ["p-1.0-1.noarch"]
+    assert now["reconcile"]["kernel_args"] == ["quiet"] and now["reconcile"]["layered_packages"] == ["p-1.0-1.noarch"]
     assert split_options(loader_options(host)[0]) == ["quiet"]
 
 
@@ -121,7 +121,7 @@ def test_package_change_alone_keeps_the_kernel_arguments(host: Host) -> None:
     plan = host.run("plan", "--json").json()
     assert plan["target"]["kernel_args"] is None and not any(c["kind"] == "kargs" for c in plan["changes"])
     host.apply_ok()
-    assert host.default()["kernel_args"] == ["root=LABEL=example", "quiet"]
+    assert host.default()["reconcile"]["kernel_args"] == ["root=LABEL=example", "quiet"]
 
 
 def test_saved_plan_is_stale_when_the_kernel_arguments_changed_in_place(host: Host, tmp_path: Path) -> None:
@@ -130,12 +130,12 @@ def test_saved_plan_is_stale_when_the_kernel_arguments_changed_in_place(host: Ho
     made = host.run("plan", "-o", tmp_path / "plan.json")
     assert made.code == 0, made.stderr
     ostree("admin", "kargs", "edit-in-place", f"--sysroot={host.sysroot}", "--append-if-missing=nosmt")
-    assert host.default()["kernel_args"] == ["root=LABEL=example", "nosmt"]
+    assert host.default()["reconcile"]["kernel_args"] == ["root=LABEL=example", "nosmt"]
     before = host.state()
     result = host.run("apply", tmp_path / "plan.json")
     assert result.code == 3, result.stderr
     assert "kernel arguments changed" in result.stderr
-    assert host.state() == before and host.default()["kernel_args"] == ["root=LABEL=example", "nosmt"]
+    assert host.state() == before and host.default()["reconcile"]["kernel_args"] == ["root=LABEL=example", "nosmt"]
 
 
 def test_status_text_shows_the_kernel_arguments(host: Host) -> None:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from conftest import ComposedBase, Host, compose_base
+from conftest import ComposedBase, Host, base_checksum, compose_base
 from servers import serve
 from support import File, Package, Symlink, exampleos, ostree, rpm_query
 
 
 def nevras(dep: dict) -> set[str]:
-    return set(dep["layered_packages"])
+    return set(dep["reconcile"]["layered_packages"])
 
 
 def rpm_qa(tree: Path) -> set[str]:
@@ -45,9 +45,9 @@ def test_add_layers_the_closure_and_deploys_it(host: Host) -> None:
     after = host.status()["deployments"]
     assert len(after) == 2
     new = after[0]
-    assert new["base_checksum"] == host.base.commit == before[0]["checksum"]
+    assert base_checksum(new) == host.base.commit == before[0]["checksum"]
     assert new["checksum"] != host.base.commit
-    assert new["requested_packages"] == ["frob", "hello"]
+    assert new["requested-packages"] == ["frob", "hello"]
     assert nevras(new) == set(added)
     assert after[1]["checksum"] == before[0]["checksum"], "the previous deployment stays as the rollback"
 
@@ -107,7 +107,7 @@ def test_removing_a_request_rebuilds_from_the_base(host: Host) -> None:
     host.apply_ok()
     new = host.default()
     assert nevras(new) == {"hello-1.2-1.noarch", "hello-data-1.2-1.noarch"}
-    assert new["base_checksum"] == host.base.commit
+    assert base_checksum(new) == host.base.commit
     tree = host.deployment_path(new)
     assert not (tree / "usr/bin/frob").exists()
     assert not (tree / "usr/lib/tmpfiles.d/reconcile-pkg-frob.conf").exists()
@@ -157,7 +157,7 @@ def test_base_change(host: Host, session_dir: Path, example_rpms: list[Path]) ->
     assert [e["name"] for e in plan["resolution"]["removed"]] == ["hello-data"], "now provided by the new base"
     host.apply_ok()
     new = host.default()
-    assert new["base_checksum"] == base2.commit
+    assert base_checksum(new) == base2.commit
     assert nevras(new) == {"hello-1.2-1.noarch"}
     tree = host.deployment_path(new)
     assert (tree / "usr/lib64/libexample.so.1.2.2").exists()
@@ -176,8 +176,8 @@ def test_inactive_request_is_reported_not_an_error(host: Host) -> None:
     assert "example-libs" not in {e["name"] for e in doc["resolution"]["added"]}
     host.apply_ok()
     dep = host.default()
-    assert dep["inactive_requests"] == ["example-libs"]
-    assert dep["requested_packages"] == ["example-libs", "hello"]
+    assert dep["reconcile"]["inactive_requests"] == ["example-libs"]
+    assert dep["requested-packages"] == ["example-libs", "hello"]
     text = host.run("status").stdout
     assert "Inactive:  example-libs" in text
 
@@ -190,7 +190,7 @@ def test_only_inactive_requests_update_the_origin_without_a_new_deployment(host:
     assert result.code == 2, result.stderr
     assert "no new deployment" in result.stdout
     assert host.state()["deployments"] == deployments
-    assert host.default()["inactive_requests"] == ["example-shell"]
+    assert host.default()["reconcile"]["inactive_requests"] == ["example-shell"]
     assert host.run("apply", "--detailed-exitcode").code == 0
 
 
@@ -218,10 +218,11 @@ def test_status_lists_deployments_in_boot_order(host: Host) -> None:
     host.apply_ok()
     doc = host.status()
     first, second = doc["deployments"]
-    assert first["default"] and not second["default"]
-    for key in ("checksum", "base_checksum", "requested_packages", "layered_packages", "inactive_requests"):
+    assert first["reconcile"]["default"] and not second["reconcile"]["default"]
+    for key in ("checksum", "base-checksum", "requested-packages", "packages", "base-commit-meta"):
         assert key in first
-    assert second["layered_packages"] == [] and second["checksum"] == second["base_checksum"]
+    assert {"layered_packages", "inactive_requests"} <= set(first["reconcile"])
+    assert second["reconcile"]["layered_packages"] == [] and "base-checksum" not in second
 
 
 def test_pending_deployment_is_what_plans_build_on(host: Host) -> None:

@@ -64,7 +64,7 @@ def test_rollback_swaps_and_says_the_origin_still_asks_for_the_other_state(host:
     assert doc["origin_matches"] is False and doc["origin_updated"] is False
     assert "still asks for the other state" in doc["message"]
     status = host.status()["deployments"]
-    assert status[0]["requested_packages"] == ["hello"] and status[1]["rollback"] is True
+    assert status[0]["requested-packages"] == ["hello"] and status[1]["reconcile"]["rollback"] is True
     assert "(rollback)" in host.run("status").stdout
 
     plan = host.run("plan", "--json")

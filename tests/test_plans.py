@@ -50,7 +50,11 @@ def test_saved_plan_applies_exactly_what_was_reviewed(host: Host, tmp_path: Path
     host.publish([P1, P2, Q, QLIB])  # the repo moves on after review
     result = host.run("apply", tmp_path / "plan.json", "--detailed-exitcode")
     assert result.code == 2, result.stderr
-    assert set(host.default()["layered_packages"]) == {"p-1.0-1.noarch", "q-1.0-1.noarch", "q-lib-1.0-1.noarch"}
+    assert set(host.default()["reconcile"]["layered_packages"]) == {
+        "p-1.0-1.noarch",
+        "q-1.0-1.noarch",
+        "q-lib-1.0-1.noarch",
+    }
     again = host.run("apply", tmp_path / "plan.json")
     assert again.code == 3, "the plan's deployment is gone: the plan is stale now"
 
@@ -73,7 +77,7 @@ def test_a_saved_plan_from_a_relative_origin_applies_from_another_directory(host
     (elsewhere / "p.json").write_bytes((host.root / "p.json").read_bytes())
     applied = run(elsewhere, "apply", *common, "--reposdir", str(host.reposdir), "--yes", "p.json")
     assert applied.returncode == 0, applied.stderr
-    assert host.default()["layered_packages"] == ["p-1.0-1.noarch"]
+    assert host.default()["reconcile"]["layered_packages"] == ["p-1.0-1.noarch"]
 
 
 def test_stale_when_the_deployment_moved(host: Host, tmp_path: Path) -> None:
@@ -130,7 +134,7 @@ def test_a_1_0_plan_is_still_applied(host: Host, tmp_path: Path) -> None:
         del pinned["size"]
     (tmp_path / "plan.json").write_text(json.dumps(saved))
     host.apply_ok(str(tmp_path / "plan.json"))
-    assert host.default()["layered_packages"] == ["p-1.0-1.noarch"]
+    assert host.default()["reconcile"]["layered_packages"] == ["p-1.0-1.noarch"]
 
 
 def test_show_renders_text_json_and_markdown(host: Host, tmp_path: Path) -> None:
@@ -255,9 +259,10 @@ def test_local_package_is_pinned_by_sha256(host: Host, tmp_path: Path) -> None:
     assert added["mytool-1.0-1.noarch"]["repo"] == "@local" and "hello-1.2-1.noarch" in added
     host.apply_ok()
     dep = host.default()
-    assert "mytool-1.0-1.noarch" in dep["layered_packages"]
+    assert "mytool-1.0-1.noarch" in dep["reconcile"]["layered_packages"]
     sha = added["mytool-1.0-1.noarch"]["checksum"].removeprefix("sha256:")
-    assert dep["requested_local_packages"] == [f"{sha}:mytool-1.0-1.noarch"]
+    assert dep["reconcile"]["local_pins"] == [f"{sha}:mytool-1.0-1.noarch"]
+    assert dep["requested-local-packages"] == ["mytool-1.0-1.noarch"], "rpm-ostree's: the NEVRAs only"
     assert host.run("plan", "--detailed-exitcode").code == 0
 
     local.write_bytes(host.rpms.build(Package("mytool", files=(File("/usr/share/mytool/v2", "2"),))).read_bytes())
@@ -282,7 +287,7 @@ def test_override_remove_drops_a_base_package(host: Host) -> None:
     assert [e["nevra"] for e in plan["resolution"]["removed"]] == [f"example-libs-2.1-1.{_arch()}"]
     host.apply_ok()
     dep = host.default()
-    assert dep["removed_base_packages"] == [f"example-libs-2.1-1.{_arch()}"]
+    assert [p[0] for p in dep["base-removals"]] == [f"example-libs-2.1-1.{_arch()}"]
     tree = host.deployment_path(dep)
     assert not (tree / "usr/lib64/libexample.so.1").exists()
     assert (tree / "usr/lib64").is_dir(), "a directory other base packages own stays"

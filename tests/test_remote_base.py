@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import Host
+from conftest import Host, base_checksum
 from servers import Server, serve
 from support import File, Package, exampleos, ostree, rpm_query
 from test_bad_input import assert_failed_cleanly
@@ -133,8 +133,8 @@ def test_a_remote_base_is_fetched_in_part_to_plan_and_whole_to_apply(host: Host,
     assert "Pulled the base" in applied.stderr
     assert remote.served_bytes() > 3_000_000 * 0.9  # the rest, with the blob (compressed random data)
     default = host.default()
-    assert default["base_checksum"] == first and default["origin"] == f"exo:{REF}"
-    assert default["layered_packages"] == ["widget-1.0-1.noarch"]
+    assert base_checksum(default) == first and default["origin"] == f"exo:{REF}"
+    assert default["reconcile"]["layered_packages"] == ["widget-1.0-1.noarch"]
     assert (host.deployment_path(default) / "usr/share/example-blob/blob").stat().st_size == 3_000_000
 
 
@@ -172,14 +172,14 @@ def test_update_shows_the_base_move_its_package_diff_and_the_layered_packages_th
 
     status = host.run("status")
     assert f"available: 2 ({second})" in status.stdout, status.stdout
-    assert host.status()["deployments"][0]["update_available"] == f"2 ({second})"
+    assert host.status()["deployments"][0]["reconcile"]["update_available"] == f"2 ({second})"
 
     host.apply_ok("--update")
     default = host.default()
-    assert default["base_checksum"] == second
-    assert default["layered_packages"] == ["widget-2.0-1.noarch"]
+    assert base_checksum(default) == second
+    assert default["reconcile"]["layered_packages"] == ["widget-2.0-1.noarch"]
     assert "example-libs-2.2-1" in rpm_query(host.deployment_path(default), "-qa")
-    assert host.status()["deployments"][0]["update_available"] is None
+    assert host.status()["deployments"][0]["reconcile"]["update_available"] is None
 
 
 def test_a_pinned_older_version_is_a_downgrade(host: Host, remote: Remote, two_bases: tuple[str, str]) -> None:
@@ -187,7 +187,7 @@ def test_a_pinned_older_version_is_a_downgrade(host: Host, remote: Remote, two_b
     host.publish([WIDGET_1, WIDGET_2])
     _write(host, ["widget"])
     host.apply_ok()
-    assert host.default()["base_checksum"] == second
+    assert base_checksum(host.default()) == second
     _origin_with(host, ["widget"], 'version = "1"')
     planned = host.run("plan", "--json")
     assert planned.code == 0, planned.stdout + planned.stderr
@@ -198,7 +198,7 @@ def test_a_pinned_older_version_is_a_downgrade(host: Host, remote: Remote, two_b
     text = host.run("plan").stdout
     assert "downgrade: to an older base commit" in text and "Base packages to downgrade:" in text, text
     host.apply_ok()
-    assert host.default()["base_checksum"] == first
+    assert base_checksum(host.default()) == first
     assert f"override-commit={first}" in _origin_keyfile(host)
     assert "base-version=1" in _origin_keyfile(host)
     # The pin holds against --update, and the same declaration is a no-op.
@@ -270,7 +270,7 @@ def test_signed_commits_are_verified_by_libostree(host: Host, remote: Remote, tm
             capture_output=True,
         )
         host.apply_ok()
-        assert host.default()["base_checksum"] == first
+        assert base_checksum(host.default()) == first
     finally:
         exampleos.stop_agent(signer)
         exampleos.stop_agent(stranger)

@@ -81,9 +81,17 @@ def test_replace_from_a_repo_lets_a_layered_package_need_the_new_version(host: H
     host.apply_ok()
     assert _libs_in_tree(host) == (["libexample.so.1", "libexample.so.1.3.0"], [NEW_LIBS])
     dep = host.default()
-    assert dep["replaced_base_packages"] == [f"{BASE_LIBS} → {NEW_LIBS}"]
-    assert dep["requested_base_replacements"] == ["example-libs >= 3"]
-    assert "needs-newer-libs-1.0-1.noarch" in dep["layered_packages"] and NEW_LIBS not in dep["layered_packages"]
+    assert dep["reconcile"]["replaced_base_packages"] == [f"{BASE_LIBS} → {NEW_LIBS}"]
+    assert dep["reconcile"]["requested_base_replacements"] == ["example-libs >= 3"]
+    # rpm-ostree's keys: (new, old) package tuples under the repo the new one came from
+    old, new = (["example-libs", 0, v, "1", ARCH] for v in ("2.1", "3.0"))
+    assert dep["base-remote-replacements"] == {"repo=test": [[[NEW_LIBS, *new], [BASE_LIBS, *old]]]}
+    assert dep["requested-base-remote-replacements"] == [["repo=test", ["example-libs"]]]
+    assert dep["base-local-replacements"] == [] and dep["requested-base-local-replacements"] == []
+    assert (
+        "needs-newer-libs-1.0-1.noarch" in dep["reconcile"]["layered_packages"]
+        and NEW_LIBS not in dep["reconcile"]["layered_packages"]
+    )
     assert f"Replaced:  {BASE_LIBS} → {NEW_LIBS}" in host.run("status").stdout
     tree = host.deployment_path(dep)
     assert os.readlink(tree / "usr/lib64/libexample.so.1") == "libexample.so.1.3.0"
@@ -131,6 +139,11 @@ def test_replace_local_takes_the_base_package_from_a_file_pinned_by_sha256(host:
     origin = _deployed_origin(host).read_text()
     assert f"[overrides]\nreplace-local={pin};\n" in origin, origin
     assert "baserefspec=" in origin
+    dep = host.default()
+    old, new = (["example-libs", 0, v, "1", ARCH] for v in ("2.1", "3.0"))
+    assert dep["base-local-replacements"] == [[[NEW_LIBS, *new], [BASE_LIBS, *old]]]
+    assert dep["requested-base-local-replacements"] == [NEW_LIBS] and dep["base-remote-replacements"] == {}
+    assert "requested-base-remote-replacements" not in dep
     rpm.unlink()  # the pin is found in the package cache, never opened as a path
     code, out = _plan_from(host, _deployed_origin(host), "--detailed-exitcode")
     assert code == 0 and "No changes" in out, out

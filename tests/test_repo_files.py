@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import Host
+from conftest import Host, base_checksum
 from servers import serve
 from support import RECONCILE, File, Package, exampleos
 from test_bad_input import assert_failed_cleanly
@@ -24,7 +24,7 @@ ARCH = os.uname().machine
 
 
 def nevras(host: Host) -> list[str]:
-    return host.default()["layered_packages"]
+    return host.default()["reconcile"]["layered_packages"]
 
 
 def etc_of(host: Host) -> Path:
@@ -294,7 +294,7 @@ def test_plans_that_need_nothing_new_do_not_need_a_repo_that_is_down(host: Host)
     host.add_base("b2", [Package("example-extra-tool")])
     host.write_origin(["hello"], base="example/b2")  # a base change whose packages are all cached
     host.apply_ok()
-    assert host.default()["base_checksum"] != host.status()["deployments"][1]["base_checksum"]
+    assert base_checksum(host.default()) != base_checksum(host.status()["deployments"][1])
 
     host.write_origin(["hello", "frob"], base="example/b2")  # frob is nowhere now: the down repo is named
     before = host.state()

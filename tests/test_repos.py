@@ -30,7 +30,7 @@ def pki(session_dir: Path) -> Pki:
 
 
 def nevras(host: Host) -> list[str]:
-    return host.default()["layered_packages"]
+    return host.default()["reconcile"]["layered_packages"]
 
 
 def test_https_with_a_ca_made_in_the_test(host: Host, pki: Pki) -> None:

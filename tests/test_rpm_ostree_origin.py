@@ -39,7 +39,7 @@ def test_requested_local_pins_are_resolved_against_the_package_cache(host: Host,
     )
     code, out = run(host, "apply", origin, "--yes")
     assert code == 0, out
-    assert {"mytool-1.0-1.noarch", "hello-1.2-1.noarch"} <= set(host.default()["layered_packages"])
+    assert {"mytool-1.0-1.noarch", "hello-1.2-1.noarch"} <= set(host.default()["reconcile"]["layered_packages"])
 
 
 def test_a_pin_the_package_cache_does_not_hold_is_a_clear_error(host: Host, tmp_path: Path) -> None:

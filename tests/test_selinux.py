@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import ComposedBase, Host, compose_base, needs_sandbox
+from conftest import ComposedBase, Host, base_checksum, compose_base, needs_sandbox
 from support import Dir, File, Hardlink, Package, RpmFactory, Symlink, exampleos, ostree
 
 HOST_POLICY = Path("/etc/selinux/default")
@@ -163,7 +163,7 @@ def test_a_new_policy_relabels_package_commits_not_the_base(selinux_host: Host, 
     host.write_origin(["labelled"], base="example/selinux2")
     host.apply_ok()
     dep = host.default()
-    assert dep["base_checksum"] == selinux_bases["selinux2"].commit, "the base is deployed as composed"
+    assert base_checksum(dep) == selinux_bases["selinux2"].commit, "the base is deployed as composed"
     after = ostree(f"--repo={host.sysroot / 'ostree/repo'}", "rev-parse", ref).strip()
     assert after != before, "the package commit was rewritten with the new policy's labels"
     policy = ostree(f"--repo={host.sysroot / 'ostree/repo'}", "show", "--print-metadata-key=reconcile.sepolicy", after)
