@@ -334,6 +334,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     doc = api.status(_context(args))
     _out(render_status_json(doc) if args.json else render_status_text(doc))
+    if not args.json:  # the document carries them as reconcile.warnings
+        for warning in doc.reconcile.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
     return 0
 
 

@@ -12,6 +12,7 @@ from pydantic.json_schema import SkipJsonSchema
 
 from reconcile import ostree
 from reconcile.base import read_newest
+from reconcile.coexist import rebuilt_by_rpm_ostree
 from reconcile.context import Context
 from reconcile.deployed import DeploymentState, all_deployments, roles
 from reconcile.gvariant_json import variant_to_json
@@ -157,7 +158,8 @@ def status_document(ctx: Context) -> Status:
         _deployment(ctx.repo, s, dep, _update_available(ctx, s), i in rollbacks)
         for i, (s, dep) in enumerate(zip(states, deps, strict=True))
     ]
-    return Status(deployments=deployments, reconcile=StatusExtras(sysroot=str(ctx.sysroot.path)))
+    warnings = rebuilt_by_rpm_ostree(states, {s.stateroot: ctx.cachedir(s.stateroot) for s in states})
+    return Status(deployments=deployments, reconcile=StatusExtras(sysroot=str(ctx.sysroot.path), warnings=warnings))
 
 
 def _update_available(ctx: Context, s: DeploymentState) -> str | None:
