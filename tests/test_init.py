@@ -49,7 +49,7 @@ def test_a_layered_deployment_with_an_inactive_request_gives_a_no_op_plan(host: 
     host.publish([])
     host.write_origin(["hello", "frob", "example-libs"], extra="\n[options]\nrecommends = false\n")
     host.apply_ok()
-    assert host.default()["inactive_requests"] == ["example-libs"]
+    assert host.default()["reconcile"]["inactive_requests"] == ["example-libs"]
     written, doc, plan = init_then_plan(host, tmp_path)
     assert doc["origin"] == {"baserefspec": exampleos.BASE_REF}
     assert doc["packages"] == {"requested": ["example-libs", "frob", "hello"]}

@@ -19,7 +19,7 @@ def test_a_change_exits_0_and_the_same_apply_again_exits_77(host: Host) -> None:
     assert host.state() == before
     first = host.run("apply", FLAG)
     assert first.code == 0, first.stderr
-    assert "hello-1.2-1.noarch" in host.default()["layered_packages"]
+    assert "hello-1.2-1.noarch" in host.default()["reconcile"]["layered_packages"]
     state = host.state()
     second = host.run("apply", FLAG)
     assert second.code == 77, second.stderr
@@ -37,7 +37,7 @@ def test_an_origin_rewrite_or_a_kernel_argument_change_is_a_change(host: Host) -
     host.write_origin(["example-shell"], extra='\n[kargs]\nappend = ["quiet"]\n')
     kargs = host.run("apply", FLAG)
     assert kargs.code == 0, kargs.stderr
-    assert host.default()["kernel_args"][-1] == "quiet"
+    assert host.default()["reconcile"]["kernel_args"][-1] == "quiet"
     assert host.run("apply", FLAG).code == 77
 
 
