@@ -11,8 +11,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from reconcile.ostree import Variant
-from reconcile.rpm.nevra import Nevra
+from reconcile.ostree import Repo, Variant
+from reconcile.rpm.nevra import Nevra, rpm_ostree_pkgcache_ref
 
 CLIENTLAYER = "rpmostree.clientlayer"  # b: the commit is a client layer on its parent
 CLIENTLAYER_VERSION = "rpmostree.clientlayer_version"  # u: which of the keys below the reader may assert
@@ -25,6 +25,7 @@ PKGLIST = "rpmostree.rpmdb.pkglist"  # a(sssss): every package of the tree, as `
 RPMMD_REPOS = "rpmostree.rpmmd-repos"  # aa{sv}: {id: s, timestamp: t} of the repos resolved against
 STATE = "rpmostree.state-sha512"  # s: identifies the layering state (rpm-ostree compares it on upgrade)
 SPEC = "rpmostree.spec"  # a{sv}: the layer's treespec, clientlayer_version 0 (before 2017)
+PKG_HEADER = "rpmostree.metadata"  # ay, on rpm-ostree's package-cache commits: lead, signature and header
 
 WRITTEN_VERSION = 6  # the clientlayer_version whose keys are all written here (rpm-ostree writes 6 too)
 LOCAL_REPO = "@local"
@@ -82,6 +83,18 @@ def client_layer(
         ),
         STATE: Variant("s", state_sha512(state_digest)),
     }
+
+
+def cached_header(repo: Repo, nevra: Nevra, sha256: str) -> bytes | None:
+    """Lead, signature header and header of a local RPM rpm-ostree layered: its `requested-local` pin is the
+    SHA-256 of exactly these bytes (`rpmostree.metadata` of its `rpmostree/pkg/...` commit, rpmostree-importer.cxx)."""
+    commit = repo.resolve(rpm_ostree_pkgcache_ref(nevra))
+    if commit is None:
+        return None
+    raw = repo.commit_metadata(commit).get(PKG_HEADER)
+    if not isinstance(raw, bytes) or hashlib.sha256(raw).hexdigest() != sha256:
+        return None
+    return raw
 
 
 def is_client_layer(meta: dict[str, Any]) -> bool:

@@ -136,7 +136,7 @@ def test_replacements_are_recorded_as_rpm_ostree_records_them(host: Host, tmp_pa
     assert _typed(host, commit, "rpmostree.replaced-base-remote-packages").unpack() == {}
 
 
-def _as_rpm_ostree_built(host: Host, commit: str, drop: tuple[str, ...] = ()) -> str:
+def as_rpm_ostree_built(host: Host, commit: str, drop: tuple[str, ...] = ()) -> str:
     """The same tree committed again with the `reconcile.*` keys stripped (and `drop`), as `ostree commit` makes it:
     what a host layered by rpm-ostree itself has."""
     meta = Repo.open(_repo(host)).commit_metadata_variants(commit)
@@ -161,10 +161,11 @@ def _keys(host: Host, commit: str) -> list[str]:
     return list(Repo.open(_repo(host)).commit_metadata_variants(commit))
 
 
-def _deploy(host: Host, commit: str, readable: bool = True) -> None:
-    """`ostree admin deploy` of `commit` with the default deployment's origin file, as rpm-ostree would leave it."""
-    dep = host.default()
-    origin = host.deployment_path(dep).parent / f"{dep['checksum']}.{dep['serial']}.origin"
+def deploy_commit(host: Host, commit: str, readable: bool = True, origin: Path | None = None) -> None:
+    """`ostree admin deploy` of `commit` with the default deployment's origin file (or `origin`), as rpm-ostree
+    would leave it."""
+    if origin is None:
+        origin = deployed_origin(host)
     exampleos.run(
         [
             "ostree",
@@ -181,6 +182,11 @@ def _deploy(host: Host, commit: str, readable: bool = True) -> None:
         assert host.default()["checksum"] == commit
 
 
+def deployed_origin(host: Host) -> Path:
+    dep = host.default()
+    return host.deployment_path(dep).parent / f"{dep['checksum']}.{dep['serial']}.origin"
+
+
 SCENARIOS = {
     "requests-and-a-removal": ([HELLO, HELLO_DATA], ["hello-tool"], '[overrides]\nremove = ["example-libs"]\n'),
     "a-repo-replacement": ([LIBS_3, NEEDS_LIBS_3], ["needs-newer-libs"], _replace(["example-libs >= 3"])),
@@ -195,8 +201,8 @@ def test_a_deployment_rpm_ostree_built_is_understood_and_planned_as_a_no_op(host
     host.apply_ok()
     ours = host.default()
     on_ours = host.run("plan", "--json").json()["resolution"]
-    theirs = _as_rpm_ostree_built(host, ours["checksum"])
-    _deploy(host, theirs)
+    theirs = as_rpm_ostree_built(host, ours["checksum"])
+    deploy_commit(host, theirs)
 
     plan = host.run("plan", "--json")
     assert plan.code == 0, plan.stderr
@@ -256,8 +262,8 @@ def test_a_client_layer_missing_a_key_its_version_requires_is_refused_by_name(ho
     host.publish([HELLO, HELLO_DATA])
     host.write_origin(["hello-tool"])
     host.apply_ok()
-    theirs = _as_rpm_ostree_built(host, host.default()["checksum"], drop=("rpmostree.packages",))
-    _deploy(host, theirs, readable=False)
+    theirs = as_rpm_ostree_built(host, host.default()["checksum"], drop=("rpmostree.packages",))
+    deploy_commit(host, theirs, readable=False)
     for command in ("plan", "status"):
         result = host.run(command)
         assert result.code != 0, result.stdout
@@ -281,8 +287,8 @@ def test_status_warns_when_rpm_ostree_rebuilt_a_deployment_reconcile_manages(hos
     host.write_origin(["hello-tool"])
     host.apply_ok()
     assert host.status()["reconcile"]["warnings"] == []
-    theirs = _as_rpm_ostree_built(host, host.default()["checksum"])
-    _deploy(host, theirs)
+    theirs = as_rpm_ostree_built(host, host.default()["checksum"])
+    deploy_commit(host, theirs)
     warnings = host.status()["reconcile"]["warnings"]
     assert len(warnings) == 1 and theirs[:12] in warnings[0] and str(host.origin) in warnings[0], warnings
     assert "docs/rpm-ostree.md" in warnings[0]

@@ -13,6 +13,7 @@ from reconcile.errors import InvalidInputError, PackageError
 from reconcile.pkgcache import PackageCache, read_rpm
 from reconcile.rpm import header as h
 from reconcile.rpm.nevra import Nevra
+from reconcile.rpmostree_meta import cached_header
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,8 @@ def is_pin(entry: str) -> bool:
 
 
 def cached_local(pin: str, origin: Path, cache: PackageCache) -> LocalPackage:
-    """An rpm-ostree `requested-local` entry, `<sha256>:<nevra>`: the package its cache commit holds."""
+    """An rpm-ostree `requested-local` entry, `<sha256>:<nevra>`: the package reconcile's cache commit holds, or
+    the header of rpm-ostree's (enough to plan; a build needs the RPM file)."""
     match = _PIN.match(pin)
     if match is None:
         raise InvalidInputError(
@@ -60,7 +62,7 @@ def cached_local(pin: str, origin: Path, cache: PackageCache) -> LocalPackage:
         nevra = Nevra.parse(match["nevra"])
     except ValueError:
         raise InvalidInputError(f"{origin}: {match['nevra']!r} in requested-local is not a NEVRA.") from None
-    raw = cache.cached_raw(nevra, f"sha256:{match['sha256']}")
+    raw = cache.cached_raw(nevra, f"sha256:{match['sha256']}") or cached_header(cache.repo, nevra, match["sha256"])
     if raw is None:
         raise PackageError(
             f"{origin}: the local package {nevra} (sha256 {match['sha256'][:12]}…) is not in the package cache.",

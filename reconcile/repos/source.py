@@ -245,6 +245,13 @@ def _local_path(p: WantedPackage) -> Path:
 
 
 def _check_local(p: WantedPackage, path: Path) -> None:
+    if not p.location:  # a pin whose only copy is the header in rpm-ostree's package cache
+        raise PackageError(
+            f"The local package {p.nevra} is known only from rpm-ostree's package cache, which holds its header but "
+            "not its files in a form reconcile builds from.",
+            hint="Put the RPM file's path in place of its <sha256>:<nevra> pin in packages.local, then plan again. "
+            "Nothing was changed.",
+        )
     algorithm, _, digest = p.checksum.partition(":")
     if not _complete(path, algorithm, digest):
         raise PackageError(f"The local package {path} is missing or changed since the plan was made ({p.nevra}).")

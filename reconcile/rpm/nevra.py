@@ -84,6 +84,11 @@ def pkgcache_ref(nevra: Nevra) -> str:
     return f"{PKGCACHE_PREFIX}/{_escape(nevra.name)}/{_escape(nevra.evr)}.{_escape(nevra.arch)}"
 
 
+def rpm_ostree_pkgcache_ref(nevra: Nevra) -> str:
+    """Where rpm-ostree caches a package: `rpmostree/pkg/...`, quoted the same way (`rpmostree-rpm-util.cxx`)."""
+    return f"rpmostree/pkg/{_escape(nevra.name)}/{_escape(nevra.evr)}.{_escape(nevra.arch)}"
+
+
 def rpmvercmp(a: str, b: str) -> int:
     """rpm's version segment comparison (tilde sorts before anything, caret after the base version)."""
     if a == b:
