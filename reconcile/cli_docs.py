@@ -98,7 +98,8 @@ def _term(action: argparse.Action) -> str:
 def bash_completion(parser: argparse.ArgumentParser) -> str:
     subs = subcommands(parser)
     top = [f for a in _arguments(parser) if a.option_strings for f in a.option_strings]
-    cases, values = [], {}
+    cases: list[str] = []
+    values: dict[str, str] = {}  # option -> what its value is: choices:..., path or value
     for name, _help, sub in subs:
         flags = sorted({f for a in _arguments(sub) for f in a.option_strings} | {"--help"})
         cases.append(f'        {name}) opts="{" ".join(flags)}" ;;')
@@ -108,14 +109,14 @@ def bash_completion(parser: argparse.ArgumentParser) -> str:
                     values.setdefault(f, "choices:" + " ".join(map(str, a.choices)) if a.choices else _kind(a))
     value_cases = []
     for kind in sorted(set(values.values())):
-        flags = "|".join(sorted(f for f, k in values.items() if k == kind))
+        pattern = "|".join(sorted(f for f, k in values.items() if k == kind))
         if kind.startswith("choices:"):
             reply = f'COMPREPLY=($(compgen -W "{kind.removeprefix("choices:")}" -- "$cur"))'
         elif kind == "path":
             reply = 'COMPREPLY=($(compgen -f -- "$cur"))'
         else:
             reply = "COMPREPLY=()"
-        value_cases.append(f"        {flags}) {reply}; return ;;")
+        value_cases.append(f"        {pattern}) {reply}; return ;;")
     return "\n".join(
         [
             "# bash completion for reconcile(8); generated from its argument parser: python -m reconcile.cli_docs bash",
@@ -133,7 +134,7 @@ def bash_completion(parser: argparse.ArgumentParser) -> str:
             "    esac",
             '    case "$cmd" in',
             *cases,
-            "        *) opts=\"\" ;;",
+            '        *) opts="" ;;',
             "    esac",
             '    COMPREPLY=($(compgen -W "$opts" -- "$cur"))',
             '    [[ "$cur" == -* ]] || COMPREPLY+=($(compgen -f -- "$cur"))  # positional arguments are files',
