@@ -205,6 +205,11 @@ class Host:
     def default(self) -> dict:
         return self.status()["deployments"][0]
 
+    def deployed_origin(self, dep: dict | None = None) -> Path:
+        """The origin keyfile libostree keeps beside a deployment (the default one unless `dep`)."""
+        dep = dep or self.default()
+        return self.deployment_path(dep).parent / f"{dep['checksum']}.{dep['serial']}.origin"
+
     def deployment_path(self, dep: dict) -> Path:
         return self.sysroot / "ostree" / "deploy" / dep["osname"] / "deploy" / f"{dep['checksum']}.{dep['serial']}"
 

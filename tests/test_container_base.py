@@ -121,10 +121,6 @@ def write_image_origin(host: Host, reference: str, requested: list[str], extra: 
     host.origin.write_text(f'[origin]\ncontainer-image = "{reference}"\n{extra}\n[packages]\nrequested = [{items}]\n')
 
 
-def deployed_origin(host: Host, dep: dict) -> Path:
-    return host.deployment_path(dep).parent / f"{dep['checksum']}.{dep['serial']}.origin"
-
-
 def test_the_ref_escaping_is_ostree_rs_ext_s() -> None:
     # The examples of ostree-rs-ext's refescape.rs, and the refs bootc writes for both forms of one image.
     assert escape_for_ref("registry:quay.io/coreos/fedora:latest") == "registry_3A_quay_2E_io/coreos/fedora_3A_latest"
@@ -170,7 +166,7 @@ def test_layering_onto_an_image_keeps_its_reference(host: Host, reference: str) 
     assert (tree / DERIVED_FILE).read_bytes() == b"built FROM exampleos\n"  # the derived layer is in the base
     assert "hello-1.2-1.noarch" in rpm_query(tree, "-qa")
     # As rpm-ostree writes a layered image deployment: the reference unchanged, no refspec, the requests.
-    written = deployed_origin(host, dep).read_text()
+    written = host.deployed_origin(dep).read_text()
     assert f"container-image-reference={reference}\n" in written
     assert "refspec" not in written
     assert "[packages]\nrequested=hello;\n" in written
@@ -178,7 +174,7 @@ def test_layering_onto_an_image_keeps_its_reference(host: Host, reference: str) 
     again = host.run("plan", "--detailed-exitcode")
     assert again.code == 0 and "No changes" in again.stdout, again.stdout + again.stderr
     opts = ["--sysroot", host.sysroot, "--reposdir", host.reposdir, "--detailed-exitcode", "--json"]
-    from_keyfile = plan_with_copy(host, deployed_origin(host, dep), *opts)
+    from_keyfile = plan_with_copy(host, host.deployed_origin(dep), *opts)
     assert from_keyfile.code == 0, from_keyfile.stdout + from_keyfile.stderr
     assert from_keyfile.json()["origin"]["desired"]["container_image"] == reference
 
@@ -225,7 +221,7 @@ def test_update_plans_against_the_local_import_and_says_where_updates_come_from(
         and dep["reconcile"]["layered_packages"] == layered["reconcile"]["layered_packages"]
     )
     assert (host.deployment_path(dep) / DERIVED_FILE).read_bytes() == b"built FROM exampleos, again\n"
-    assert f"container-image-reference={UNVERIFIED}\n" in deployed_origin(host, dep).read_text()
+    assert f"container-image-reference={UNVERIFIED}\n" in host.deployed_origin(dep).read_text()
 
 
 def test_rebase_from_an_ostree_ref_to_an_imported_image(host: Host) -> None:
@@ -237,7 +233,7 @@ def test_rebase_from_an_ostree_ref_to_an_imported_image(host: Host) -> None:
     host.apply_ok()
     dep = host.default()
     assert dep["base-checksum"] == imported.commit and dep["container-image-reference"] == SIGNED
-    written = deployed_origin(host, dep).read_text()
+    written = host.deployed_origin(dep).read_text()
     assert f"container-image-reference={SIGNED}\n" in written and "refspec" not in written
 
 

@@ -122,7 +122,7 @@ def test_an_origin_with_settings_reconcile_cannot_honour_is_refused(host: Host, 
     host.write_origin(["hello"])
     host.apply_ok()
     dep = host.default()
-    deployed_origin = host.deployment_path(dep).parent / f"{dep['checksum']}.{dep['serial']}.origin"
+    deployed_origin = host.deployed_origin(dep)
     deployed_origin.write_text(deployed_origin.read_text() + "\n[rpmostree]\ninitramfs-args=--add;foo;\n")
     written = tmp_path / "new" / "origin.toml"
     for force in ([], ["--force"]):
@@ -165,7 +165,7 @@ def test_a_pin_the_package_cache_does_not_hold_is_written_with_a_warning(host: H
     host.write_origin(["hello"])
     host.apply_ok()
     dep = host.default()
-    deployed_origin = host.deployment_path(dep).parent / f"{dep['checksum']}.{dep['serial']}.origin"
+    deployed_origin = host.deployed_origin(dep)
     gone = f"{'a' * 64}:gone-1-1.noarch"  # as rpm-ostree records a local RPM it keeps in its own cache
     deployed_origin.write_text(
         deployed_origin.read_text().replace("[packages]\n", f"[packages]\nrequested-local={gone};\n")

@@ -38,11 +38,6 @@ def _replace(specs: list[str], local: list[Path] = ()) -> str:  # type: ignore[a
     return "\n".join(lines) + "\n"
 
 
-def _deployed_origin(host: Host) -> Path:
-    dep = host.default()
-    return host.deployment_path(dep).parent / f"{dep['checksum']}.{dep['serial']}.origin"
-
-
 def _plan_from(host: Host, origin: Path, *args: str) -> tuple[int, str]:
     result = reconcile("plan", "--sysroot", host.sysroot, "--origin", origin, "--reposdir", host.reposdir, *args)
     return result.code, result.stdout + result.stderr
@@ -96,10 +91,10 @@ def test_replace_from_a_repo_lets_a_layered_package_need_the_new_version(host: H
     tree = host.deployment_path(dep)
     assert os.readlink(tree / "usr/lib64/libexample.so.1") == "libexample.so.1.3.0"
     assert "needs-newer-libs" in rpm_query(tree, "-qa", "--qf", "%{NAME}\\n").split()
-    origin = _deployed_origin(host).read_text()
+    origin = host.deployed_origin().read_text()
     assert "replace=repo=test,example-libs;\n" in origin and "replace=example-libs >= 3;\n" in origin, origin
     assert host.run("plan", "--detailed-exitcode").code == 0, "a deployed replacement converges"
-    code, out = _plan_from(host, _deployed_origin(host), "--detailed-exitcode")
+    code, out = _plan_from(host, host.deployed_origin(), "--detailed-exitcode")
     assert code == 0 and "No changes" in out, "the deployment's origin reads back as the same declaration\n" + out
 
     host.write_origin(["needs-newer-libs"])  # the layered package still needs the replacement
@@ -117,7 +112,7 @@ def test_replace_from_a_repo_lets_a_layered_package_need_the_new_version(host: H
     assert "the base's own package again" in host.run("plan").stdout
     host.apply_ok()
     assert _libs_in_tree(host) == (["libexample.so.1", "libexample.so.1.2.1"], [BASE_LIBS])
-    assert "replace" not in _deployed_origin(host).read_text()
+    assert "replace" not in host.deployed_origin().read_text()
 
 
 def test_replace_local_takes_the_base_package_from_a_file_pinned_by_sha256(host: Host, tmp_path: Path) -> None:
@@ -136,7 +131,7 @@ def test_replace_local_takes_the_base_package_from_a_file_pinned_by_sha256(host:
     assert plan["target"]["replace_base"][0]["source"] == "local"
     host.apply_ok()
     assert _libs_in_tree(host) == (["libexample.so.1", "libexample.so.1.3.0"], [NEW_LIBS])
-    origin = _deployed_origin(host).read_text()
+    origin = host.deployed_origin().read_text()
     assert f"[overrides]\nreplace-local={pin};\n" in origin, origin
     assert "baserefspec=" in origin
     dep = host.default()
@@ -145,7 +140,7 @@ def test_replace_local_takes_the_base_package_from_a_file_pinned_by_sha256(host:
     assert dep["requested-base-local-replacements"] == [NEW_LIBS] and dep["base-remote-replacements"] == {}
     assert "requested-base-remote-replacements" not in dep
     rpm.unlink()  # the pin is found in the package cache, never opened as a path
-    code, out = _plan_from(host, _deployed_origin(host), "--detailed-exitcode")
+    code, out = _plan_from(host, host.deployed_origin(), "--detailed-exitcode")
     assert code == 0 and "No changes" in out, out
 
 

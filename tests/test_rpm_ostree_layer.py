@@ -165,7 +165,7 @@ def deploy_commit(host: Host, commit: str, readable: bool = True, origin: Path |
     """`ostree admin deploy` of `commit` with the default deployment's origin file (or `origin`), as rpm-ostree
     would leave it."""
     if origin is None:
-        origin = deployed_origin(host)
+        origin = host.deployed_origin()
     exampleos.run(
         [
             "ostree",
@@ -180,11 +180,6 @@ def deploy_commit(host: Host, commit: str, readable: bool = True, origin: Path |
     )
     if readable:
         assert host.default()["checksum"] == commit
-
-
-def deployed_origin(host: Host) -> Path:
-    dep = host.default()
-    return host.deployment_path(dep).parent / f"{dep['checksum']}.{dep['serial']}.origin"
 
 
 SCENARIOS = {

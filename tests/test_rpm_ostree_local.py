@@ -10,7 +10,7 @@ from pathlib import Path
 from conftest import Host
 from support import File, Package, exampleos, ostree, reconcile
 from test_bad_input import assert_failed_cleanly
-from test_rpm_ostree_layer import EXTRA, HELLO, HELLO_DATA, as_rpm_ostree_built, deploy_commit, deployed_origin
+from test_rpm_ostree_layer import EXTRA, HELLO, HELLO_DATA, as_rpm_ostree_built, deploy_commit
 
 from reconcile.ostree._gi import GLib
 from reconcile.rpm.header import read_rpm_headers
@@ -46,9 +46,9 @@ def test_a_local_package_rpm_ostree_layered_migrates_as_a_no_op(host: Host) -> N
     host.apply_ok()
     theirs = as_rpm_ostree_built(host, host.default()["checksum"])
     pin = _rpm_ostree_caches(host, rpm)
-    ours_pin = next(line for line in deployed_origin(host).read_text().splitlines() if "requested-local" in line)
+    ours_pin = next(line for line in host.deployed_origin().read_text().splitlines() if "requested-local" in line)
     origin = host.root / "rpm-ostree.origin"  # what rpm-ostree wrote: its pin, the header's SHA-256
-    origin.write_text(deployed_origin(host).read_text().replace(ours_pin, f"requested-local={pin};"))
+    origin.write_text(host.deployed_origin().read_text().replace(ours_pin, f"requested-local={pin};"))
     deploy_commit(host, theirs, origin=origin)
     repo = f"--repo={host.sysroot / 'ostree' / 'repo'}"
     ostree(repo, "refs", "--delete", pkgcache_ref(Nevra.parse(LOCAL.nevra)))  # only rpm-ostree's cache has it now

@@ -102,7 +102,7 @@ def test_a_deployment_whose_origin_has_such_keys_is_not_rebuilt_without_them(hos
     host.publish([])
     host.write_origin(["hello"])
     dep = host.default()
-    deployed_origin = host.deployment_path(dep).parent / f"{dep['checksum']}.{dep['serial']}.origin"
+    deployed_origin = host.deployed_origin(dep)
     deployed_origin.write_text(deployed_origin.read_text() + "\n[rpmostree]\nregenerate-initramfs=true\n")
     before = host.state()
     result = host.run("apply")
