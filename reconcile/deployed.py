@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,7 +54,7 @@ class DeploymentState:
     def id(self) -> str:
         return f"{self.checksum}.{self.serial}"
 
-    @property
+    @functools.cached_property  # asked once per resolved package: built once
     def kept_builds(self) -> set[tuple[str, str]]:
         """(NEVRA, repodata checksum) of every package layered now: what a new plan can reuse as is."""
         return {(str(p.nevra), p.checksum) for p in [*self.layered, *(r.package for r in self.replaced_base)]}
