@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import signal
 import sys
 import traceback
@@ -18,6 +19,7 @@ from reconcile.errors import ReconcileError, ResolutionError, UsageError
 
 if TYPE_CHECKING:
     from reconcile.context import Context
+    from reconcile.journal import Journal
     from reconcile.origin import LoadedOrigin
     from reconcile.planner.model import Plan
 
@@ -193,7 +195,15 @@ def _context(args: argparse.Namespace) -> Context:
     )
     if getattr(args, "transfer_deadline", None):
         mode = dataclasses.replace(mode, deadline=args.transfer_deadline)
-    return Context.open(args.sysroot, Reporter(), getattr(args, "cachedir", None), mode)
+    return Context.open(args.sysroot, Reporter(journal=_journal(args)), getattr(args, "cachedir", None), mode)
+
+
+def _journal(args: argparse.Namespace) -> Journal | None:
+    if "JOURNAL_STREAM" not in os.environ:  # the usual case: not even the import
+        return None
+    from reconcile.journal import Journal
+
+    return Journal.from_environment(args.command)
 
 
 def _out(text: str) -> None:
@@ -425,6 +435,7 @@ def main(argv: list[str] | None = None) -> int:
         if stopping.requested():  # e.g. a transfer ended for the signal and came out as a failed download
             return _stopped(stopping.requested())
         _report_error(e, json_mode)
+        _journal_failure(args, e)
         return e.exit_code
     except KeyboardInterrupt:
         return _stopped(signal.SIGINT)
@@ -439,7 +450,17 @@ def main(argv: list[str] | None = None) -> int:
             f"internal error: {type(e).__name__}: {e}", hint="Run again with --debug for the traceback."
         )
         _report_error(err, json_mode)
+        _journal_failure(args, err, 1)
         return 1
+
+
+def _journal_failure(args: argparse.Namespace, e: ReconcileError, code: int | None = None) -> None:
+    journal = _journal(args)
+    if journal is not None:
+        from reconcile import journal as j
+
+        status = e.exit_code if code is None else code
+        journal.send(f"error: {e.message}", j.ERR, MESSAGE_ID=j.FAILED, EXIT_STATUS=status, HINT=e.hint or None)
 
 
 def _stopped(signum: int) -> int:

@@ -11,7 +11,10 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from reconcile.journal import Journal
 
 
 @dataclass
@@ -24,6 +27,7 @@ class StepTiming:
 class Reporter:
     quiet: bool = False
     timings: list[StepTiming] = field(default_factory=list)
+    journal: Journal | None = None  # set when systemd runs us: structured entries beside the plain lines
     _console: Any = None
 
     @property
@@ -47,6 +51,11 @@ class Reporter:
     def info(self, message: str) -> None:
         if not self.quiet:
             self._line(message)
+
+    def event(self, message: str, message_id: str, **fields: object) -> None:
+        """A structured journal entry (nothing without a journal): what a fleet's log search keys on."""
+        if self.journal is not None:
+            self.journal.send(message, MESSAGE_ID=message_id, **fields)
 
     @contextlib.contextmanager
     def step(self, name: str) -> Iterator[None]:

@@ -70,4 +70,9 @@ def test_the_package_installs_them(tmp_path: Path) -> None:
     (wheel,) = tmp_path.glob("reconcile-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     data = [n.split(".data/data/", 1)[1] for n in names if ".data/data/" in n]
-    assert sorted(data) == ["share/bash-completion/completions/reconcile", "share/man/man8/reconcile.8"], names
+    assert sorted(data) == [
+        "lib/systemd/system/reconcile-apply.service",
+        "lib/systemd/system/reconcile-apply.timer",
+        "share/bash-completion/completions/reconcile",
+        "share/man/man8/reconcile.8",
+    ], names

@@ -72,12 +72,51 @@ def apply(ctx: Context, request: ApplyRequest, review: Callable[[m.Plan], bool])
                 ctx.reporter.info("The deployment or the origin file changed meanwhile; planning again.")
                 continue
             saved = request.saved is not None
-            return plan, apply_plan(ctx, plan, loaded, saved=saved, reposdir=request.reposdir, fetcher=fetcher)
+            _journal_plan(ctx, plan, saved)
+            result = apply_plan(ctx, plan, loaded, saved=saved, reposdir=request.reposdir, fetcher=fetcher)
+            _journal_result(ctx, plan, result)
+            return plan, result
         finally:
             ctx.sysroot.unlock()
     raise ReconcileError(
         f"The deployment or the origin file changed each time while reconcile planned ({MAX_PLANS} plans).",
         hint="Another tool keeps deploying or editing the origin file; run apply again once it is done.",
+    )
+
+
+def _journal_plan(ctx: Context, plan: m.Plan, saved: bool) -> None:
+    if ctx.reporter.journal is None:
+        return
+    from reconcile.journal import PLAN_APPLIED
+    from reconcile.planner.saved import plan_digest
+
+    digest = plan_digest(plan)
+    t = plan.target
+    ctx.reporter.event(
+        f"Applying {'saved ' if saved else ''}plan {digest[:12]} from {plan.origin.path}: "
+        f"{len(t.packages)} layered, {len(t.remove_base)} base removals, {len(t.replace_base)} replacements",
+        PLAN_APPLIED,
+        PLAN_DIGEST=digest,
+        STATE_DIGEST=t.state_digest,
+        ORIGIN=plan.origin.path,
+        HAS_CHANGES=int(plan.has_changes),
+        LAYERED=" ".join(p.nevra for p in t.packages),
+        SAVED_PLAN=int(saved),
+    )
+
+
+def _journal_result(ctx: Context, plan: m.Plan, result: ApplyResult) -> None:
+    if ctx.reporter.journal is None:
+        return
+    from reconcile.journal import RESULT
+    from reconcile.planner.saved import plan_digest
+
+    ctx.reporter.event(
+        result.message,
+        RESULT,
+        RESULT="changed" if result.changed else "unchanged",
+        DEPLOYMENT=result.deployed,
+        PLAN_DIGEST=plan_digest(plan),
     )
 
 

@@ -100,9 +100,11 @@ def run_scripts(
             for script in items:
                 with reporter.step(f"Running {script.label} ({script.nevra})"):
                     runs.append(sandbox.run(script, arg))
+                _journal_script(reporter, script, runs[-1])
         for trigger, files in scripts.triggers:
             with reporter.step(f"Running {trigger.label} ({len(files)} files)"):
                 runs.append(sandbox.run(trigger, "0", stdin="".join(f + "\n" for f in files)))
+            _journal_script(reporter, trigger, runs[-1], matches=len(files))
         with reporter.step("Rebuilding the SELinux policy if the scripts changed it"):
             rebuilt = sandbox.rebuild_policy()
         runs += [rebuilt] if rebuilt else []
@@ -115,3 +117,19 @@ def run_scripts(
                 "not kept in the tree."
             )
     return tree, runs
+
+
+def _journal_script(reporter: Reporter, script: Scriptlet, run: ScriptRun, matches: int | None = None) -> None:
+    """One entry per script, with rpm-ostree's field names (PKG, SCRIPT_TYPE, EXEC_TIME_MS)."""
+    from reconcile.journal import SCRIPT_RAN
+
+    ms = round(run.seconds * 1000)
+    reporter.event(
+        f"Executed %{script.kind} for {script.nevra.name} in {ms} ms",
+        SCRIPT_RAN,
+        PKG=script.nevra.name,
+        NEVRA=script.nevra,
+        SCRIPT_TYPE=f"%{script.kind}",
+        EXEC_TIME_MS=ms,
+        TRIGGER_N_MATCHES=matches,
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -12,8 +13,17 @@ from reconcile.files import write_atomically
 from reconcile.planner.model import PLAN_FORMAT_VERSION, Plan
 
 
+def _document(plan: Plan) -> str:
+    return plan.model_dump_json(indent=2) + "\n"
+
+
 def write_plan(plan: Plan, path: Path) -> None:
-    write_atomically(path, plan.model_dump_json(indent=2) + "\n")
+    write_atomically(path, _document(plan))
+
+
+def plan_digest(plan: Plan) -> str:
+    """sha256 of the plan as `plan -o` writes it: the journal's PLAN_DIGEST is the saved file's sha256sum."""
+    return hashlib.sha256(_document(plan).encode()).hexdigest()
 
 
 def read_plan(path: Path) -> Plan:
