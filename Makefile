@@ -7,7 +7,8 @@ PY := $(VENV)/bin/python
 APT_PACKAGES := python3 python3-venv python3-dev gcc pkg-config libgirepository1.0-dev libcairo2-dev \
 	gir1.2-ostree-1.0 ostree libarchive13 rpm createrepo-c bubblewrap busybox-static e2fsprogs mount \
 	libcap2-bin selinux-policy-default selinux-utils policycoreutils checkpolicy semodule-utils cpio dnf \
-	dnf-plugins-core python3-librepo python3-rpm python3-solv gpg gpg-agent gpgconf openssl zstd xz-utils bzip2
+	dnf-plugins-core python3-librepo python3-rpm python3-solv gpg gpg-agent gpgconf openssl zstd xz-utils bzip2 \
+	systemd man-db
 # The distribution's own bindings, as a Fedora host has them: librepo, rpm and libsolv (which reads every
 # metadata compression; the PyPI solv wheel reads only gzip). Linked into the venv, nothing else of dist-packages.
 DISTRO_BINDINGS := librepo rpm solv.py _solv.cpython-*.so
