@@ -15,9 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Host, needs_sandbox
-from support import RECONCILE, Dir, File, Package
-
-from examples import exampleos
+from support import RECONCILE, Dir, File, Package, exampleos
 
 ROOT = Path(__file__).resolve().parent.parent
 UNITS = ROOT / "share" / "systemd"
