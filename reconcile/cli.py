@@ -84,6 +84,17 @@ def _lifecycle_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
 
 
+_EDIT_LISTS = (  # `edit`: flag, what it edits, metavar
+    ("--present", "have PKG in packages.requested (a spec for the same name is replaced)", "PKG"),
+    ("--absent", "drop PKG (any spec for that name) from packages.requested", "PKG"),
+    ("--local", "have PATH in packages.local", "PATH"),
+    ("--absent-local", "drop PATH from packages.local", "PATH"),
+    ("--remove-base", "have NAME in overrides.remove (drop the base package)", "NAME"),
+    ("--replace-base", "have SPEC in overrides.replace (take the base package from the repos)", "SPEC"),
+    ("--restore-base", "drop NAME from overrides.remove and overrides.replace (the base's own package)", "NAME"),
+)
+
+
 def _positive_seconds(text: str) -> float:
     try:
         value = float(text)
@@ -128,6 +139,24 @@ def build_parser() -> argparse.ArgumentParser:
             "--lock-timeout", type=float, default=60.0, help="seconds to wait for another edit of the file (default 60)"
         )
         p.set_defaults(func=cmd_edit)
+
+    p = sub.add_parser("edit", help="make the origin file say what the options ask (comments kept); no plan")
+    _origin(p)
+    p.add_argument("--set-base", metavar="REF", help="[origin] baserefspec (replaces a container-image base)")
+    for flag, where, what in _EDIT_LISTS:
+        p.add_argument(flag, action="append", default=[], metavar=what, help=where)
+    p.add_argument(
+        "--option", action="append", default=[], metavar="NAME=VALUE", help="[options] NAME = VALUE (a TOML value)"
+    )
+    p.add_argument("--unset-option", action="append", default=[], metavar="NAME", help="drop [options] NAME")
+    p.add_argument("--output", type=Path, help="write the result to this file; the origin file is not touched")
+    p.add_argument("--expect-sha256", metavar="HEX", help="refuse (exit 3) unless the file's sha256 is still this")
+    p.add_argument(
+        "--lock-timeout", type=float, default=60.0, help="seconds to wait for another edit of the file (default 60)"
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON document on stdout (before and after)")
+    _debug(p)
+    p.set_defaults(func=cmd_edit_origin)
 
     p = sub.add_parser("show", help="render a saved plan")
     p.add_argument("plan_file", type=Path, metavar="PLAN")
@@ -272,6 +301,27 @@ def cmd_edit(args: argparse.Namespace) -> int:
     print(f"{args.origin}: " + (", ".join(done) if done else "already as asked; not changed"), file=sys.stderr)
     _show(plan, "json" if args.json else "text")
     return _plan_exit(args, plan)
+
+
+def cmd_edit_origin(args: argparse.Namespace) -> int:
+    from reconcile.origin_edit import OriginEdits, edit_origin_file, parse_option
+
+    edits = OriginEdits(
+        base=args.set_base,
+        present={
+            "requested": args.present,
+            "local": args.local,
+            "remove-base": args.remove_base,
+            "replace-base": args.replace_base,
+        },
+        absent={"requested": args.absent, "local": args.absent_local},
+        restore_base=args.restore_base,
+        options=dict(parse_option(o) for o in args.option) | dict.fromkeys(args.unset_option),
+    )
+    edited = edit_origin_file(args.origin, edits, args.output, args.expect_sha256, args.lock_timeout, _say)
+    done = ", ".join(edited.changes) or "already as asked; not changed"
+    _out(json.dumps(edited.document(), indent=2) if args.json else f"{args.origin}: {done}")
+    return 0
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
