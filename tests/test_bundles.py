@@ -9,13 +9,15 @@ import hashlib
 import json
 import shutil
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
-from conftest import Host
+import pytest
+from conftest import ComposedBase, Host, hosted
 from servers import serve
 from signing import SigningKey, damage_payload, sign_rpms
-from support import RECONCILE, Result, exampleos, reconcile, rpm_query
+from support import RECONCILE, Result, RpmFactory, exampleos, reconcile, rpm_query
 from test_bad_input import assert_failed_cleanly
 from test_signatures import HELPER, NEEDS_HELPER
 
@@ -53,29 +55,128 @@ def apply_bundle(host: Host, bundle: Path, plan: Path | None = None) -> Result:
     )  # fmt: skip
 
 
-def test_a_bundle_applies_offline_and_checks_every_package(host: Host, keys: dict[str, SigningKey]) -> None:
-    bundle = host.root / "bundle"
-    made = make_bundle(host, keys["trusted"], bundle)
+@dataclass(frozen=True)
+class Offline:
+    host: Host
+    bundle: Path
+    made: Result
+    keys: dict[str, SigningKey]
+
+
+@pytest.fixture(scope="module")
+def offline(
+    tmp_path_factory: pytest.TempPathFactory,
+    base: ComposedBase,
+    rpms: RpmFactory,
+    example_rpms: list[Path],
+    keys: dict[str, SigningKey],
+) -> Iterator[Offline]:
+    """One host and its bundle for the module: every refusal leaves the host as it was (each test checks), and
+    the successful apply comes last."""
+    with hosted(tmp_path_factory.mktemp("offline"), base, rpms, example_rpms) as host:
+        bundle = host.root / "bundle"
+        yield Offline(host, bundle, make_bundle(host, keys["trusted"], bundle), keys)
+
+
+def test_plan_bundle_writes_the_packages_keys_and_manifest(offline: Offline) -> None:
+    made, bundle = offline.made, offline.bundle
     assert made.code == 0, made.stderr
     assert f"reconcile apply {bundle / 'plan.json'} --bundle {bundle}" in made.stderr
     manifest = json.loads((bundle / "bundle.json").read_text())
-    fpr = keys["trusted"].fingerprint
+    fpr = offline.keys["trusted"].fingerprint
     assert manifest["repos"] == [{"id": "signed", "path": "repos/signed", "gpgcheck": True, "keys": [fpr]}]
     assert [k["fingerprint"] for k in manifest["keys"]] == [fpr]
     assert (bundle / f"keys/{fpr}.asc").read_bytes().startswith(b"-----BEGIN PGP PUBLIC KEY BLOCK-----")
     assert sorted(p["nevra"] for p in manifest["packages"]) == [APP, HELPER_NEVRA]
     assert (bundle / "repos/signed/repodata/repomd.xml").is_file(), "each repo of the bundle is an rpm-md repo"
-    plan = json.loads((bundle / "plan.json").read_text())
-    assert plan == made.json(), "the plan saved in the bundle is the plan printed"
+    assert json.loads((bundle / "plan.json").read_text()) == made.json(), "the plan saved is the plan printed"
 
+
+RPM = f"repos/signed/{APP}.rpm"
+
+
+def _tampered(o: Offline, b: Path) -> None:
+    damage_payload(b / RPM)
+
+
+def _missing_rpm(o: Offline, b: Path) -> None:
+    (b / RPM).unlink()
+
+
+def _missing_key(o: Offline, b: Path) -> None:
+    (b / f"keys/{o.keys['trusted'].fingerprint}.asc").unlink()
+
+
+def _no_key_listed(o: Offline, b: Path) -> None:
+    _edit(b / "bundle.json", lambda m: m["repos"][0].update(keys=[]))
+
+
+def _resigned(o: Offline, b: Path) -> None:
+    """Signed by another key, and the plan edited to pin exactly that file: only rpm's check can refuse it."""
+    (b / RPM).unlink()
+    shutil.copy2(o.host.rpms.build(NEEDS_HELPER), b / RPM)
+    sign_rpms(o.keys["other"], [b / RPM])
+    digest = hashlib.sha256((b / RPM).read_bytes()).hexdigest()
+    pins = lambda p: [x for x in p["target"]["packages"] if x["nevra"] == APP]  # noqa: E731
+    _edit(b / "plan.json", lambda p: pins(p)[0].update(checksum=f"sha256:{digest}"))
+
+
+def _swapped_key(o: Offline, b: Path) -> None:
+    """The other key in place of the repo's, the manifest saying so: the packages' signatures do not verify."""
+    other = o.keys["other"]
+    (b / f"keys/{o.keys['trusted'].fingerprint}.asc").unlink()
+    shutil.copy2(other.public, b / f"keys/{other.fingerprint}.asc")
+    _edit(b / "bundle.json", lambda m: m["repos"][0].update(keys=[other.fingerprint]))
+    _edit(b / "bundle.json", lambda m: m.update(keys=[_key_entry(other)]))
+
+
+def _unchecked_in_manifest(o: Offline, b: Path) -> None:
+    """As `_resigned`, with the manifest claiming the repo had no gpgcheck: the plan says it had."""
+    _resigned(o, b)
+    _edit(b / "bundle.json", lambda m: m["repos"][0].update(gpgcheck=False))
+
+
+def _escaping_path(o: Offline, b: Path) -> None:
+    _edit(b / "bundle.json", lambda m: [x.update(path=f"../{x['path']}") for x in m["packages"]])
+
+
+def _another_plan(o: Offline, b: Path) -> None:
+    _edit(b / "plan.json", lambda p: p.update(created="2026-01-01T00:00:00+00:00"))
+
+
+# How a bundle can be wrong, and what the refusal must name ({b}: the damaged bundle, {trusted}/{other}: key ids).
+DAMAGES: dict[str, tuple[Callable[[Offline, Path], None], list[str]]] = {
+    "tampered": (_tampered, [f"{{b}}/{RPM}", APP, "tampered with"]),
+    "missing-rpm": (_missing_rpm, [f"{{b}}/{RPM}", APP, "lacks"]),
+    "missing-key": (_missing_key, ["{b}/keys/{trusted_fpr}.asc", "[signed]", "lacks"]),
+    "no-key-listed": (_no_key_listed, ["{b}", "no key for the repo [signed]"]),
+    "resigned": (_resigned, [APP, "{b}/bundle.json", "not one of the repo's keys", "key id {other}"]),
+    "swapped-key": (_swapped_key, [APP, "{b}/bundle.json", "not one of the repo's keys", "key id {trusted}"]),
+    "unchecked-in-manifest": (_unchecked_in_manifest, [APP, "not one of the repo's keys", "key id {other}"]),
+    "escaping-path": (_escaping_path, ["{b}/bundle.json", "does not stay inside"]),
+    "another-plan": (_another_plan, ["{b}", "was made for another plan"]),
+}
+
+
+@pytest.mark.parametrize("case", DAMAGES)
+def test_a_damaged_bundle_is_refused(offline: Offline, case: str) -> None:
+    host, (damage, needles) = offline.host, DAMAGES[case]
+    copy = host.root / f"bundle-{case}"
+    shutil.copytree(offline.bundle, copy)
+    damage(offline, copy)
     before = host.state()
-    for damage, needles in _damages(host, keys, bundle).items():
-        copy = host.root / f"bundle-{damage.__name__}"
-        shutil.copytree(bundle, copy)
-        damage(copy)
-        result = apply_bundle(host, copy)
-        assert_failed_cleanly(host, before, result, 1, *[n.replace("{b}", str(copy)) for n in needles])
+    result = apply_bundle(host, copy)
+    names = {
+        "b": str(copy),
+        "trusted": offline.keys["trusted"].key_id,
+        "other": offline.keys["other"].key_id,
+        "trusted_fpr": offline.keys["trusted"].fingerprint,
+    }
+    assert_failed_cleanly(host, before, result, 1, *[n.format(**names) for n in needles])
 
+
+def test_the_bundle_applies_offline_once(offline: Offline) -> None:
+    host, bundle = offline.host, offline.bundle
     applied = apply_bundle(host, bundle)
     assert applied.code == 0, applied.stderr
     dep = host.default()
@@ -83,57 +184,9 @@ def test_a_bundle_applies_offline_and_checks_every_package(host: Host, keys: dic
     assert sorted(dep["reconcile"]["layered_packages"]) == [APP, HELPER_NEVRA]
     tree = host.deployment_path(dep)
     assert rpm_query(tree, "-q", "signed-app", "signed-helper").split() == [APP, HELPER_NEVRA]
-
     after = host.state()
     again = apply_bundle(host, bundle)
     assert_failed_cleanly(host, after, again, 3, "The plan is stale", "the deployment moved")
-
-
-def _damages(host: Host, keys: dict[str, SigningKey], bundle: Path) -> dict[Callable[[Path], None], list[str]]:
-    """Each way a bundle can be wrong, and what the refusal must name ({b}: the damaged bundle)."""
-    fpr, other = keys["trusted"].fingerprint, keys["other"]
-    rpm = f"repos/signed/{NEEDS_HELPER.name}-1.0-1.noarch.rpm"
-
-    def tampered(b: Path) -> None:
-        damage_payload(b / rpm)
-
-    def missing_rpm(b: Path) -> None:
-        (b / rpm).unlink()
-
-    def missing_key(b: Path) -> None:
-        (b / f"keys/{fpr}.asc").unlink()
-
-    def no_key_listed(b: Path) -> None:
-        _edit(b / "bundle.json", lambda m: m["repos"][0].update(keys=[]))
-
-    def resigned(b: Path) -> None:
-        """Signed by another key, and the plan edited to pin exactly that file: only rpm's check can refuse it."""
-        (b / rpm).unlink()
-        shutil.copy2(host.rpms.build(NEEDS_HELPER), b / rpm)
-        sign_rpms(other, [b / rpm])
-        digest = hashlib.sha256((b / rpm).read_bytes()).hexdigest()
-        pins = lambda p: [x for x in p["target"]["packages"] if x["nevra"] == APP]  # noqa: E731
-        _edit(b / "plan.json", lambda p: pins(p)[0].update(checksum=f"sha256:{digest}"))
-
-    def swapped_key(b: Path) -> None:
-        """The other key in place of the repo's, the manifest saying so: the packages' signatures do not verify."""
-        (b / f"keys/{fpr}.asc").unlink()
-        shutil.copy2(other.public, b / f"keys/{other.fingerprint}.asc")
-        _edit(b / "bundle.json", lambda m: m["repos"][0].update(keys=[other.fingerprint]))
-        _edit(b / "bundle.json", lambda m: m.update(keys=[_key_entry(other)]))
-
-    def another_plan(b: Path) -> None:
-        _edit(b / "plan.json", lambda p: p.update(created="2026-01-01T00:00:00+00:00"))
-
-    return {
-        tampered: [f"{{b}}/{rpm}", APP, "tampered with"],
-        missing_rpm: [f"{{b}}/{rpm}", APP, "lacks"],
-        missing_key: [f"{{b}}/keys/{fpr}.asc", "[signed]", "lacks"],
-        no_key_listed: ["{b}", "no key for the repo [signed]"],
-        resigned: [APP, "{b}/bundle.json", "not one of the repo's keys", f"key id {other.key_id}"],
-        swapped_key: [APP, "{b}/bundle.json", "not one of the repo's keys", keys["trusted"].key_id],
-        another_plan: ["{b}", "was made for another plan"],
-    }
 
 
 def _key_entry(key: SigningKey) -> dict:
