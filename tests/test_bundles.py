@@ -215,6 +215,8 @@ def test_a_bundle_of_a_repo_without_gpgcheck_needs_no_key(host: Host, tmp_path: 
     not_a_bundle = apply_bundle(host, tmp_path / "empty", bundle / "plan.json")
     assert not_a_bundle.code == 64, not_a_bundle.stderr
     assert f"{tmp_path / 'empty'} is not a bundle: it has no bundle.json" in not_a_bundle.stderr
+    staged = reconcile("apply", "--bundle", bundle, "--sysroot", host.sysroot, "--download-only")
+    assert staged.code == 0 and "Downloaded and verified 2 package(s)" in staged.stdout, staged.stderr
     applied = apply_bundle(host, bundle)
     assert applied.code == 0, applied.stderr
     assert sorted(host.default()["reconcile"]["layered_packages"]) == ["hello-1.2-1.noarch", "hello-data-1.2-1.noarch"]
