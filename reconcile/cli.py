@@ -114,6 +114,13 @@ def build_parser() -> argparse.ArgumentParser:
     _plan_options(p)
     p.add_argument("-o", "--out", type=Path, help="also save the plan to this file, for `reconcile apply FILE`")
     p.add_argument("--format", choices=FORMATS, help="output format (default text; --json means json)")
+    p.add_argument(
+        "--bundle",
+        type=Path,
+        metavar="DIR",
+        help="also write every package and key the plan needs into DIR, for an offline apply (-o defaults to "
+        "DIR/plan.json)",
+    )
     p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("apply", help="make the next boot match the origin file, or apply a saved plan exactly")
@@ -128,6 +135,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--unchanged-exit-77",
         action="store_true",
         help="exit 77 when nothing was changed, 0 when something was (as rpm-ostree install --unchanged-exit-77)",
+    )
+    p.add_argument(
+        "--bundle",
+        type=Path,
+        metavar="DIR",
+        help="take the packages and keys from this bundle (`plan --bundle`), not the repos (PLAN defaults to "
+        "DIR/plan.json)",
     )
     p.set_defaults(func=cmd_apply)
 
@@ -269,12 +283,32 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from reconcile.origin import load_origin
     from reconcile.planner.saved import write_plan
 
+    if args.bundle is not None:
+        from reconcile.apply.bundle import require_createrepo
+
+        require_createrepo()  # before planning: a host without it cannot make the bundle at all
     loaded = load_origin(args.origin)
-    plan = _make_plan(args, _context(args), loaded)
+    ctx = _context(args)
+    plan = _make_plan(args, ctx, loaded)
+    if args.bundle is not None and plan.applyable:
+        _write_bundle(args, ctx, plan, loaded)
+    elif args.bundle is not None:
+        _say(f"No bundle was written to {args.bundle}: the plan has errors.")
     if args.out:
         write_plan(plan, args.out)
     _show(plan, "json" if args.json else args.format or "text")
     return _plan_exit(args, plan)
+
+
+def _write_bundle(args: argparse.Namespace, ctx: Context, plan: Plan, loaded: LoadedOrigin) -> None:
+    from reconcile.apply.bundle import write_bundle
+
+    args.out = args.out or args.bundle / "plan.json"
+    manifest = write_bundle(ctx, plan, loaded, args.reposdir, args.bundle)
+    _say(
+        f"Wrote the bundle {args.bundle}: {len(manifest.packages)} package(s) from {len(manifest.repos)} repo(s), "
+        f"{len(manifest.keys)} key(s). Apply it offline with `reconcile apply {args.out} --bundle {args.bundle}`."
+    )
 
 
 def _say(message: str) -> None:
@@ -330,6 +364,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
     if args.unchanged_exit_77 and args.detailed_exitcode:  # exit 0 means "no change" to one, "changed" to the other
         raise UsageError("--unchanged-exit-77 and --detailed-exitcode cannot be used together; pick one.")
     saved = None
+    if args.plan_file is None and args.bundle is not None:
+        args.plan_file = args.bundle / "plan.json"
     if args.plan_file is not None:
         from reconcile.planner.saved import read_plan
 
@@ -342,6 +378,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
         update=args.update,
         download_only=args.download_only,
         lock_timeout=args.lock_timeout,
+        bundle=args.bundle,
     )
 
     def review(plan: Plan) -> bool:

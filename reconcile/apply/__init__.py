@@ -17,7 +17,7 @@ from reconcile.base import base_is_partial, pull_whole
 from reconcile.coexist import record_managed
 from reconcile.context import Context
 from reconcile.deployed import DeploymentState, current_deployment
-from reconcile.errors import InvalidInputError, ReconcileError, StalePlanError
+from reconcile.errors import InvalidInputError, ReconcileError, StalePlanError, UsageError
 from reconcile.origin import LoadedOrigin, load_origin
 from reconcile.origin_keyfile import Replacements, write_origin_keyfile
 from reconcile.ostree import Deployment, KeyFile
@@ -44,6 +44,7 @@ class ApplyRequest:
     update: bool = False
     download_only: bool = False
     lock_timeout: float = 60.0
+    bundle: Path | None = None  # packages and keys from this offline bundle instead of the host's repos
 
 
 # Plans made again because another apply deployed, or the origin file changed, while this one fetched.
@@ -54,6 +55,10 @@ def apply(ctx: Context, request: ApplyRequest, review: Callable[[m.Plan], bool])
     """The plan, `review(plan)` when it changes anything (False aborts), its packages fetched; then, under the
     sysroot lock, apply_plan. A deployment or origin that moved before the lock was had means planning again
     (a saved plan is stale instead). Returns the plan applied and what happened."""
+    if request.bundle is not None and request.saved is None:
+        raise UsageError(
+            "A bundle is applied with the plan saved with it: `reconcile apply DIR/plan.json --bundle DIR`."
+        )
     for _ in range(MAX_PLANS):
         plan, loaded = _plan(ctx, request)
         if plan.has_changes and not review(plan):
@@ -141,7 +146,13 @@ def _prefetch(ctx: Context, plan: m.Plan, loaded: LoadedOrigin, request: ApplyRe
     if not (plan.applyable and plan.has_changes and plan.target.to_install):
         return None
     _current, dep = current_deployment(ctx.sysroot, ctx.repo, plan.prior.stateroot)
-    fetcher = PackageFetcher(ctx, plan, dep, request.reposdir, loaded.desired.options.localpkg_gpgcheck, saved=saved)
+    bundle = None
+    if request.bundle is not None:
+        from reconcile.apply.bundle import open_bundle
+
+        bundle = open_bundle(request.bundle, plan)  # every pinned file and key checked, cached copies or not
+    local_check = loaded.desired.options.localpkg_gpgcheck
+    fetcher = PackageFetcher(ctx, plan, dep, request.reposdir, local_check, saved=saved, bundle=bundle)
     fetcher.fetch(fetcher.not_cached())
     return fetcher
 

@@ -4,6 +4,7 @@ verified by rpm before import, and dropped from the download cache once a deploy
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reconcile.context import Context
 from reconcile.errors import DownloadError, StalePlanError
@@ -13,6 +14,9 @@ from reconcile.planner import model as m
 from reconcile.repos.host import open_deployment_repos
 from reconcile.repos.keys import accept_keys
 from reconcile.repos.source import RepoSet, wanted
+
+if TYPE_CHECKING:
+    from reconcile.apply.bundle import Bundle
 
 
 class PackageFetcher:
@@ -25,8 +29,10 @@ class PackageFetcher:
         localpkg_gpgcheck: bool | None,
         *,
         saved: bool,
+        bundle: Bundle | None = None,
     ) -> None:
         self.ctx, self.plan, self.dep, self.reposdir = ctx, plan, dep, reposdir
+        self.bundle = bundle  # an offline bundle stands in for the host's repos
         self.localpkg_gpgcheck = localpkg_gpgcheck
         self.saved = saved
         self.cache_root = ctx.cachedir(plan.prior.stateroot)
@@ -35,6 +41,8 @@ class PackageFetcher:
 
     @property
     def repos(self) -> RepoSet:
+        if self._repos is None and self.bundle is not None:
+            self._repos = self.bundle.repo_set(self.ctx, self.cache_root, self.localpkg_gpgcheck)
         if self._repos is None:
             version = self.plan.target.releasever  # exactly what the plan read the repo files with
             self._repos = open_deployment_repos(
