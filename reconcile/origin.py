@@ -258,9 +258,9 @@ def is_keyfile(path: Path) -> bool:
 def load_origin(path: Path) -> LoadedOrigin:
     """Read and validate an origin file merged with its `origin.d/*.toml` fragments; raise InvalidInputError
     listing every problem with its file and line."""
-    from reconcile.origin_fragments import with_fragments  # it builds on this module
+    from reconcile.origin_fragments import load  # it builds on this module
 
-    return with_fragments(path, read_origin(path))
+    return load(path)
 
 
 def read_origin(path: Path) -> bytes:

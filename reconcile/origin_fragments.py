@@ -116,6 +116,17 @@ class _Item:
         return f"{self.file.at(self.loc)} {self.loc[0]}.{self.loc[1]}[{self.index}]"
 
 
+def load(path: Path) -> LoadedOrigin:
+    """The origin file at `path` merged with its fragments; fragments alone are not an origin (no base)."""
+    try:
+        raw = read_origin(path)
+    except InvalidInputError as e:
+        if not path.exists() and fragment_paths(path):
+            e.hint = f"{fragment_dir(path)} has fragments, but the origin file, which names the base, is required."
+        raise
+    return with_fragments(path, raw)
+
+
 def with_fragments(path: Path, raw: bytes) -> LoadedOrigin:
     """The origin file's content `raw` (read from `path`, or about to be written there) merged with the fragments
     in `origin.d/` beside it. Every problem of every file is reported at once, each with its file and line."""

@@ -167,8 +167,9 @@ def test_every_problem_of_every_file_at_once_each_with_its_file_and_line(tmp_pat
 def test_a_fragment_without_the_origin_file_is_not_enough(tmp_path: Path) -> None:
     write(tmp_path, MAIN, _10_web=WEB)
     (tmp_path / "origin.toml").unlink()
-    with pytest.raises(InvalidInputError, match="does not exist"):
+    with pytest.raises(InvalidInputError, match="does not exist") as raised:
         load_origin(tmp_path / "origin.toml")
+    assert raised.value.hint and "the origin file, which names the base, is required" in raised.value.hint
 
 
 def test_validate_names_the_fragments(tmp_path: Path) -> None:
