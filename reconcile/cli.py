@@ -318,8 +318,9 @@ def _say(message: str) -> None:
 def cmd_edit(args: argparse.Namespace) -> int:
     """Edit in memory, plan with the result, and write the file only when that plan could be made."""
     from reconcile.files import locked, write_atomically
-    from reconcile.origin import decode_origin, parse_origin, read_origin
+    from reconcile.origin import decode_origin, read_origin
     from reconcile.origin_edit import edit_requested
+    from reconcile.origin_fragments import with_fragments
 
     add = args.specs if args.command == "add" else []
     remove = args.specs if args.command == "remove" else []
@@ -328,11 +329,14 @@ def cmd_edit(args: argparse.Namespace) -> int:
     with locked(lock, f"the origin file {args.origin}", _say, timeout=args.lock_timeout):
         text = decode_origin(args.origin, read_origin(args.origin))
         new_text, done = edit_requested(args.origin, text, add, remove)
-        loaded = parse_origin(args.origin, new_text.encode())
+        loaded = with_fragments(args.origin, new_text.encode())  # only --origin is edited; fragments still count
         plan = _make_plan(args, _context(args), loaded)
         if done:
             write_atomically(args.origin, new_text)
     print(f"{args.origin}: " + (", ".join(done) if done else "already as asked; not changed"), file=sys.stderr)
+    for spec in remove:
+        if where := loaded.source_of("packages.requested", spec):
+            _say(f"warning: {spec} stays requested by {where}; `remove` edits only {args.origin}")
     _show(plan, "json" if args.json else "text")
     return _plan_exit(args, plan)
 
@@ -417,9 +421,12 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     from reconcile.origin import load_origin
 
-    d = load_origin(args.origin).desired
+    loaded = load_origin(args.origin)
+    d = loaded.desired
+    merged = f" with {len(loaded.fragments)} fragment(s) ({', '.join(p.name for p, _ in loaded.fragments)})"
     _out(
-        f"{args.origin} is valid: base {d.origin.base}, {len(d.packages.requested)} requested, "
+        f"{args.origin}{merged if loaded.fragments else ''} is valid: base {d.origin.base}, "
+        f"{len(d.packages.requested)} requested, "
         f"{len(d.packages.local)} local, {len(d.overrides.remove)} base removals."
     )
     return 0

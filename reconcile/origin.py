@@ -7,7 +7,7 @@ import hashlib
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import tomlkit
 import tomlkit.exceptions
@@ -228,11 +228,26 @@ class DesiredOrigin(_Model):
         }
 
 
+class FragmentDocument(DesiredOrigin):
+    """An `origin.d/*.toml` fragment: the origin file's schema, every table optional (the base may be left out)."""
+
+    origin: OriginSection | None = None  # type: ignore[assignment]
+
+
+_M = TypeVar("_M", bound=DesiredOrigin)
+
+
 class LoadedOrigin(BaseModel):
     model_config = ConfigDict(frozen=True)
     path: Path
-    sha256: str
+    sha256: str = Field(description="Of the file's bytes; with fragments, of every file (origin_fragments).")
     desired: DesiredOrigin
+    fragments: tuple[tuple[Path, str], ...] = Field(default=(), description="(path, sha256) of each fragment merged.")
+    sources: dict[str, str] = Field(default_factory=dict, description="`TABLE.KEY=VALUE` -> `FILE:LINE` declaring it.")
+
+    def source_of(self, key: str, value: str) -> str | None:
+        """Where a list item such as ("packages.requested", "vim") was declared: `FILE:LINE`."""
+        return self.sources.get(f"{key}={value}")
 
 
 def is_keyfile(path: Path) -> bool:
@@ -241,8 +256,11 @@ def is_keyfile(path: Path) -> bool:
 
 
 def load_origin(path: Path) -> LoadedOrigin:
-    """Read and validate an origin file; raise InvalidInputError listing every problem with its line."""
-    return parse_origin(path, read_origin(path))
+    """Read and validate an origin file merged with its `origin.d/*.toml` fragments; raise InvalidInputError
+    listing every problem with its file and line."""
+    from reconcile.origin_fragments import load  # it builds on this module
+
+    return load(path)
 
 
 def read_origin(path: Path) -> bytes:
@@ -284,14 +302,20 @@ def _located(path: Path, text: str, reason: str) -> str:
 
 
 def parse_origin(path: Path, raw: bytes) -> LoadedOrigin:
-    """Validate origin file content (read from `path`, or about to be written there)."""
+    """Validate one origin file's content (read from `path`, or about to be written there), without fragments."""
+    desired, _where = check_document(path, raw, DesiredOrigin)
+    return LoadedOrigin(path=path, sha256=hashlib.sha256(raw).hexdigest(), desired=desired)
+
+
+def check_document(path: Path, raw: bytes, model: type[_M]) -> tuple[_M, Locator]:
+    """Validate an origin file or fragment as `model`: every problem at once, each with its line."""
     text = decode_origin(path, raw)
     data = parse_keyfile(path, text) if is_keyfile(path) else _parse_toml(path, text)
     where = Locator(text)
     problems = _duplicates(path, where, data) + _kargs_contradictions(path, where, data)
     desired = None
     try:
-        desired = DesiredOrigin.model_validate(data)
+        desired = model.model_validate(data)
     except ValidationError as e:
         problems = [_describe(path, where, err) for err in e.errors()] + problems
     if problems or desired is None:
@@ -300,7 +324,7 @@ def parse_origin(path: Path, raw: bytes) -> LoadedOrigin:
             f"{path} is not a valid origin file ({len(problems)} problem{'s' if len(problems) != 1 else ''}).",
             problems,
         )
-    return LoadedOrigin(path=path, sha256=hashlib.sha256(raw).hexdigest(), desired=desired)
+    return desired, where
 
 
 def _line_of(problem: str) -> int:

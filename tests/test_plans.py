@@ -46,7 +46,7 @@ def test_saved_plan_applies_exactly_what_was_reviewed(host: Host, tmp_path: Path
     host.write_origin(["p", "q"])
     saved = plan_to_file(host, tmp_path / "plan.json")
     assert len(saved["prior"]["fingerprint"]) == 64
-    assert saved["format_version"] == "1.4"
+    assert saved["format_version"] == "1.5"
     host.publish([P1, P2, Q, QLIB])  # the repo moves on after review
     result = host.run("apply", tmp_path / "plan.json", "--detailed-exitcode")
     assert result.code == 2, result.stderr

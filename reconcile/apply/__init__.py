@@ -19,6 +19,7 @@ from reconcile.context import Context
 from reconcile.deployed import DeploymentState, current_deployment
 from reconcile.errors import InvalidInputError, ReconcileError, StalePlanError, UsageError
 from reconcile.origin import LoadedOrigin, load_origin
+from reconcile.origin_fragments import fragment_dir
 from reconcile.origin_keyfile import Replacements, write_origin_keyfile
 from reconcile.ostree import Deployment, KeyFile
 from reconcile.planner import model as m
@@ -304,11 +305,28 @@ def _verify_fresh(ctx: Context, plan: m.Plan, loaded: LoadedOrigin) -> tuple[Dep
         why = f"the deployment moved from {plan.prior.deployment[:12]}… to {current.id[:12]}…"
     elif loaded.sha256 != plan.origin.sha256:
         why = f"the origin file {loaded.path} changed since the plan was made"
+        if loaded.fragments or plan.origin.fragments:
+            why = (
+                f"the origin file {loaded.path} or its fragments in {fragment_dir(loaded.path)} changed since the plan"
+            )
+            why += f" was made ({_fragment_moves(plan, loaded)})"
     elif now == plan.prior.fingerprint:
         why = "the deployment's kernel arguments changed since the plan was made"
     else:
         why = "the deployment's requested packages or base changed"
     raise StalePlanError(f"The plan is stale: {why}.", hint="Run `reconcile plan` again. Nothing was changed.")
+
+
+def _fragment_moves(plan: m.Plan, loaded: LoadedOrigin) -> str:
+    """Which fragments were added, removed or edited, in words."""
+    before = {f.path: f.sha256 for f in plan.origin.fragments}
+    after = {str(p.absolute()): sha for p, sha in loaded.fragments}
+    words = [
+        f"{Path(p).name} {'added' if p not in before else 'removed' if p not in after else 'edited'}"
+        for p in sorted(before.keys() | after.keys())
+        if before.get(p) != after.get(p)
+    ]
+    return ", ".join(words) or "the origin file itself"
 
 
 def _previous_accounts(ctx: Context, current: DeploymentState, dep: Any) -> list[tuple[str, str]]:

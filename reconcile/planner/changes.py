@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Literal
 
 from reconcile.commitmeta import LayeredPackage
 from reconcile.deployed import DeploymentState
 from reconcile.origin import LoadedOrigin
+from reconcile.origin_fragments import spec_name
 from reconcile.planner import model as m
 from reconcile.planner.local import LocalPackage
 from reconcile.planner.solver import Candidate, SolveResult
@@ -15,9 +17,35 @@ from reconcile.rpm.header import Header
 from reconcile.rpm.nevra import Nevra, evr_compare
 
 
+@dataclass(frozen=True)
+class Sources:
+    """`FILE:LINE` of the declaration behind each requested package name and each base removal."""
+
+    packages: dict[str, str] = field(default_factory=dict)
+    removals: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, loaded: LoadedOrigin, local: list[LocalPackage]) -> Sources:
+        desired = loaded.desired
+        packages = {
+            spec_name(spec): where
+            for spec in reversed(desired.packages.requested)  # reversed: the first declaration wins
+            if (where := loaded.source_of("packages.requested", spec))
+        }
+        for entry, p in zip(desired.packages.local, local, strict=False):
+            if where := loaded.source_of("packages.local", entry):
+                packages.setdefault(p.nevra.name, where)
+        removals = {n: w for n in desired.overrides.remove if (w := loaded.source_of("overrides.remove", n))}
+        return cls(packages, removals)
+
+
 def resolution_diff(
-    current: DeploymentState, solved: SolveResult, base_headers: Callable[[], list[Header]] | None = None
+    current: DeploymentState,
+    solved: SolveResult,
+    base_headers: Callable[[], list[Header]] | None = None,
+    sources: Sources | None = None,
 ) -> m.Resolution:
+    sources = sources or Sources()
     # Keyed by name and arch: the two halves of a multilib pair (foo.x86_64, foo.i686) are two entries.
     before = {(p.nevra.name, p.nevra.arch): p for p in current.layered}
     after = {(c.nevra.name, c.nevra.arch): c for c in solved.packages}
@@ -29,16 +57,24 @@ def resolution_diff(
     for key, c in after.items():
         old = before.get(key)
         if old is None:
-            added.append(_entry(c, solved))
+            added.append(_entry(c, solved, sources))
         elif old.nevra != c.nevra:
-            entry = _entry(c, solved, before=str(old.nevra), after=str(c.nevra))
+            entry = _entry(c, solved, sources, before=str(old.nevra), after=str(c.nevra))
             (upgraded if evr_compare(c.nevra, old.nevra) > 0 else downgraded).append(entry)
         elif old.checksum and c.checksum and old.checksum != c.checksum:
-            replaced.append(_entry(c, solved, before_checksum=old.checksum))
+            replaced.append(_entry(c, solved, sources, before_checksum=old.checksum))
     removed += [_gone(p) for key, p in before.items() if key not in after]
     removed += [
         m.PackageEntry(
-            nevra=str(n), name=n.name, evr=n.evr, arch=n.arch, repo="@base", checksum="", reason="requested", why=[]
+            nevra=str(n),
+            name=n.name,
+            evr=n.evr,
+            arch=n.arch,
+            repo="@base",
+            checksum="",
+            reason="requested",
+            why=[],
+            source=sources.removals.get(n.name),
         )
         for n in solved.removed_base
     ]
@@ -101,7 +137,7 @@ def base_replacement_diff(
     return out
 
 
-def _entry(c: Candidate, solved: SolveResult, **extra: str) -> m.PackageEntry:
+def _entry(c: Candidate, solved: SolveResult, sources: Sources, **extra: str) -> m.PackageEntry:
     requested = c.nevra.name in solved.requested
     # A requested package explains itself; only dependencies need the graph (and its import).
     reason = None if requested else solved.reasons.get(str(c.nevra))
@@ -116,6 +152,7 @@ def _entry(c: Candidate, solved: SolveResult, **extra: str) -> m.PackageEntry:
         why=reason.why if reason else [c.nevra.name],
         weak=reason.weak if reason else False,
         via=reason.via if reason else None,
+        source=sources.packages.get(c.nevra.name) if requested else None,
         **extra,
     )
 
@@ -186,14 +223,21 @@ def request_changes(
             reason += f"; inactive: provided by base package {inactive[spec]}"
         changes.append(
             m.RequestChange(
-                address=f"package/{spec}", kind=m.ChangeKind.PACKAGE, name=spec, actions=[action], reason=reason
+                address=f"package/{spec}",
+                kind=m.ChangeKind.PACKAGE,
+                name=spec,
+                actions=[action],
+                reason=reason,
+                source=loaded.source_of("packages.requested", spec) if action != m.Action.DELETE else None,
             )
         )
-    changes += _local_changes(current.local, local)
+    changes += _local_changes(current.local, local, _local_sources(loaded, "packages.local", local))
     changes += _override_changes(
-        current.override_replace, desired.overrides.replace, m.ChangeKind.OVERRIDE_REPLACE, "replacement"
+        current.override_replace, desired.overrides.replace, m.ChangeKind.OVERRIDE_REPLACE, "replacement", loaded
     )
-    for change in _local_changes(current.override_replace_local, replace_local or []):
+    replace_local = replace_local or []
+    sources = _local_sources(loaded, "overrides.replace-local", replace_local)
+    for change in _local_changes(current.override_replace_local, replace_local, sources):
         changes.append(
             change.model_copy(
                 update={
@@ -204,13 +248,26 @@ def request_changes(
             )
         )
     changes += _override_changes(
-        current.override_remove, desired.overrides.remove, m.ChangeKind.OVERRIDE_REMOVE, "removal"
+        current.override_remove, desired.overrides.remove, m.ChangeKind.OVERRIDE_REMOVE, "removal", loaded
     )
     return changes
 
 
-def _override_changes(had: list[str], wanted: list[str], kind: m.ChangeKind, what: str) -> list[m.RequestChange]:
+def _local_sources(loaded: LoadedOrigin, key: str, packages: list[LocalPackage]) -> dict[str, str]:
+    """Package name -> `FILE:LINE` of the entry that names the file (entries and packages are in one order)."""
+    entries = loaded.desired.packages.local if key == "packages.local" else loaded.desired.overrides.replace_local
+    return {
+        p.nevra.name: where
+        for entry, p in zip(entries, packages, strict=False)
+        if (where := loaded.source_of(key, entry))
+    }
+
+
+def _override_changes(
+    had: list[str], wanted: list[str], kind: m.ChangeKind, what: str, loaded: LoadedOrigin
+) -> list[m.RequestChange]:
     """`[overrides]` entries added or dropped: `override-remove/NAME`, `override-replace/SPEC`."""
+    key = "overrides.remove" if kind == m.ChangeKind.OVERRIDE_REMOVE else "overrides.replace"
     return [
         m.RequestChange(
             address=f"{kind.value}/{item}",
@@ -218,6 +275,7 @@ def _override_changes(had: list[str], wanted: list[str], kind: m.ChangeKind, wha
             name=item,
             actions=[action],
             reason=f"base package {what} {reason}",
+            source=loaded.source_of(key, item) if action != m.Action.DELETE else None,
         )
         for item, action, reason in _set_changes(set(had), set(wanted), {})
     ]
@@ -251,7 +309,9 @@ def _set_changes(had: set[str], wanted: set[str], keep: dict[str, str]) -> list[
     return out
 
 
-def _local_changes(current_pins: list[str], local: list[LocalPackage]) -> list[m.RequestChange]:
+def _local_changes(
+    current_pins: list[str], local: list[LocalPackage], sources: dict[str, str]
+) -> list[m.RequestChange]:
     """Local packages are compared by name: a different file for the same name is an update."""
     before = {pin.split(":", 1)[1].rsplit("-", 2)[0]: pin for pin in current_pins if ":" in pin}
     after = {p.nevra.name: p for p in local}
@@ -275,6 +335,7 @@ def _local_changes(current_pins: list[str], local: list[LocalPackage]) -> list[m
                 reason=reason,
                 before=old,
                 after=new.pin if new else None,
+                source=sources.get(name) if new else None,
             )
         )
     return changes

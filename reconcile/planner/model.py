@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from reconcile.rpm.nevra import Nevra
 
-PLAN_FORMAT_VERSION = "1.4"
+PLAN_FORMAT_VERSION = "1.5"
 # Bump when assembly changes what a layered commit holds for the same inputs: it changes the state digest.
 ASSEMBLY_FORMAT_VERSION = 2  # 2: an empty /boot in every layered commit
 
@@ -52,6 +52,9 @@ class RequestChange(_Frozen):
     reason: str
     before: str | None = None
     after: str | None = None
+    source: str | None = Field(
+        default=None, description="`FILE:LINE` of the origin file or origin.d fragment that asks for it (plans 1.5)."
+    )
 
     @property
     def symbol(self) -> str:
@@ -79,6 +82,10 @@ class PackageEntry(_Frozen):
     before: str | None = None
     after: str | None = None
     before_checksum: str | None = Field(default=None, description="On replaced entries: the build it replaces.")
+    source: str | None = Field(
+        default=None,
+        description="On requested entries: `FILE:LINE` of the origin file or origin.d fragment asking for it (1.5).",
+    )
 
 
 class InactiveRequest(_Frozen):
@@ -189,10 +196,20 @@ class RepoUsed(_Frozen):
     repo_gpgcheck: bool
 
 
-class OriginRef(_Frozen):
+class OriginFragment(_Frozen):
+    """An `origin.d/*.toml` fragment merged into the origin."""
+
     path: str
     sha256: str
+
+
+class OriginRef(_Frozen):
+    path: str
+    sha256: str = Field(description="Of the origin file; with fragments, of the file and every fragment together.")
     desired: dict[str, object]
+    fragments: list[OriginFragment] = Field(
+        default_factory=list, description="The origin.d fragments merged, in name order (plans 1.5)."
+    )
 
 
 class Prior(_Frozen):

@@ -14,7 +14,7 @@ from reconcile.kargs import converge
 from reconcile.origin import DesiredOrigin, LoadedOrigin, is_keyfile
 from reconcile.origin_keyfile import refusal
 from reconcile.planner import model as m
-from reconcile.planner.changes import base_package_diff, kargs_change, request_changes, resolution_diff
+from reconcile.planner.changes import Sources, base_package_diff, kargs_change, request_changes, resolution_diff
 from reconcile.planner.local import LocalPackage, is_pin, read_local
 from reconcile.planner.ostree_system import OstreeSystem
 from reconcile.planner.pins import pin_candidate
@@ -146,7 +146,7 @@ def _freeze(
         needs_deployment = prior_key != (("layered", digest) if digest else ("base", base))
     needs_origin_update = normalized != current.normalized_origin()
     kernel_args = _kernel_args(current, desired)
-    resolution = resolution_diff(current, solved, lambda: system.base_headers(base))
+    resolution = resolution_diff(current, solved, lambda: system.base_headers(base), Sources.of(loaded, locals_[0]))
     errors = [c.message for c in resolved.checks if c.severity == "error"]
     has_changes = needs_deployment or needs_origin_update or kernel_args is not None
     changes = request_changes(current, loaded, move, solved, *locals_)
@@ -155,7 +155,12 @@ def _freeze(
     return m.Plan(
         tool_version=__version__,
         created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        origin=m.OriginRef(path=str(loaded.path.absolute()), sha256=loaded.sha256, desired=normalized),
+        origin=m.OriginRef(
+            path=str(loaded.path.absolute()),
+            sha256=loaded.sha256,
+            desired=normalized,
+            fragments=[m.OriginFragment(path=str(p.absolute()), sha256=sha) for p, sha in loaded.fragments],
+        ),
         prior=_prior(current, loaded),
         changes=changes,
         resolution=resolution,

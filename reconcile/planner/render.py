@@ -19,7 +19,7 @@ def text_lines(plan: m.Plan) -> list[tuple[str, str]]:
     out = [("", f"Plan for stateroot {p.stateroot}, against deployment {checksum[:12]}.{serial} (base {p.refspec}):")]
     width = max((len(c.address) for c in plan.changes), default=0)
     for c in plan.changes:
-        detail = c.reason + _before_after(c.before, c.after)
+        detail = c.reason + _from(plan, c.source, " (from {})") + _before_after(c.before, c.after)
         out.append((c.symbol, f"{c.symbol} {c.address.ljust(width)}  {detail}"))
     out += _base_package_lines(plan.base)
     r = plan.resolution
@@ -35,7 +35,7 @@ def text_lines(plan: m.Plan) -> list[tuple[str, str]]:
     ):
         if entries:
             out += [("", ""), ("", f"{title}:")]
-            out += [(mark, f"  {mark} {_describe(e)}") for e in entries]
+            out += [(mark, f"  {mark} {_describe(e, _from(plan, e.source, ', from {}'))}") for e in entries]
     if plan.keys:
         out += [("", ""), ("", "Signing keys:")]
         for k in plan.keys:
@@ -136,13 +136,21 @@ def print_text(plan: m.Plan, out: TextIO) -> None:
         console.print(Text(line, style=_STYLE.get(sym, "")))
 
 
-def _describe(e: m.PackageEntry) -> str:
+def _from(plan: m.Plan, source: str | None, form: str) -> str:
+    """`form` naming a fragment that asked for something; nothing for the origin file itself (the usual case)."""
+    if not source or source.rpartition(":")[0] == plan.origin.path or source == plan.origin.path:
+        return ""
+    home = plan.origin.path.rpartition("/")[0] + "/"
+    return form.format(source.removeprefix(home))
+
+
+def _describe(e: m.PackageEntry, source: str = "") -> str:
     name = f"{e.name} {e.before.removeprefix(e.name + '-')} → {e.evr}.{e.arch}" if e.before else e.nevra
     where = f" [{e.repo}]" if e.repo else ""
     if e.before_checksum:
         where += f" (build {_short(e.before_checksum)} → {_short(e.checksum)})"
     if e.reason == "requested":
-        return f"{name}{where} (requested)"
+        return f"{name}{where} (requested{source})"
     kind = "weak dependency" if e.weak else "dependency"
     if len(e.why) > 1:
         return f"{name}{where} ({kind}: {_chain(e)})"
@@ -168,7 +176,10 @@ def render_markdown(plan: m.Plan) -> str:
     lines.append(f"Stateroot `{p.stateroot}`, deployment `{p.deployment[:12]}…`, base `{p.refspec}`.")
     if plan.changes:
         lines += ["", "| | request | reason |", "|---|---|---|"]
-        lines += [f"| {c.symbol.strip() or '·'} | `{c.address}` | {_md(c.reason)} |" for c in plan.changes]
+        lines += [
+            f"| {c.symbol.strip() or '·'} | `{c.address}` | {_md(c.reason + _from(plan, c.source, ' (from `{}`)'))} |"
+            for c in plan.changes
+        ]
     base_rows = [(kind, c) for kind, _mark, entries in _base_sections(plan.base) for c in entries]
     if base_rows:
         lines += ["", f"<details><summary>Base packages that change ({len(base_rows)})</summary>", ""]
