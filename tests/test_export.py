@@ -7,17 +7,19 @@ import hashlib
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import tomllib
 from pathlib import Path
 
+import pytest
 from conftest import Host
 from support import RECONCILE, Package, Result, exampleos, reconcile
 from test_container_base import SIGNED, image_host, write_image_origin
 from test_kargs import kargs_table
 from test_replace import LIBS_3
 
-from reconcile.export import KARGS_FILE, plan_digest
+from reconcile.export import KARGS_FILE, LOCAL_MOUNT, plan_digest
 from reconcile.planner.model import Plan
 
 GOLDEN = Path(__file__).parent / "golden" / "containerfile"
@@ -109,6 +111,42 @@ def kargs_written(text: str) -> list[str] | None:
     return None
 
 
+def built_in_a_root(host: Host, text: str, context: Path, root: Path) -> list[str]:
+    """What the Containerfile's COPY and package RUN leave, run by this machine's dnf and rpm against a root
+    holding the base's RPMs instead of in an image (no podman here): `rpm -qa` of that root, sorted."""
+    env = {**os.environ, "HOME": "/var/lib"}  # Debian's rpm keeps its database under ~: inside the root, then
+    base = [str(r) for r in host.example_rpms if r.name.rsplit("-", 2)[0] in exampleos.BASE_PACKAGES]
+    subprocess.run(["rpm", f"--root={root}", "-i", "--nodeps", *base], check=True, capture_output=True, env=env)
+    dnf = f"--installroot={root} --releasever=1 --setopt=reposdir={root}/etc/yum.repos.d --disableplugin=local"
+    for keyword, rest in instructions(text):
+        if keyword == "COPY":
+            source, target = shlex.split(rest)
+            (root / target.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+            (root / target.lstrip("/")).write_bytes((context / source).read_bytes())
+        elif keyword == "RUN" and "dnf" in rest:
+            script = re.sub(r"^--mount=\S+ ", "", rest).replace(LOCAL_MOUNT, str(context / "local"))
+            script = script.replace("dnf -y ", f"dnf -y {dnf} ").replace("dnf clean", f"dnf {dnf} clean")
+            script = script.replace("rpm -e ", f"rpm --root={root} -e ")
+            done = subprocess.run(["sh", "-c", script], capture_output=True, text=True, env=env, check=False)
+            assert done.returncode == 0, (script, done.stdout, done.stderr)
+    qa = subprocess.run(["rpm", f"--root={root}", "-qa"], capture_output=True, text=True, env=env, check=True)
+    return sorted(qa.stdout.split())
+
+
+def planned_tree(host: Host) -> list[str]:
+    """The NEVRAs the plan says the tree holds: the base's, less removals and replaced ones, plus the target."""
+    plan = host.run("plan", "--json").json()["target"]
+    base = [
+        r.name.removesuffix(".rpm") for r in host.example_rpms if r.name.rsplit("-", 2)[0] in exampleos.BASE_PACKAGES
+    ]
+    gone = set(plan["remove_base"]) | {r["before"] for r in plan["replace_base"]}
+    added = [p["nevra"] for p in plan["packages"]] + [r["after"] for r in plan["replace_base"]]
+    return sorted([n for n in base if n not in gone] + added)
+
+
+needs_dnf = pytest.mark.skipif(shutil.which("dnf") is None, reason="needs dnf (the Makefile installs it)")
+
+
 def test_requested_packages_with_their_dependencies_pinned(host: Host, tmp_path: Path) -> None:
     host.publish([])
     host.write_origin(["hello", "frob"])
@@ -128,14 +166,17 @@ def stable_golden(name: str) -> str:
     return (GOLDEN / f"{name}.Containerfile").read_text()
 
 
-def test_base_removals_and_replacements(host: Host) -> None:
+@needs_dnf
+def test_base_removals_and_replacements(host: Host, tmp_path: Path) -> None:
     host.publish([RELEASE_2])
     extra = '[overrides]\nremove = ["example-libs"]\nreplace = ["example-release >= 2"]\n'
     host.write_origin(["hello"], extra=extra)
-    result = export(host, "--from", IMAGE)
+    result = export(host, "--from", IMAGE, "--context", tmp_path / "context")
     assert result.code == 0, result.stderr
     check_syntax(result.stdout)
     check_golden("removals-replacements", stable(host, result.stdout))
+    built = built_in_a_root(host, result.stdout, tmp_path / "context", tmp_path / "root")
+    assert built == planned_tree(host) and "example-release-2-1.noarch" in built, built
 
 
 def test_kernel_arguments_become_a_bootc_kargs_d_file(host: Host) -> None:
@@ -148,6 +189,7 @@ def test_kernel_arguments_become_a_bootc_kargs_d_file(host: Host) -> None:
     check_golden("kargs", stable(host, result.stdout))
 
 
+@needs_dnf
 def test_local_packages_come_from_the_build_context_checked_by_sha256(host: Host, tmp_path: Path) -> None:
     host.publish([])
     tool, libs = host.root / "rpms/mytool.rpm", host.root / "rpms/example-libs-3.rpm"  # beside the origin
@@ -181,6 +223,7 @@ def test_local_packages_come_from_the_build_context_checked_by_sha256(host: Host
     ), result.stdout
     bare = export(host, "--from", IMAGE)
     assert bare.stdout == result.stdout and "The build context needs: yum.repos.d/test.repo" in bare.stderr
+    assert built_in_a_root(host, result.stdout, context, tmp_path / "root") == planned_tree(host)
 
 
 def test_the_image_comes_from_container_image_unless_from_overrides_it(host: Host) -> None:
