@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shlex
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -57,7 +58,9 @@ def plan_digest(plan: m.Plan) -> str:
 
 def from_image(loaded: LoadedOrigin, override: str | None) -> str:
     """The FROM image: `--from`, else the origin's `container-image` without its ostree signature policy."""
-    if override:
+    if override is not None:
+        if not override.strip() or not override.isprintable():  # a line break would start another instruction
+            raise UsageError(f"--from {override!r} is not an image name (empty, or with a line break in it).")
         return override
     reference = loaded.desired.origin.container_image
     if reference is None:
@@ -72,8 +75,9 @@ def from_image(loaded: LoadedOrigin, override: str | None) -> str:
 def render_containerfile(plan: m.Plan, loaded: LoadedOrigin, image: str, origin_name: str) -> Export:
     """The Containerfile for `plan` (made from `loaded`, named `origin_name` in the header), FROM `image`."""
     if not plan.applyable:
-        raise ReconcileError("The plan has errors; there is nothing to export.\n" + "\n".join(plan.errors))
+        raise ReconcileError("The plan has errors, so there is nothing to export: " + "; ".join(plan.errors))
     t = plan.target
+    _check_one_line(plan, origin_name)
     warnings = _warnings(loaded)
     repo_files = _repo_files(plan)
     locals_ = sorted((p for p in t.to_install if p.repo == LOCAL), key=lambda p: (p.location or p.nevra, p.nevra))
@@ -92,6 +96,20 @@ def render_containerfile(plan: m.Plan, loaded: LoadedOrigin, image: str, origin_
     return Export("\n".join(lines), context, warnings)
 
 
+def _check_one_line(plan: m.Plan, origin_name: str) -> None:
+    """A line break in a value would end its instruction and start another: refuse rather than quote."""
+    t = plan.target
+    values = {"the origin file's name": origin_name}
+    for p in t.to_install:
+        values.update({f"package {p.nevra!r}": p.nevra + p.repo + p.location})
+    values.update({f"base package {n!r}": n for n in [*t.erased_base, t.base_refspec]})
+    values.update({f"repo file {r.file!r}": r.file for r in plan.repos})
+    values.update({f"request {i.spec!r}": i.spec + i.provided_by for i in plan.resolution.inactive})
+    bad = sorted(what for what, value in values.items() if not value.isprintable())
+    if bad:
+        raise ReconcileError(f"Cannot write a Containerfile: {', '.join(bad)} holds a line break or control character.")
+
+
 def _header(
     plan: m.Plan, loaded: LoadedOrigin, origin_name: str, context: list[ContextFile], warnings: list[str]
 ) -> list[str]:
@@ -106,7 +124,10 @@ def _header(
     if context:
         out.append("# Build context (`reconcile export --context DIR` copies these into DIR):")
         out += [f"#   {c.name}" for c in context]
-    out += [f"# Not expressible in a Containerfile: {w}" for w in warnings]
+    for w in warnings:
+        out += textwrap.wrap(
+            f"Not expressible in a Containerfile: {w}", 108, initial_indent="# ", subsequent_indent="#   "
+        )
     return [*out, ""]
 
 
@@ -115,8 +136,8 @@ def _warnings(loaded: LoadedOrigin) -> list[str]:
     out = []
     if d.kargs.delete:
         out.append(
-            f"kargs.delete {json.dumps(d.kargs.delete)}: bootc's kargs.d only adds arguments (remove them from "
-            "the base image's kargs.d, or with `bootc install --karg` at install time)."
+            f"kargs.delete {json.dumps(d.kargs.delete)}: bootc's kargs.d only adds arguments (delete these on "
+            "the host, or from the base image's own kargs.d file)."
         )
     if d.options.ignore_scripts:
         out.append(

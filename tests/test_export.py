@@ -251,3 +251,10 @@ def test_no_image_to_build_from_is_a_usage_error_before_any_planning(tmp_path: P
     )
     assert "hint: Pass --from IMAGE" in result.stderr and "Traceback" not in result.stderr
     assert "no-sysroot" not in result.stderr, "the sysroot is never opened"
+
+
+def test_an_image_name_that_would_start_another_instruction_is_refused(tmp_path: Path) -> None:
+    origin = Path(exampleos.__file__).with_name("origin.toml")
+    result = reconcile("export", "--sysroot", tmp_path, "--origin", origin, "--from", "img\nRUN rm -rf /")
+    assert result.code == 64 and result.stdout == "", result
+    assert "--from 'img\\nRUN rm -rf /' is not an image name" in result.stderr, result.stderr
