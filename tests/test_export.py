@@ -3,6 +3,7 @@ golden files (UPDATE_GOLDEN=1 rewrites them), parsed instruction by instruction,
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import re
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Host
-from support import RECONCILE, Package, Result, exampleos, reconcile
+from support import RECONCILE, File, Package, Result, Symlink, exampleos, reconcile
 from test_container_base import SIGNED, image_host, write_image_origin
 from test_kargs import kargs_table
 from test_replace import LIBS_3
@@ -27,6 +28,15 @@ IMAGE = "quay.io/example/exampleos-bootc:1"
 ARCH = os.uname().machine
 RELEASE_2 = Package("example-release", version="2", requires=("example-filesystem",))
 MYTOOL = Package("mytool", requires=("/bin/sh",))
+LIBS_REBUILT = dataclasses.replace(  # the base's own NEVRA, another build
+    LIBS_3,
+    version="2.1",
+    files=(
+        File("/usr/lib64/libexample.so.1.2.1", "rebuilt\n", mode=0o755),
+        Symlink("/usr/lib64/libexample.so.1", "libexample.so.1.2.1"),
+    ),
+)
+RELEASE_OLD = Package("example-release", version="0.9", requires=("example-filesystem",))
 INSTRUCTIONS = {"FROM", "RUN", "COPY"}  # all the renderer writes
 
 
@@ -224,6 +234,23 @@ def test_local_packages_come_from_the_build_context_checked_by_sha256(host: Host
     bare = export(host, "--from", IMAGE)
     assert bare.stdout == result.stdout and "The build context needs: yum.repos.d/test.repo" in bare.stderr
     assert built_in_a_root(host, result.stdout, context, tmp_path / "root") == planned_tree(host)
+
+
+@needs_dnf
+def test_replace_local_downgrades_and_rebuilds_of_the_base_version(host: Host, tmp_path: Path) -> None:
+    host.publish([])
+    (host.root / "rpms").mkdir()
+    for name, package in (("libs-rebuilt.rpm", LIBS_REBUILT), ("release-0.9.rpm", RELEASE_OLD)):
+        (host.root / "rpms" / name).write_bytes(host.rpms.build(package).read_bytes())
+    host.write_origin([], extra='[overrides]\nreplace-local = ["rpms/libs-rebuilt.rpm", "rpms/release-0.9.rpm"]\n')
+    context = tmp_path / "context"
+    result = export(host, "--from", IMAGE, "--context", context)
+    assert result.code == 0, result.stderr
+    check_syntax(result.stdout)
+    check_golden("replace-local", stable(host, result.stdout))
+    root = tmp_path / "root"
+    assert built_in_a_root(host, result.stdout, context, root) == planned_tree(host)
+    assert (root / "usr/lib64/libexample.so.1.2.1").read_text() == "rebuilt\n", "dnf install would have kept the base's"
 
 
 def test_the_image_comes_from_container_image_unless_from_overrides_it(host: Host) -> None:
