@@ -83,6 +83,9 @@ def render_containerfile(plan: m.Plan, loaded: LoadedOrigin, image: str, origin_
     locals_ = sorted((p for p in t.to_install if p.repo == LOCAL), key=lambda p: (p.location or p.nevra, p.nevra))
     context = [ContextFile(Path(path), f"{CONTEXT_REPOS}/{Path(path).name}") for path in repo_files]
     context += [ContextFile(_local_file(p), f"{CONTEXT_LOCAL}/{p.location}") for p in locals_]
+    clash = sorted({c.name for c in context if [d.name for d in context].count(c.name) > 1})
+    if clash:  # the build context is one flat directory per kind
+        raise ReconcileError(f"Two files would both be {', '.join(clash)} in the build context; rename one.")
     lines = _header(plan, loaded, origin_name, context, warnings)
     lines += [f"FROM {image}", ""]
     for c in context:
@@ -97,17 +100,23 @@ def render_containerfile(plan: m.Plan, loaded: LoadedOrigin, image: str, origin_
 
 
 def _check_one_line(plan: m.Plan, origin_name: str) -> None:
-    """A line break in a value would end its instruction and start another: refuse rather than quote."""
+    """A line break in a value would end its instruction and start another, a space in a COPY source split it:
+    refuse rather than quote."""
     t = plan.target
     values = {"the origin file's name": origin_name}
     for p in t.to_install:
         values.update({f"package {p.nevra!r}": p.nevra + p.repo + p.location})
     values.update({f"base package {n!r}": n for n in [*t.erased_base, t.base_refspec]})
-    values.update({f"repo file {r.file!r}": r.file for r in plan.repos})
     values.update({f"request {i.spec!r}": i.spec + i.provided_by for i in plan.resolution.inactive})
-    bad = sorted(what for what, value in values.items() if not value.isprintable())
+    bad = [what for what, value in values.items() if not value.isprintable()]
+    bad += [
+        f"repo file {r.file!r}" for r in plan.repos if not Path(r.file).name.isprintable() or " " in Path(r.file).name
+    ]
     if bad:
-        raise ReconcileError(f"Cannot write a Containerfile: {', '.join(bad)} holds a line break or control character.")
+        raise ReconcileError(
+            f"Cannot write a Containerfile: {', '.join(sorted(bad))} holds a line break or a control character "
+            "(or, a repo file's name, a space)."
+        )
 
 
 def _header(
@@ -148,14 +157,9 @@ def _warnings(loaded: LoadedOrigin) -> list[str]:
 
 
 def _repo_files(plan: m.Plan) -> list[str]:
-    """The .repo files defining the repos the packages to install come from, sorted; basenames must differ."""
+    """The .repo files defining the repos the packages to install come from, sorted."""
     used = {p.repo for p in plan.target.to_install if p.repo != LOCAL}
     files = sorted({r.file for r in plan.repos if r.id in used})
-    names: dict[str, str] = {}
-    for f in files:
-        other = names.setdefault(Path(f).name, f)
-        if other != f:
-            raise ReconcileError(f"Two repo files are both named {Path(f).name} ({other} and {f}); rename one.")
     missing = sorted(used - {r.id for r in plan.repos})
     if missing:  # a plan always records the repos it resolved against
         raise ReconcileError(f"The plan records no .repo file for the repo(s) {', '.join(missing)}.")

@@ -285,3 +285,13 @@ def test_an_image_name_that_would_start_another_instruction_is_refused(tmp_path:
     result = reconcile("export", "--sysroot", tmp_path, "--origin", origin, "--from", "img\nRUN rm -rf /")
     assert result.code == 64 and result.stdout == "", result
     assert "--from 'img\\nRUN rm -rf /' is not an image name" in result.stderr, result.stderr
+
+
+def test_a_repo_file_name_a_copy_would_split_is_refused(host: Host) -> None:
+    host.publish([])
+    (host.reposdir / "test.repo").rename(host.reposdir / "my test.repo")
+    host.write_origin(["hello"])
+    result = export(host, "--from", IMAGE)
+    assert result.code == 1 and result.stdout == "", result
+    assert "Cannot write a Containerfile: repo file " in result.stderr and "my test.repo" in result.stderr, result
+    assert "Traceback" not in result.stderr
