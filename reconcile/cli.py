@@ -51,7 +51,7 @@ def _origin(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _plan_options(p: argparse.ArgumentParser) -> None:
+def _plan_options(p: argparse.ArgumentParser, outputs: bool = True) -> None:
     _sysroot(p)
     _origin(p)
     p.add_argument(
@@ -70,6 +70,8 @@ def _plan_options(p: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="the most one file's download may take, however fast it still moves (default 1800)",
     )
+    if not outputs:  # export prints a Containerfile, not a plan
+        return
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     p.add_argument(
         "--detailed-exitcode", action="store_true", help="exit 2 when there are changes (plan) or were changes (apply)"
@@ -177,6 +179,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=FORMATS, default="text")
     _debug(p)
     p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("export", help="write a Containerfile that builds the declaration onto a bootc image")
+    _plan_options(p, outputs=False)
+    p.add_argument("--format", choices=("containerfile",), default="containerfile", help="output format")
+    p.add_argument(
+        "--from", dest="from_image", metavar="IMAGE", help="the image to build on (default: [origin] container-image)"
+    )
+    p.add_argument("-o", "--out", type=Path, help="write it to this file (default: stdout)")
+    p.add_argument(
+        "--context", type=Path, metavar="DIR", help="copy the files the build needs (.repo files, local RPMs) into DIR"
+    )
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("validate", help="check an origin file and nothing else")
     _origin(p)
@@ -415,6 +429,37 @@ def cmd_show(args: argparse.Namespace) -> int:
     from reconcile.planner.saved import read_plan
 
     _show(read_plan(args.plan_file), args.format)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    import shutil
+
+    from reconcile.export import from_image, render_containerfile
+    from reconcile.files import write_atomically
+    from reconcile.origin import load_origin
+    from reconcile.planner.plan import make_plan
+
+    loaded = load_origin(args.origin)
+    image = from_image(loaded, args.from_image)  # before planning: a missing image is a usage error
+    plan = make_plan(_context(args), loaded, args.reposdir, args.stateroot, update=args.update, reuse_deployed=False)
+    if not plan.applyable:
+        return _plan_exit(args, plan)
+    export = render_containerfile(plan, loaded, image, str(args.origin))
+    for warning in export.warnings:
+        _say(f"warning: {warning}")
+    for item in export.context if args.context else []:
+        try:
+            (args.context / item.name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(item.source, args.context / item.name)
+        except OSError as e:
+            raise ReconcileError(f"Cannot copy {item.source} into the build context {args.context}: {e}.") from None
+    if not args.context and export.context:
+        _say("The build context needs: " + ", ".join(c.name for c in export.context) + " (see --context).")
+    if args.out:
+        write_atomically(args.out, export.text)
+    else:
+        _out(export.text)
     return 0
 
 

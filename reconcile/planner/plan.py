@@ -33,18 +33,28 @@ def make_plan(
     *,
     update: bool = False,
     whole_packages: bool = False,
+    reuse_deployed: bool = True,
 ) -> m.Plan:
     """A plan for this host: its sysroot, the repos its deployment configures, libsolv."""
     system = OstreeSystem(ctx)
     ports = Ports(system, repo_source_opener(ctx, system, reposdir), Solver(ctx.arch))
-    return plan_with(ports, loaded, stateroot, update=update, whole_packages=whole_packages)
+    return plan_with(
+        ports, loaded, stateroot, update=update, whole_packages=whole_packages, reuse_deployed=reuse_deployed
+    )
 
 
 def plan_with(
-    ports: Ports, loaded: LoadedOrigin, stateroot: str | None, *, update: bool = False, whole_packages: bool = False
+    ports: Ports,
+    loaded: LoadedOrigin,
+    stateroot: str | None,
+    *,
+    update: bool = False,
+    whole_packages: bool = False,
+    reuse_deployed: bool = True,
 ) -> m.Plan:
     """The planner's steps over its ports. `whole_packages`: download the packages to add now (apply needs them
-    next) instead of their headers."""
+    next) instead of their headers. `reuse_deployed=False` resolves even a converged deployment (keeping its
+    versions), so every package is pinned with the repo and location it comes from (export needs them)."""
     system, desired = ports.system, loaded.desired
     current = system.current(stateroot)
     choice = system.base_commit(_base_wanted(loaded, current, update), loaded.path)
@@ -60,7 +70,7 @@ def plan_with(
     }
     origin_changed = normalized != current.normalized_origin()
     resolved = Resolved()
-    if _converged(current, base, origin_changed, update):
+    if reuse_deployed and _converged(current, base, origin_changed, update):
         resolved = Resolved(_as_deployed(current))
     elif desired.packages.requested or local or desired.overrides.remove or desired.overrides.replace or replace_local:
         resolved = resolve(ports, current, base, loaded, local, update, whole_packages, replace_local)
