@@ -127,6 +127,27 @@ def test_check_mode_changes_nothing_reports_changed_and_diff_shows_the_package(
     assert "+ frob-3.0-2.x86_64" in run.stdout and "libfrob-2.4-1.x86_64" in run.stdout  # the plan's packages
 
 
+def test_the_origin_d_fragments_stay_part_of_the_plan(shared_host: Host, tmp_path: Path) -> None:
+    """The module plans an edited copy: the real file's origin.d fragments must come with it, or the plan would
+    drop what another role's fragment asks for."""
+    host = shared_host
+    start_origin(host)
+    fragment = host.origin.parent / "origin.d" / "50-team.toml"
+    fragment.parent.mkdir()
+    try:
+        fragment.write_text('[packages]\nrequested = ["hello"]\n')
+        before = host.state()
+        run = playbook(host, tmp_path, [origin_task(host, packages=["frob"])], "--check")
+        assert run.code == 0, run.stdout + run.stderr
+        (result,) = run.results()
+        planned = {p["name"] for p in result["plan"]["target"]["packages"]}
+        assert {"hello", "frob"} <= planned, planned
+        assert host.state() == before
+    finally:
+        fragment.unlink()
+        fragment.parent.rmdir()
+
+
 def test_a_bad_request_fails_the_task_with_reconciles_message(shared_host: Host, tmp_path: Path) -> None:
     host = shared_host
     start_origin(host)

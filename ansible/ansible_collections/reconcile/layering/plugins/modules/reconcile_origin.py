@@ -249,6 +249,9 @@ def plan_args(params):
 def converge(module, cli, workdir):
     params = module.params
     edited_copy = os.path.join(workdir, os.path.basename(params["origin_path"]))  # the name keeps its suffix
+    fragments = os.path.join(os.path.dirname(os.path.abspath(params["origin_path"])), "origin.d")
+    if os.path.isdir(fragments):  # the copy is planned with the real file's origin.d fragments, as reconcile reads them
+        os.symlink(fragments, os.path.join(workdir, "origin.d"))
     saved_plan = os.path.join(workdir, "plan.json")
     edited = cli.json(["edit", *edit_args(params), "--output", edited_copy, "--json"])
     update = ["--update"] if params["update"] else []
