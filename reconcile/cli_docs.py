@@ -150,7 +150,7 @@ def _kind(action: argparse.Action) -> str:
 
 
 def main(argv: list[str]) -> int:
-    from reconcile.cli import build_parser
+    from reconcile.cli_parser import build_parser
 
     kinds = {"man": man_page, "bash": bash_completion}
     if len(argv) != 1 or argv[0] not in kinds:

@@ -42,7 +42,7 @@ class Export:
     warnings: list[str] = field(default_factory=list)
 
 
-def plan_digest(plan: m.Plan) -> str:
+def pins_digest(plan: m.Plan) -> str:
     """sha256 over what the plan pins and the Containerfile installs: the base commit, each package's NEVRA,
     repo and checksum, the removals and the replacements. Not what the host has now, nor the plan's time: the
     same declaration on the same base gives the same digest, before and after apply."""
@@ -127,7 +127,7 @@ def _header(
         "# Written by `reconcile export --format containerfile`: the declaration of one origin file, built onto a",
         "# bootable container image with the exact packages its plan pinned.",
         f"# Origin: {origin_name} (sha256:{loaded.sha256})",
-        f"# Plan:   sha256:{plan_digest(plan)}",
+        f"# Pins:   sha256:{pins_digest(plan)}",
         f"# Base:   {t.base_refspec} at {t.base_checksum}",
     ]
     if context:

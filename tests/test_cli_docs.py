@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from reconcile.cli import build_parser
 from reconcile.cli_docs import BASH_COMPLETION, MAN_PAGE, bash_completion, man_page, subcommands
+from reconcile.cli_parser import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
 

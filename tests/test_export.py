@@ -20,7 +20,7 @@ from test_container_base import SIGNED, image_host, write_image_origin
 from test_kargs import kargs_table
 from test_replace import LIBS_3
 
-from reconcile.export import KARGS_FILE, LOCAL_MOUNT, plan_digest
+from reconcile.export import KARGS_FILE, LOCAL_MOUNT, pins_digest
 from reconcile.planner.model import Plan
 
 GOLDEN = Path(__file__).parent / "golden" / "containerfile"
@@ -60,9 +60,9 @@ def stable(host: Host, text: str) -> str:
     against the plan of the same host: the digest is over what it pins, the commit is its base."""
     plan = host.run("plan", "--json").json()
     target = plan["target"]
-    digest = plan_digest(Plan.model_validate(plan))
-    assert f"# Plan:   sha256:{digest}\n" in text, text
-    text = text.replace(digest, "<plan-digest>").replace(target["base_checksum"], "<base-commit>")
+    digest = pins_digest(Plan.model_validate(plan))
+    assert f"# Pins:   sha256:{digest}\n" in text, text
+    text = text.replace(digest, "<pins-digest>").replace(target["base_checksum"], "<base-commit>")
     pinned = target["packages"] + [r["package"] for r in target["replace_base"]]
     for p in pinned:
         if p["repo"] == "@local":

@@ -94,9 +94,8 @@ def _journal_plan(ctx: Context, plan: m.Plan, saved: bool) -> None:
     if ctx.reporter.journal is None:
         return
     from reconcile.journal import PLAN_APPLIED
-    from reconcile.planner.saved import plan_digest
 
-    digest = plan_digest(plan)
+    digest = m.plan_digest(plan)
     t = plan.target
     ctx.reporter.event(
         f"Applying {'saved ' if saved else ''}plan {digest[:12]} from {plan.origin.path}: "
@@ -115,14 +114,13 @@ def _journal_result(ctx: Context, plan: m.Plan, result: ApplyResult) -> None:
     if ctx.reporter.journal is None:
         return
     from reconcile.journal import RESULT
-    from reconcile.planner.saved import plan_digest
 
     ctx.reporter.event(
         result.message,
         RESULT,
         RESULT="changed" if result.changed else "unchanged",
         DEPLOYMENT=result.deployed,
-        PLAN_DIGEST=plan_digest(plan),
+        PLAN_DIGEST=m.plan_digest(plan),
     )
 
 

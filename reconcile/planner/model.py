@@ -335,6 +335,16 @@ class Plan(_Frozen):
     warnings: list[str] = Field(default_factory=list)
 
 
+def plan_document(plan: Plan) -> str:
+    """The plan as `plan -o` writes it."""
+    return plan.model_dump_json(indent=2) + "\n"
+
+
+def plan_digest(plan: Plan) -> str:
+    """sha256 of plan_document: the journal's PLAN_DIGEST is a saved plan's sha256sum."""
+    return hashlib.sha256(plan_document(plan).encode()).hexdigest()
+
+
 def fingerprint(deployment: str, base_checksum: str, requested: list[str], origin_sha256: str) -> str:
     """What apply recomputes under the lock to know the plan is still about the same system."""
     material = json.dumps([deployment, base_checksum, sorted(requested), origin_sha256])

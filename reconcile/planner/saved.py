@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -10,20 +9,11 @@ from pydantic import ValidationError
 
 from reconcile.errors import InvalidInputError
 from reconcile.files import write_atomically
-from reconcile.planner.model import PLAN_FORMAT_VERSION, Plan
-
-
-def _document(plan: Plan) -> str:
-    return plan.model_dump_json(indent=2) + "\n"
+from reconcile.planner.model import PLAN_FORMAT_VERSION, Plan, plan_document
 
 
 def write_plan(plan: Plan, path: Path) -> None:
-    write_atomically(path, _document(plan))
-
-
-def plan_digest(plan: Plan) -> str:
-    """sha256 of the plan as `plan -o` writes it: the journal's PLAN_DIGEST is the saved file's sha256sum."""
-    return hashlib.sha256(_document(plan).encode()).hexdigest()
+    write_atomically(path, plan_document(plan))
 
 
 def read_plan(path: Path) -> Plan:
