@@ -8,9 +8,11 @@ so the directory can be deleted.
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +22,7 @@ SPECS = EXAMPLES / "specs"
 BASE_PACKAGES = ["example-filesystem", "example-shell", "example-libs", "example-kernel", "example-release"]
 OSNAME = "example"
 BASE_REF = "example/base"
+SOCKET_PATH_MAX = 108  # sockaddr_un.sun_path, the NUL included
 
 # Deployments stay deletable; ostree's global sync() is skipped (it would flush the whole host).
 SYSROOT_ENV = {"OSTREE_SYSROOT_DEBUG": "mutable-deployments", "OSTREE_SYSROOT_OPTS": "skip-sync"}
@@ -89,7 +92,10 @@ def _gpg(home: Path, *args: str, stdin: str | None = None) -> str:
 
 def make_signing_key(directory: Path, name: str, real_name: str | None = None) -> SigningKey:
     home = directory / f"gnupg-{name}"
-    home.mkdir(parents=True, mode=0o700)
+    if len(str(home / "S.gpg-agent.browser")) >= SOCKET_PATH_MAX:  # gpg-agent could not bind its sockets there
+        home = Path(tempfile.mkdtemp(prefix=f"gnupg-{name}-"))
+        atexit.register(shutil.rmtree, home, True)
+    home.mkdir(parents=True, mode=0o700, exist_ok=True)
     email = f"{name}@example.test"
     params = f"%no-protection\nKey-Type: RSA\nKey-Length: 2048\nName-Real: {real_name or name + ' signer'}\n"
     _gpg(home, "--gen-key", stdin=params + f"Name-Email: {email}\nExpire-Date: 0\n%commit\n")
