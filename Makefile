@@ -50,8 +50,9 @@ lint: deps
 	$(VENV)/bin/mypy benchmarks --ignore-missing-imports
 
 # Every tier runs here (as root): a test whose probe fails (root, libostree, bubblewrap) fails instead of skipping.
+# Two workers, a test file each (module-scoped hosts stay whole): most tests wait on subprocesses, not the CPU.
 unit: deps
-	RECONCILE_TEST_TIERS=all $(VENV)/bin/pytest -q
+	RECONCILE_TEST_TIERS=all $(VENV)/bin/pytest -q -n 2 --dist loadfile
 
 # The pure tier: no root, no sysroot, no sandbox (any user; about 20 s).
 pure: deps

@@ -91,6 +91,7 @@ def _gpg(home: Path, *args: str, stdin: str | None = None) -> str:
 
 
 def make_signing_key(directory: Path, name: str, real_name: str | None = None) -> SigningKey:
+    directory.mkdir(parents=True, exist_ok=True)
     home = directory / f"gnupg-{name}"
     if len(str(home / "S.gpg-agent.browser")) >= SOCKET_PATH_MAX:  # gpg-agent could not bind its sockets there
         home = Path(tempfile.mkdtemp(prefix=f"gnupg-{name}-"))
