@@ -102,8 +102,11 @@ def _under_journald(tmp_path: Path, commands: list[list[str]]) -> tuple[list[int
     script = tmp_path / "journald.sh"
     script.write_text(
         "set -e\nmount -t tmpfs tmpfs /run\nmkdir -p /run/systemd/journal\n"
+        # journald needs the cgroup tree, which a chroot or container may not have mounted
+        "mountpoint -q /sys/fs/cgroup || mount -t cgroup2 cgroup2 /sys/fs/cgroup\n"
         f"{JOURNALD} & journald=$!\n"
         "for i in $(seq 100); do [ -S /run/systemd/journal/stdout ] && break; sleep 0.05; done\n"
+        'kill -0 $journald || { echo "systemd-journald did not start" >&2; exit 1; }\n'
         f"{runs}"
         "journalctl --sync 2>/dev/null || sleep 0.5\n"
         f"journalctl -D /run/log/journal -o json --no-pager SYSLOG_IDENTIFIER=reconcile > {tmp_path / 'journal.json'}\n"
