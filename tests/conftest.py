@@ -216,6 +216,29 @@ class Host:
     def state(self) -> dict:
         return state_of(self.sysroot, self.origin if self.origin.exists() else None)
 
+    @contextlib.contextmanager
+    def sysroot_locked(self) -> Iterator[None]:
+        """Another process holds the sysroot lock (libostree's own) until the block ends."""
+        holder = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "import gi, sys, time; gi.require_version('OSTree', '1.0'); from gi.repository import Gio, OSTree; "
+                "s = OSTree.Sysroot.new(Gio.File.new_for_path(sys.argv[1])); s.load(None); s.lock(); "
+                "print('locked', flush=True); time.sleep(120)",
+                str(self.sysroot),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=exampleos.sysroot_env(),
+        )
+        try:
+            assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+            yield
+        finally:
+            holder.kill()
+            holder.wait()
+
     def check_with_ostree(self) -> None:
         """ostree's own view must agree with ours, and the repo must pass fsck."""
         listed = ostree("admin", f"--sysroot={self.sysroot}", "status")

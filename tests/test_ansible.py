@@ -172,26 +172,9 @@ def test_a_bad_request_fails_the_task_with_reconciles_message(shared_host: Host,
 def test_a_held_sysroot_lock_is_a_clear_failure(shared_host: Host, tmp_path: Path) -> None:
     host = shared_host
     start = start_origin(host)
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import gi, sys, time; gi.require_version('OSTree', '1.0'); from gi.repository import Gio, OSTree; "
-            "s = OSTree.Sysroot.new(Gio.File.new_for_path(sys.argv[1])); s.load(None); s.lock(); "
-            "print('locked', flush=True); time.sleep(120)",
-            str(host.sysroot),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-        env=exampleos.sysroot_env(),
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+    with host.sysroot_locked():
         before = host.state()
         run = playbook(host, tmp_path, [origin_task(host, packages=["frob"], lock_timeout=1)])
-    finally:
-        holder.kill()
-        holder.wait()
     assert run.code != 0 and run.recap()["failed"] == 1
     (result,) = run.results()
     assert result["rc"] == 4 and "the lock was not free within lock_timeout" in result["msg"], result["msg"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 from conftest import Host
@@ -222,29 +221,12 @@ def test_validate(host: Host) -> None:
 def test_lock_timeout_waits_then_exits_4(host: Host) -> None:
     host.publish([P1])
     host.write_origin(["p"])
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import gi, sys, time; gi.require_version('OSTree', '1.0'); from gi.repository import Gio, OSTree; "
-            "s = OSTree.Sysroot.new(Gio.File.new_for_path(sys.argv[1])); s.load(None); s.lock(); "
-            "print('locked', flush=True); time.sleep(120)",
-            str(host.sysroot),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-        env=exampleos.sysroot_env(),
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+    with host.sysroot_locked():
         before = host.state()
         result = host.run("apply", "--lock-timeout", "1")
         assert result.code == 4, result.stderr
         assert "Waiting for the lock" in result.stderr and "did not release it within 1 s" in result.stderr
         assert host.state() == before
-    finally:
-        holder.kill()
-        holder.wait()
     assert host.run("apply", "--lock-timeout", "5").code == 0, "once released, apply goes ahead"
 
 
