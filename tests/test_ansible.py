@@ -190,3 +190,15 @@ def test_the_facts_module_returns_the_status(shared_host: Host, tmp_path: Path) 
     (result,) = run.results()
     assert result["changed"] is False
     assert result["ansible_facts"]["reconcile"] == host.status()
+
+
+@pytest.mark.parametrize("module", ["reconcile_origin", "reconcile_facts"])
+def test_ansible_doc_reads_the_documentation(module: str, tmp_path: Path) -> None:
+    """DOCUMENTATION (with the shared doc fragment), EXAMPLES and RETURN parse as Ansible reads them."""
+    env = {**exampleos.sysroot_env(), "ANSIBLE_COLLECTIONS_PATH": str(COLLECTIONS), "ANSIBLE_HOME": str(tmp_path)}
+    argv = [str(ANSIBLE_PLAYBOOK.parent / "ansible-doc"), "--json", f"reconcile.layering.{module}"]
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    (doc,) = json.loads(proc.stdout).values()
+    assert {"sysroot", "reconcile"} <= set(doc["doc"]["options"]), "the shared options come from the fragment"
+    assert doc["examples"] and (doc["return"] or module == "reconcile_facts")

@@ -11,17 +11,6 @@ description:
   - Runs C(reconcile status --json) on the managed host and returns its document as the fact C(reconcile).
   - The document has rpm-ostree's keys (C(deployments), each with C(checksum), C(booted), C(staged), C(pinned),
     C(packages), and so on) and reconcile's own under C(reconcile) (docs/status.schema.json in reconcile).
-requirements:
-  - reconcile on the managed host (O(reconcile) names the executable)
-options:
-  sysroot:
-    description: The OSTree sysroot.
-    type: path
-    default: /
-  reconcile:
-    description: The reconcile executable on the managed host (a name looked up in PATH, or a path).
-    type: str
-    default: reconcile
 attributes:
   check_mode:
     support: full
@@ -30,11 +19,10 @@ attributes:
     support: none
   facts:
     support: full
-  platform:
-    support: full
-    platforms: posix
 seealso:
   - module: reconcile.layering.reconcile_origin
+extends_documentation_fragment:
+  - reconcile.layering.reconcile
 author:
   - reconcile developers
 """

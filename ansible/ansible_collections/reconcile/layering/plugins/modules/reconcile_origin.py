@@ -18,8 +18,6 @@ description:
     packages in the repos; a second run of the same task is C(ok). Packages are upgraded only with O(update=true).
   - Options not given leave their part of the file alone; lists are ensured to hold (or not to hold) the
     entries named, other entries stay.
-requirements:
-  - reconcile on the managed host (O(reconcile) names the executable)
 options:
   origin_path:
     description: The origin file (TOML). It is created when missing and O(base) is given.
@@ -80,10 +78,6 @@ options:
     description: Move layered packages to the newest versions the repos offer (C(reconcile plan --update)).
     type: bool
     default: false
-  sysroot:
-    description: The OSTree sysroot.
-    type: path
-    default: /
   reposdir:
     description: Directory of yum C(.repo) files (default the deployment's C(/etc/yum.repos.d)).
     type: path
@@ -94,10 +88,6 @@ options:
     description: Seconds to wait for the sysroot lock (and the origin file's), instead of retrying the task.
     type: float
     default: 60
-  reconcile:
-    description: The reconcile executable on the managed host (a name looked up in PATH, or a path).
-    type: str
-    default: reconcile
 attributes:
   check_mode:
     support: full
@@ -105,15 +95,14 @@ attributes:
   diff_mode:
     support: full
     details: The origin file before and after, and the plan as text (every package added, removed or changed).
-  platform:
-    support: full
-    platforms: posix
 notes:
   - Exit 3 of reconcile (the plan became stale because the host or the origin file changed meanwhile) and exit 4
     (the lock was not free within O(lock_timeout)) fail the task with reconcile's message; nothing was changed.
   - A reboot is needed for a new deployment; see RV(reboot_required).
 seealso:
   - module: reconcile.layering.reconcile_facts
+extends_documentation_fragment:
+  - reconcile.layering.reconcile
 author:
   - reconcile developers
 """
