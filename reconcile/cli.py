@@ -54,15 +54,21 @@ def _out(text: str) -> None:
     sys.stdout.flush()
 
 
-def _show(plan: Plan, fmt: str) -> None:
+def _show(plan: Plan, fmt: str) -> str | None:
+    """Print the plan; return the text printed, unless it went to a terminal (coloured there)."""
     from reconcile.planner import render
 
-    if fmt == "json":
-        _out(render.render_json(plan))
-    elif fmt == "markdown":
-        _out(render.render_markdown(plan))
-    else:
+    if fmt == "text" and sys.stdout.isatty():
         render.print_text(plan, sys.stdout)
+        return None
+    if fmt == "text":
+        text = render.render_text(plan) + "\n"  # as print_text writes it to a file or pipe
+    else:
+        text = render.render_json(plan) if fmt == "json" else render.render_markdown(plan)
+        text = text if text.endswith("\n") else text + "\n"
+    sys.stdout.write(text)
+    sys.stdout.flush()
+    return text
 
 
 def _plan_exit(args: argparse.Namespace, plan: Plan) -> int:
@@ -96,8 +102,30 @@ def cmd_plan(args: argparse.Namespace) -> int:
         _say(f"No bundle was written to {args.bundle}: the plan has errors.")
     if args.out:
         write_plan(plan, args.out)
-    _show(plan, "json" if args.json else args.format or "text")
-    return _plan_exit(args, plan)
+    text = _show(plan, "json" if args.json else args.format or "text")
+    code = _plan_exit(args, plan)
+    if text is not None:
+        _remember_noop(args, ctx, loaded, plan, text, code)
+    return code
+
+
+def _remember_noop(
+    args: argparse.Namespace, ctx: Context, loaded: LoadedOrigin, plan: Plan, text: str, code: int
+) -> None:
+    """A converged plan is recorded for the next identical command (noop_memo), unless something it was made
+    from is outside the files that record covers: packages from RPM files, a container image, a fetched base."""
+    from reconcile import noop_memo
+
+    if plan.has_changes or not plan.applyable or plan.warnings or (plan.base and plan.base.fetched_bytes):
+        return
+    if plan.target.local or plan.target.replace_local or plan.origin.desired.get("container_image"):
+        return
+    if b"parent=" in (ctx.repo.path / "config").read_bytes():  # refs can come from another repo
+        return
+    fragments = [str(p.absolute()) for p, _sha in loaded.fragments]
+    sysroot, origin = str(args.sysroot.absolute()), str(loaded.path.absolute())
+    inputs = noop_memo.inputs(sysroot, origin, fragments, plan.target.base_refspec)
+    noop_memo.remember(args.argv, str(ctx.cachedir(plan.prior.stateroot)), inputs, text, plan.created, code)
 
 
 def _write_bundle(args: argparse.Namespace, ctx: Context, plan: Plan, loaded: LoadedOrigin) -> None:
@@ -359,6 +387,7 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else list(argv)
     stopping.install()
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.WARNING, format="%(name)s: %(message)s", stream=sys.stderr
