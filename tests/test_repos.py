@@ -421,3 +421,20 @@ def test_a_corrupt_package_download_at_apply_time_is_called_corrupt(host: Host) 
     assert_failed_cleanly(host, before, result, 1, "[test]", "bigdata-1.0-1.noarch", "is corrupt", server.url)
     assert "unreachable" not in result.stderr and "server is up" not in result.stderr
     assert host.downloaded() == [], "the damaged file is not kept"
+
+
+def test_an_unchanged_local_repo_is_read_in_place_and_a_changed_one_fetched_again(host: Host) -> None:
+    host.publish([Package("first")])
+    host.write_origin(["first"])
+    assert host.run("plan").code == 0
+    state = next(host.cachedir.rglob("state.json"))
+    fetched = state.read_bytes()
+    assert host.run("plan").code == 0
+    assert state.read_bytes() == fetched, "the same repomd.xml was fetched again through librepo"
+
+    host.publish([Package("first"), Package("second")])
+    host.write_origin(["second"])
+    plan = host.run("plan", "--json")
+    assert plan.code == 0, plan.stderr
+    assert [e["name"] for e in plan.json()["resolution"]["added"]] == ["second"]
+    assert state.read_bytes() != fetched

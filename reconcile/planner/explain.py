@@ -38,16 +38,15 @@ def nevra_of(s: solv.XSolvable) -> str:
 
 def explain(pool: solv.Pool, new: list[solv.XSolvable], requested: set[int]) -> dict[str, Reason]:
     """`requested`: solvable ids of the packages asked for. Keys are NEVRA strings (multilib pairs differ)."""
-    import networkx as nx  # only plans with new packages pay for the import
-
-    graph = nx.DiGraph()
     root = 0  # no solvable has id 0
-    graph.add_node(root)
+    # a -> {b: (strong, via)}, in insertion order: the breadth-first search below then picks the same chain
+    # among equally short ones as networkx's single_source_shortest_path did (docs/decisions.md).
+    graph: dict[int, dict[int, tuple[bool, str | None]]] = {root: {}}
     members = {s.id for s in new}
     for s in new:
-        graph.add_node(s.id)
+        graph[s.id] = {}
         if s.id in requested:
-            graph.add_edge(root, s.id, strong=True, via=None)
+            graph[root][s.id] = (True, None)
     for s in new:
         for key, link, strong, forward in _LINKS:
             for dep in s.lookup_deparray(key):
@@ -56,11 +55,11 @@ def explain(pool: solv.Pool, new: list[solv.XSolvable], requested: set[int]) -> 
                         continue
                     a, b = (s.id, other.id) if forward else (other.id, s.id)
                     # A strong link between the same two packages wins over a weak one.
-                    if not graph.has_edge(a, b) or (strong and not graph.edges[a, b]["strong"]):
-                        graph.add_edge(a, b, strong=strong, via=link)
-    strong_graph = nx.subgraph_view(graph, filter_edge=lambda a, b: graph.edges[a, b]["strong"])
-    strong_paths = nx.single_source_shortest_path(strong_graph, root)
-    any_paths = nx.single_source_shortest_path(graph, root)
+                    known = graph[a].get(b)
+                    if known is None or (strong and not known[0]):
+                        graph[a][b] = (strong, link)
+    strong_paths = _shortest_paths(graph, root, strong_only=True)
+    any_paths = _shortest_paths(graph, root, strong_only=False)
     by_id = {s.id: s for s in new}
     out = {}
     for sid, s in by_id.items():
@@ -68,6 +67,24 @@ def explain(pool: solv.Pool, new: list[solv.XSolvable], requested: set[int]) -> 
         path = any_paths.get(sid) if weak else strong_paths[sid]
         if path is None:
             continue
-        via: str | None = graph.edges[path[-2], path[-1]]["via"] if len(path) > 1 else None
+        via = graph[path[-2]][path[-1]][1] if len(path) > 1 else None
         out[nevra_of(s)] = Reason([by_id[i].name for i in path[1:]], weak, via)
     return out
+
+
+def _shortest_paths(
+    graph: dict[int, dict[int, tuple[bool, str | None]]], root: int, *, strong_only: bool
+) -> dict[int, list[int]]:
+    """Breadth-first, level by level, each node's links in the order they were added: the first shortest path
+    found to every node reachable from `root`."""
+    paths = {root: [root]}
+    level = [root]
+    while level:
+        following = []
+        for v in level:
+            for w, (strong, _via) in graph[v].items():
+                if w not in paths and (strong or not strong_only):
+                    paths[w] = [*paths[v], w]
+                    following.append(w)
+        level = following
+    return paths

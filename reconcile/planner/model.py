@@ -17,7 +17,7 @@ ASSEMBLY_FORMAT_VERSION = 2  # 2: an empty /boot in every layered commit
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
 
 class Action(StrEnum):
