@@ -8,6 +8,7 @@ read natively. rpmdb.sqlite-shm ships too: without it a read-only /usr cannot be
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import shutil
@@ -249,10 +250,9 @@ class _NoCheckpoint:
         self._conn = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, isolation_level=None)
         self._conn.execute("SELECT count(*) FROM sqlite_master").fetchall()  # maps the -shm; no read lock kept
         self._shm = os.open(f"{self.db}-shm", os.O_RDWR)
-        try:
+        # Unguarded, rpm checkpoints into the file: kept_base() then says so and the whole database ships.
+        with contextlib.suppress(OSError):
             fcntl.lockf(self._shm, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, _WAL_CKPT_LOCK)
-        except OSError:
-            pass  # unguarded, rpm checkpoints into the file: kept_base() says so and the whole database ships
         return self
 
     def __exit__(self, *_exc: object) -> None:
