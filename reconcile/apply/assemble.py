@@ -21,7 +21,15 @@ from reconcile.pkgcache import CachedPackage, PackageCache
 from reconcile.rpm import header as h
 from reconcile.rpm.nevra import Nevra
 from reconcile.rpm.payload import tmpfiles_conf_name
-from reconcile.rpm.rpmdb import DEFAULT_RPMDB_DIR, RPMDB_FILE, build_rpmdb, find_rpmdb, read_headers
+from reconcile.rpm.rpmdb import (
+    DEFAULT_RPMDB_DIR,
+    RPMDB_FILE,
+    SHM_FILE,
+    WAL_FILE,
+    build_rpmdb,
+    find_rpmdb,
+    read_headers,
+)
 from reconcile.rpm.treerules import PathRefused, tree_path
 from reconcile.selinux import Labeler, label_xattrs
 
@@ -87,21 +95,24 @@ def write_rpmdb(
     erase: list[str] | None = None,
     labeler: Labeler | None = None,
 ) -> None:
-    """Replace the tree's rpmdb with one listing the base's packages, minus `erase`, plus `packages`."""
+    """Replace the tree's rpmdb with one listing the base's packages, minus `erase`, plus `packages`. On a base,
+    the base's rpmdb.sqlite stays as it is (its object shared with the base) and the changes go in beside it
+    as sqlite's write-ahead log; only a tree without a base gets a database file of its own."""
     found = find_rpmdb(repo, base) if base else None
     base_db = repo.content_path(found.file_checksum) if found else None
-    if found and base_db is None:
+    base_wal = repo.content_path(found.wal_checksum) if found and found.wal_checksum else None
+    if found and (base_db is None or (found.wal_checksum and base_wal is None)):
         raise PackageError("The base's rpmdb cannot be read from this repo mode (bare or bare-user needed).")
     directory = found.directory if found else DEFAULT_RPMDB_DIR
     headers = [(p.nevra.name, cache.header_raw(p.commit)) for p in packages]
     (repo.path / "tmp").mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="reconcile-rpmdb-", dir=repo.path / "tmp") as work:
-        db = build_rpmdb(base_db, headers, erase or [], Path(work))
-        size = db.stat().st_size
-        mode = stat.S_IFREG | 0o644
-        xattrs = label_xattrs(labeler, f"/{directory}/{RPMDB_FILE}", mode)
-        with open(db, "rb") as f:
-            csum = repo.write_file_stream(0, 0, mode, size, iter(lambda: f.read(8 << 20), b""), xattrs)
+        built = build_rpmdb((base_db, base_wal) if base_db else None, headers, erase or [], Path(work))
+        if built.wal is not None and built.shm is not None:
+            written = {WAL_FILE: built.wal, SHM_FILE: built.shm}
+        else:
+            written = {RPMDB_FILE: built.db}
+        csums = {name: _write_file(repo, path, f"/{directory}/{name}", labeler) for name, path in written.items()}
     parent = tree
     parts = directory.split("/")
     for i, name in enumerate(parts):
@@ -115,7 +126,20 @@ def write_rpmdb(
             raise PackageError(f"/{directory} is not a directory in the tree; cannot write the rpmdb.")
         else:
             parent = found_dir[1]
-    ostree.tree_replace_file(parent, RPMDB_FILE, csum)
+    if RPMDB_FILE in csums:  # a whole database: a log or index left from the base would be applied over it
+        for stale in (WAL_FILE, SHM_FILE):
+            if ostree.tree_lookup(parent, stale) is not None:
+                ostree.tree_remove(parent, stale)
+    for name, csum in csums.items():
+        ostree.tree_replace_file(parent, name, csum)
+
+
+def _write_file(repo: Repo, path: Path, tree_path: str, labeler: Labeler | None) -> str:
+    size = path.stat().st_size
+    mode = stat.S_IFREG | 0o644
+    xattrs = label_xattrs(labeler, tree_path, mode)
+    with open(path, "rb") as f:
+        return repo.write_file_stream(0, 0, mode, size, iter(lambda: f.read(8 << 20), b""), xattrs)
 
 
 def ensure_boot_mountpoint(repo: Repo, tree: MutableTree, labeler: Labeler | None) -> None:
