@@ -14,7 +14,7 @@ from pathlib import Path
 import reconcile
 from benchmarks.data import RECONCILE, BenchData, exampleos, unmount_below
 from benchmarks.fetch import COUNT, DELAY, fetch_comparison
-from benchmarks.measure import Series, apply_timings, peak_rss_kib, repeat, run, timed
+from benchmarks.measure import Series, apply_timings, peaks_of, repeat, run, timed
 from benchmarks.remote import update_comparison
 
 OSNAME = "bench"
@@ -235,13 +235,35 @@ class Bench:
         return row
 
     def p5_memory(self, sysroot: Path) -> Row:
-        self.to_base(sysroot)()
-        argv = self.reconcile("apply", sysroot, [*self.data.layer_names[:1], "bench-big"], 1.0)
-        kib = peak_rss_kib(argv)
-        row = Row("P5", "peak RSS of `apply` (the 5,000-file package, cold) on the largest base", "—")
-        row.target, row.met = "≤ 300 MB", kib / 1024 <= 300
-        row.notes.append(f"{kib / 1024:.0f} MiB")
+        """Each sample a fresh process, its own VmHWM (benchmarks/peaks.py), the package cache cold."""
+        own: list[float] = []
+        children: dict[str, int] = {}
+        for _ in range(max(self.reps, 5)):
+            self.to_base(sysroot)()
+            self._drop_package_refs(sysroot, "bench-big")
+            # The origin file is rewritten by to_base: the argv (and its origin) after it.
+            peaks = peaks_of(self.reconcile("apply", sysroot, [*self.data.layer_names[:1], "bench-big"], 1.0))
+            if "rpm" not in {name for name, _kib in peaks.children}:
+                raise RuntimeError("the P5 apply layered nothing (no rpmdb was written)")
+            own.append(peaks.own_kib / 1024)
+            for name, kib in peaks.children:
+                children[name] = max(children.get(name, 0), kib)
+        mib = Series(own)
+        row = Row("P5", "peak RSS of `apply` (the 5,000-file package, cold) on the largest base, reconcile's own", "—")
+        row.target, row.met = "≤ 150 MiB", mib.median <= 150
+        row.notes.append(f"{mib.min:.0f} / {mib.median:.0f} MiB")
+        row.notes.append(
+            f"{len(own)} fresh processes; each child's own peak (largest): "
+            + ", ".join(f"{name} {kib / 1024:.0f} MiB" for name, kib in sorted(children.items(), key=lambda c: -c[1]))
+        )
         return row
+
+    def _drop_package_refs(self, sysroot: Path, name: str) -> None:
+        """A cold import: no package-cache commit of `name` left by an earlier sample (or a rollback)."""
+        repo = f"--repo={sysroot / 'ostree' / 'repo'}"
+        for ref in run(["ostree", repo, "refs"]).stdout.split():
+            if f"/{name}/" in ref:
+                run(["ostree", repo, "refs", "--delete", ref])
 
     def p6_growth(self, sysroot: Path) -> Row:
         row = Row("P6", "apply time up to the commit, by layered packages and by base size", "—")

@@ -8,12 +8,14 @@ import platform
 import resource
 import statistics
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks.data import exampleos
+from benchmarks.peaks import TreePeaks, tree_peaks
 
 
 @dataclass
@@ -59,13 +61,15 @@ def apply_timings(proc: subprocess.CompletedProcess[str]) -> dict[str, float]:
     return {t["step"]: t["seconds"] for t in json.loads(proc.stdout)["result"]["timings"]}
 
 
-def peak_rss_kib(argv: list[str]) -> int:
-    """Peak resident set of `argv` and its children, from wait4's rusage."""
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=exampleos.sysroot_env())
-    _pid, status, usage = os.wait4(proc.pid, 0)
-    if os.waitstatus_to_exitcode(status) not in (0, 2):
-        raise RuntimeError(f"{' '.join(argv)} failed")
-    return int(usage.ru_maxrss)
+def peaks_of(argv: list[str]) -> TreePeaks:
+    """Peak resident set of `argv` itself and of each of its children, every one its own (benchmarks/peaks.py):
+    wait4's ru_maxrss would hold this process's own peak too and the largest child's (benchmarks/NOTES.md)."""
+    with tempfile.TemporaryFile() as err:  # a file, not a pipe: the tracer cannot drain a pipe while it waits
+        peaks = tree_peaks(argv, stdout=subprocess.DEVNULL, stderr=err, env=exampleos.sysroot_env())
+        if peaks.returncode not in (0, 2):
+            err.seek(0)
+            raise RuntimeError(f"{' '.join(argv)} failed ({peaks.returncode}):\n{err.read().decode()[-3000:]}")
+    return peaks
 
 
 def machine() -> str:

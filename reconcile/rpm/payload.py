@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import stat
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -47,26 +48,32 @@ class ImportedTree:
 
 class _Writes:
     """Small files go to two worker threads: libostree hashes and writes them without the GIL while the main
-    thread keeps decompressing. At most WINDOW bytes wait in memory, so memory stays flat."""
+    thread keeps decompressing. At most WINDOW bytes and MAX_PENDING files wait, so memory stays flat: a
+    package of many tiny files would otherwise queue every one (a future, a closure and the bytes each)."""
 
     WINDOW = 16 << 20
+    MAX_PENDING = 256
 
     def __init__(self) -> None:
         self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="reconcile-write")
-        self.pending: list[tuple[Future[str], Callable[[str], None]]] = []
+        self.pending: deque[tuple[Future[str], Callable[[str], None], int]] = deque()
         self.size = 0
 
     def submit(self, then: Callable[[str], None], size: int, write: Callable[..., str], *args: Any) -> None:
-        self.pending.append((self.pool.submit(write, *args), then))
+        self.pending.append((self.pool.submit(write, *args), then, size))
         self.size += size
-        if self.size > self.WINDOW:
-            self.flush()
+        while self.size > self.WINDOW or len(self.pending) > self.MAX_PENDING:
+            self._place_oldest()
+
+    def _place_oldest(self) -> None:
+        future, then, size = self.pending.popleft()
+        self.size -= size
+        then(future.result())
 
     def flush(self) -> None:
         """Wait for every pending write and place the results, in payload order."""
-        pending, self.pending, self.size = self.pending, [], 0
-        for future, then in pending:
-            then(future.result())
+        while self.pending:
+            self._place_oldest()
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
