@@ -207,7 +207,6 @@ class Bench:
     def p4_resolve(self, sysroot: Path) -> Row:
         apps = self.data.app_names
         plan = self.reconcile("plan", sysroot, apps, 1.0)
-        compile_bytecode()  # as an installed reconcile is: dnf's modules are compiled
         run(plan)  # warm: metadata, .solv cache and headers
         ours = repeat(self.reps, lambda: timed(plan)[0])
         root = self.work / "dnfroot"
@@ -366,7 +365,8 @@ class Bench:
 def compile_bytecode() -> None:
     """reconcile's modules as bytecode, so no sample compiles them from source (PYTHONDONTWRITEBYTECODE, or a
     checkout nothing has run from yet, would otherwise have every run pay ~0.1 s for it)."""
-    run([sys.executable, "-m", "compileall", "-q", str(Path(reconcile.__file__).parent)])
+    places = [Path(reconcile.__file__).parent, Path(sys.prefix) / "distro-bindings"]  # the latter: `import solv`
+    run([sys.executable, "-m", "compileall", "-q", *(str(p) for p in places if p.exists())])
 
 
 def _timed_any(argv: list[str]) -> float:
