@@ -106,7 +106,7 @@ def test_every_input_of_the_plan_is_checked(converged: Host) -> None:
     host.write_origin(["tiny"])
     assert json.loads(assert_same_as_real(host)[1])["has_changes"] is True
     assert host.run("rollback").code == 0
-    code, out, imported = assert_same_as_real(host)
+    _code, out, imported = assert_same_as_real(host)
     assert planned_for_real(imported) and json.loads(out)["has_changes"] is False
     assert not planned_for_real(plan(host)[2])
 
@@ -124,7 +124,7 @@ def test_plans_that_are_not_noops_leave_no_record(host: Host) -> None:
     host.write_origin(["tiny"])
     code, out, imported = plan(host, "--detailed-exitcode")
     assert code == 2 and planned_for_real(imported)
-    code, out, imported = plan(host, "--detailed-exitcode")
+    code, _out, imported = plan(host, "--detailed-exitcode")
     assert code == 2 and planned_for_real(imported)
     assert not list((host.cachedir / noop_memo.RECORD_DIR).glob("*.json"))
 
