@@ -78,13 +78,13 @@ def test_every_input_of_the_plan_is_checked(converged: Host) -> None:
     assert not planned_for_real(plan(host)[2])
 
     host.write_origin(["tiny"], extra="\n# a comment changes the file, not the plan\n")
-    code, out, imported = assert_same_as_real(host)
+    _code, out, imported = assert_same_as_real(host)
     assert planned_for_real(imported) and json.loads(out)["has_changes"] is False
 
     fragments = host.origin.parent / "origin.d"
     fragments.mkdir()
     (fragments / "10-more.toml").write_text('[packages]\nrequested = ["hello"]\n')
-    code, out, imported = assert_same_as_real(host)
+    _code, out, imported = assert_same_as_real(host)
     assert planned_for_real(imported) and json.loads(out)["has_changes"] is True
     (fragments / "10-more.toml").unlink()
     assert json.loads(assert_same_as_real(host)[1])["has_changes"] is False
@@ -93,7 +93,7 @@ def test_every_input_of_the_plan_is_checked(converged: Host) -> None:
     repo = host.sysroot / "ostree" / "repo"
     old_base = ostree(f"--repo={repo}", "rev-parse", exampleos.BASE_REF).strip()
     ostree(f"--repo={repo}", "refs", "--force", f"--create={exampleos.BASE_REF}", newer.commit)
-    code, out, imported = assert_same_as_real(host)
+    _code, out, imported = assert_same_as_real(host)
     assert planned_for_real(imported) and json.loads(out)["base"]["direction"] != "same"
     ostree(f"--repo={repo}", "refs", "--force", f"--create={exampleos.BASE_REF}", old_base)
     assert json.loads(assert_same_as_real(host)[1])["has_changes"] is False
@@ -122,7 +122,7 @@ def test_a_record_anyone_could_have_written_is_not_read(converged: Host) -> None
 def test_plans_that_are_not_noops_leave_no_record(host: Host) -> None:
     host.publish([Package("tiny")])
     host.write_origin(["tiny"])
-    code, out, imported = plan(host, "--detailed-exitcode")
+    code, _out, imported = plan(host, "--detailed-exitcode")
     assert code == 2 and planned_for_real(imported)
     code, _out, imported = plan(host, "--detailed-exitcode")
     assert code == 2 and planned_for_real(imported)
