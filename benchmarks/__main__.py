@@ -64,11 +64,12 @@ def _series(s: object) -> str:
 
 def _fedora(d: object) -> str:
     fed = d.stats(FEDORA)  # type: ignore[attr-defined]
+    per_package = (fed.files - d.stats(1.0).files) / d.size.fedora_packages  # type: ignore[attr-defined]
     return (
         f"the Fedora-sized base of P2, P2b and P6 (measured from its commit: {fed.packages:,} packages, "
         f"{fed.files:,} files, an rpmdb of {fed.rpmdb_bytes / 1e6:.1f} MB): the largest bench base plus "
         f"{d.size.fedora_packages:,} bench-fedora packages with Fedora's header weight (a %changelog of "  # type: ignore[attr-defined]
-        f"{d.size.fedora_mean_changelog} entries and about {d.size.fedora_mean_files} files on average, "  # type: ignore[attr-defined]
+        f"about {d.size.fedora_mean_changelog} entries and {per_package:.0f} files on average, "  # type: ignore[attr-defined]
         "long descriptions, versioned sonames, python3dist and arch provides, %lang catalogs)"
     )
 
