@@ -4,17 +4,23 @@
 - a 5,000-file package (bench-big), small layering targets (bench-layer-NNN) and applications with
   libraries (bench-app-NN, bench-applib-N), all built by rpmbuild;
 - an rpm-md repo holding those real RPMs plus synthetic metadata for tens of thousands more packages with a
-  realistic dependency structure (soname provides, versioned requires, rich and file dependencies).
+  realistic dependency structure (soname provides, versioned requires, rich and file dependencies);
+- a Fedora-sized base: the largest bench base plus bench-fedora-NNNN packages with Fedora's header weight
+  (benchmarks/fedora.py), in a repo of their own that only its compose reads, so the cases' repo is unchanged.
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import random
 import re
 import shutil
+import sqlite3
+import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -24,8 +30,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "examples"))
 import exampleos  # noqa: E402
 
+from benchmarks import fedora  # noqa: E402
+
 RECONCILE = str(Path(sys.executable).parent / "reconcile")
-FORMAT_VERSION = 3  # bump to regenerate cached data after changing the generators
+FORMAT_VERSION = 4  # bump to regenerate cached data after changing the generators
 
 
 @dataclass(frozen=True)
@@ -39,12 +47,26 @@ class Size:
     layer_counts: tuple[int, ...]
     base_fractions: tuple[float, ...]
     repetitions: int
+    fedora_packages: int  # bench-fedora-NNNN packages added to the largest base for the Fedora-sized one
+    fedora_mean_files: int
+    fedora_mean_changelog: int  # %changelog entries
 
 
 SIZES = {
-    "full": Size(200, 500, 5000, 18000, 60000, 20, (1, 10, 100), (0.1, 0.5, 1.0), 5),
-    "quick": Size(8, 100, 400, 2000, 1500, 4, (1, 4), (0.5, 1.0), 1),
+    "full": Size(200, 500, 5000, 18000, 60000, 20, (1, 10, 100), (0.1, 0.5, 1.0), 5, 1400, 68, 150),
+    "quick": Size(8, 100, 400, 2000, 1500, 4, (1, 4), (0.5, 1.0), 1, 6, 12, 4),
 }
+FEDORA = float("inf")  # the "fraction" naming the Fedora-sized base: int(FEDORA * 100) fails loudly
+FEDORA_REF = "bench/base-fedora"
+
+
+@dataclass(frozen=True)
+class BaseStats:
+    """Measured from a composed commit: what its rpmdb lists, its non-directory entries, the rpmdb's size."""
+
+    packages: int
+    files: int
+    rpmdb_bytes: int
 
 
 @dataclass(frozen=True)
@@ -66,14 +88,36 @@ class BenchData:
         return self.root / "repos.d"
 
     @property
+    def fedora_repo(self) -> Path:
+        return self.root / "rpm-repo-fedora"
+
+    @property
+    def fedora_reposdir(self) -> Path:
+        return self.root / "repos-fedora.d"
+
+    @property
     def big_rpm(self) -> Path:
         return next(self.rpm_repo.glob("bench-big-*.rpm"))
 
+    @property
+    def all_bases(self) -> tuple[float, ...]:
+        """The bench bases, smallest first, then the Fedora-sized one."""
+        return (*self.size.base_fractions, FEDORA)
+
+    def base_name(self, fraction: float) -> str:
+        return "fedora" if fraction == FEDORA else str(int(fraction * 100))
+
     def base_ref(self, fraction: float) -> str:
-        return f"bench/base-{int(fraction * 100)}"
+        return FEDORA_REF if fraction == FEDORA else f"bench/base-{int(fraction * 100)}"
 
     def base_files(self, fraction: float) -> int:
+        """The bench packages' files (ExampleOS aside); for the Fedora-sized base, measured from its commit."""
+        if fraction == FEDORA:
+            return self.stats(FEDORA).files
         return int(self.size.base_packages * fraction) * self.size.files_per_package
+
+    def stats(self, fraction: float) -> BaseStats:
+        return BaseStats(**json.loads((self.root / "base-stats.json").read_text())[self.base_ref(fraction)])
 
     @property
     def layer_names(self) -> list[str]:
@@ -106,8 +150,60 @@ def prepare(size_name: str, seed: int, log: object = print) -> BenchData:
         packages = [*exampleos.BASE_PACKAGES, *(f"bench-base-{i:03d}" for i in range(count))]
         argv = [RECONCILE, "compose", "--repo", str(data.compose_repo), "--ref", data.base_ref(fraction)]
         exampleos.run([*argv, "--reposdir", str(data.reposdir), *packages])
+    log(f"bench bases composed in {time.monotonic() - started:.0f} s")  # type: ignore[operator]
+    _prepare_fedora(data, seed, log)
+    stats = {data.base_ref(f): measure_base(data.compose_repo, data.base_ref(f)).__dict__ for f in data.all_bases}
+    (root / "base-stats.json").write_text(json.dumps(stats, indent=1) + "\n")
     stamp.write_text(f"{time.monotonic() - started:.0f} s\n")
+    log(f"benchmark data generated in {time.monotonic() - started:.0f} s")  # type: ignore[operator]
     return data
+
+
+def _prepare_fedora(data: BenchData, seed: int, log: object) -> None:
+    """Build the bench-fedora packages (2 rpmbuilds at a time) and compose the largest base plus them."""
+    started = time.monotonic()
+    size = data.size
+    rng = random.Random(f"{seed}/fedora")  # its own stream: the other data stays what it was before it
+    in_every_base = max(1, int(size.base_packages * min(size.base_fractions)))
+    packages = fedora.plan_packages(size.fedora_packages, size.fedora_mean_files, data.arch, rng, in_every_base)
+    src, specs = data.root / "src-fedora", data.root / "specs-fedora"
+    specs.mkdir(parents=True)
+    jobs = [(pkg, fedora.write_spec(pkg, src, specs, size.fedora_mean_changelog, rng)) for pkg in packages]
+
+    def build(job: tuple[fedora.FedoraPackage, Path]) -> list[Path]:
+        pkg, spec = job
+        fedora.write_tree(pkg, src / pkg.name)
+        try:
+            return exampleos.build_rpms([spec], data.root / "rpmbuild-fedora" / pkg.name)
+        finally:
+            fedora.remove_tree(pkg, src)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        rpms = [rpm for built in pool.map(build, jobs) for rpm in built]
+    shutil.rmtree(src, ignore_errors=True)
+    log(f"built {len(rpms)} bench-fedora RPMs in {time.monotonic() - started:.0f} s")  # type: ignore[operator]
+    exampleos.make_repo(rpms, data.fedora_repo)
+    shutil.rmtree(data.root / "rpmbuild-fedora")  # the repo holds copies
+    exampleos.write_repo_file(data.fedora_reposdir, "bench", f"file://{data.rpm_repo}")
+    exampleos.write_repo_file(data.fedora_reposdir, "bench-fedora", f"file://{data.fedora_repo}")
+    names = [*exampleos.BASE_PACKAGES, *(f"bench-base-{i:03d}" for i in range(size.base_packages))]
+    argv = [RECONCILE, "compose", "--repo", str(data.compose_repo), "--ref", FEDORA_REF]
+    exampleos.run([*argv, "--reposdir", str(data.fedora_reposdir), *names, *(p.name for p in packages)])
+    log(f"Fedora-sized base built and composed in {time.monotonic() - started:.0f} s")  # type: ignore[operator]
+
+
+def measure_base(repo: Path, ref: str) -> BaseStats:
+    listing = exampleos.run(["ostree", f"--repo={repo}", "ls", "-R", ref, "/"]).stdout.splitlines()
+    files = sum(1 for line in listing if line and not line.startswith("d"))
+    with tempfile.NamedTemporaryFile(suffix=".sqlite") as db:
+        argv = ["ostree", f"--repo={repo}", "cat", ref, "/usr/share/rpm/rpmdb.sqlite"]
+        subprocess.run(argv, stdout=db, check=True)
+        conn = sqlite3.connect(f"file:{db.name}?mode=ro", uri=True)
+        try:
+            (packages,) = conn.execute("SELECT count(*) FROM Packages").fetchone()
+        finally:
+            conn.close()
+        return BaseStats(packages, files, Path(db.name).stat().st_size)
 
 
 def unmount_below(root: Path) -> None:
