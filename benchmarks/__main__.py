@@ -36,7 +36,7 @@ def main() -> int:
         sysroot = bench.sysroot(1.0)
         for name, step in (
             ("P1", lambda: [bench.p1_noop_plan(sysroot)]),
-            ("P2", lambda: list(bench.p2_layer_one())),
+            ("P2", lambda: [bench.p2_layer_one(), bench.p2b_whole_apply(sysroot)]),
             ("P3", lambda: [bench.p3_import()]),
             ("P4", lambda: [bench.p4_resolve(sysroot)]),
             ("P5", lambda: [bench.p5_memory(sysroot)]),
