@@ -29,8 +29,10 @@ deps: $(VENV)/.installed
 $(VENV)/.installed: .apt-installed pyproject.toml Makefile
 	@test -x $(PY) || /usr/bin/python3 -m venv $(VENV)
 	@echo "Installing Python dependencies into $(VENV)"
-	@# compat: a plain path in a .pth; the default editable finder costs every command ~15 ms at start (P1)
-	@$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]' --config-settings editable_mode=compat
+	@$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@# compat: a plain path in a .pth; the default editable finder costs every command ~15 ms at start (P1).
+	@# A step of its own: --config-settings reaches every package pip builds, and pygobject's backend refuses it.
+	@$(PY) -m pip install -q --disable-pip-version-check --no-deps -e . --config-settings editable_mode=compat
 	@$(PY) -m pip uninstall -q -y solv 2>/dev/null || true  # an older venv's wheel would shadow the distribution's
 	@mkdir -p $(VENV)/distro-bindings
 	@cd /usr/lib/python3/dist-packages && for b in $(DISTRO_BINDINGS); do ln -sfn "$$PWD/$$b" $(CURDIR)/$(VENV)/distro-bindings/; done
