@@ -47,8 +47,8 @@ cat /etc/hostname > $W/etc-hostname
 echo from-post > /etc/walls-from-post
 {throwaway}
 ls -A /usr/share/rpm > $W/ls-rpmdb
-busybox sha256sum /usr/share/rpm/rpmdb.sqlite > $W/rpmdb-sha256
-grep -c {NAME} /usr/share/rpm/rpmdb.sqlite > $W/rpmdb-mentions
+(cd /usr/share/rpm && busybox sha256sum rpmdb.sqlite*) > $W/rpmdb-sha256
+cat /usr/share/rpm/rpmdb.sqlite* | grep -c {NAME} > $W/rpmdb-mentions
 busybox id -u > $W/uid
 busybox id -g > $W/gid
 grep -E '^(NoNewPrivs|CapEff):' /proc/self/status > $W/status
@@ -125,9 +125,11 @@ def test_a_post_cannot_reach_the_network_write_outside_the_tree_or_see_the_host_
     run = seen("find-run").split()
     assert "/run/ostree-booted" not in run and {p.split("/")[2] for p in run if p != "/run"} == {"reconcile"}
     assert {f"{SANDBOX_BIN}/useradd", f"{SANDBOX_BIN}/groupadd", SCRIPT_PATH} <= set(run)
-    rpmdb = tree / "usr/share/rpm/rpmdb.sqlite"
-    assert seen("rpmdb-sha256").split()[0] == hashlib.sha256(rpmdb.read_bytes()).hexdigest(), (
-        "the script sees the rpmdb the commit carries: the base's packages and the layered ones"
+    rpmdb = tree / "usr/share/rpm"
+    assert seen("ls-rpmdb").split() == sorted(p.name for p in rpmdb.iterdir())
+    carried = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in rpmdb.glob("rpmdb.sqlite*")}
+    assert {name: digest for digest, name in map(str.split, seen("rpmdb-sha256").splitlines())} == carried, (
+        "the script sees the rpmdb the commit carries (the base's database and the log of the layered packages)"
     )
     assert int(seen("rpmdb-mentions")) > 0 and rpm_query(tree, "-q", NAME).startswith(f"{NAME}-1.0-1")
     assert (seen("uid"), seen("gid")) == ("0\n", "0\n")

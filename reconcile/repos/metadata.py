@@ -144,8 +144,8 @@ def _fresh(cfg: RepoConfig, cached: RepoMetadata) -> bool:
 
 def _local_unchanged(cfg: RepoConfig, cached: RepoMetadata) -> bool:
     """A local repo's repomd.xml, read in place, is the one cached: a fetch through librepo would copy the same
-    bytes (and its signature was checked when it was cached)."""
-    if not cfg.is_local or not cached.baseurl.startswith("file:"):
+    bytes. Not with repo_gpgcheck: its signature (or the keys) may have changed beside the same bytes."""
+    if cfg.repo_gpgcheck or not cfg.is_local or not cached.baseurl.startswith("file:"):
         return False
     try:
         repomd = (local_path(cached.baseurl) / "repodata" / "repomd.xml").read_bytes()
