@@ -3,6 +3,7 @@ layered commits, `PackageCommit` for package-cache commits (compose writes a bas
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,14 +51,14 @@ class ReplacedBase:
     package: LayeredPackage
 
 
-def replaced_base(meta: dict[str, Any]) -> list[ReplacedBase]:
+def replaced_base(meta: Mapping[str, Any]) -> list[ReplacedBase]:
     out = []
     for new, (old, checksum, repo) in sorted(dict(meta.get(REPLACED_BASE, {})).items()):
         out.append(ReplacedBase(Nevra.parse(old), LayeredPackage(Nevra.parse(new), checksum, repo)))
     return out
 
 
-def layered_packages(meta: dict[str, Any]) -> list[LayeredPackage]:
+def layered_packages(meta: Mapping[str, Any]) -> list[LayeredPackage]:
     sources = dict(meta.get(LAYERED_SOURCES, {}))
     out = []
     for t in meta.get(LAYERED, []):
@@ -109,10 +110,12 @@ class LayeredCommit:
         }
 
     @classmethod
-    def from_metadata(cls, commit: str, meta: dict[str, Any]) -> LayeredCommit:
+    def from_metadata(cls, commit: str, meta: Mapping[str, Any], *, with_pkglist: bool = True) -> LayeredCommit:
+        """`with_pkglist=False` leaves `pkglist` empty: a deployment's state needs none of a base's packages."""
+        listed = meta.get(PKGLIST, meta.get(OLD_PKGLIST, [])) if with_pkglist else []
         return cls(
             base=str(meta.get(BASE, commit)),
-            pkglist=[Nevra.from_tuple(t) for t in meta.get(PKGLIST, meta.get(OLD_PKGLIST, []))],
+            pkglist=[Nevra.from_tuple(t) for t in listed],
             layered=layered_packages(meta),
             requested=list(meta.get(REQUESTED, [])),
             requested_names=list(meta[REQUESTED_NAMES]) if REQUESTED_NAMES in meta else None,
@@ -133,7 +136,7 @@ def package_list(repo: ostree.Repo, commit: str) -> list[Nevra]:
     return sorted(Nevra.from_header(hdr) for hdr in read_headers(repo, commit))
 
 
-def commit_version(meta: dict[str, Any]) -> str | None:
+def commit_version(meta: Mapping[str, Any]) -> str | None:
     """`version`, or for an imported container image its config's version label."""
     version = meta.get(VERSION)
     return version if isinstance(version, str) else config_version(meta)
@@ -163,7 +166,7 @@ class PackageCommit:
         }
 
     @classmethod
-    def from_metadata(cls, meta: dict[str, Any]) -> PackageCommit | None:
+    def from_metadata(cls, meta: Mapping[str, Any]) -> PackageCommit | None:
         """None for a commit that is not a (complete) package-cache commit."""
         if PKG_NEVRA not in meta or not meta.get(PKG_HEADER):
             return None

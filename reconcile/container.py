@@ -6,6 +6,7 @@ config as metadata. reconcile reads that import; pulling an image is bootc's or 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -140,7 +141,7 @@ def find_import(repo: Repo, reference: str) -> ImportedImage | None:
     return ImportedImage(ref, commit, digest, config_version(meta), len(layers) if isinstance(layers, list) else 0)
 
 
-def config_version(meta: dict[str, Any]) -> str | None:
+def config_version(meta: Mapping[str, Any]) -> str | None:
     """The version label of an imported image's config (a merge commit has no `version` key of its own)."""
     config = _json(meta.get(META_CONFIG))
     labels = (config.get("config") or {}).get("Labels") if isinstance(config, dict) else None

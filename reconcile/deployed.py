@@ -135,10 +135,11 @@ def read_deployment(sysroot: Sysroot, repo: Repo, dep: Deployment, index: int) -
 
 
 def read_layered(repo: Repo, checksum: str) -> commitmeta.LayeredCommit:
-    """A commit's layering, whoever built it: reconcile's own keys, else rpm-ostree's client-layer keys."""
+    """A commit's layering, whoever built it: reconcile's own keys (read without the pkglist, which a deployment's
+    state does not need), else rpm-ostree's client-layer keys."""
     meta = repo.commit_metadata(checksum)
     if commitmeta.FORMAT in meta or not rpmostree_meta.is_client_layer(meta):
-        return commitmeta.LayeredCommit.from_metadata(checksum, meta)
+        return commitmeta.LayeredCommit.from_metadata(checksum, meta, with_pkglist=False)
     try:
         layer = rpmostree_meta.read_client_layer(checksum, meta)
     except ValueError as e:

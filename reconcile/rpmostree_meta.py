@@ -7,7 +7,7 @@ see a reconcile deployment as layered; a commit that carries only it (rpm-ostree
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,7 +97,7 @@ def cached_header(repo: Repo, nevra: Nevra, sha256: str) -> bytes | None:
     return raw
 
 
-def is_client_layer(meta: dict[str, Any]) -> bool:
+def is_client_layer(meta: Mapping[str, Any]) -> bool:
     """As rpm-ostree decides it (`rust/src/daemon.rs::deployment_layeredmeta_from_commit_impl`)."""
     flag = meta.get(CLIENTLAYER)
     return bool(flag) if flag is not None else SPEC in meta
@@ -115,7 +115,7 @@ class ClientLayer:
     state: str | None
 
 
-def read_client_layer(commit: str, meta: dict[str, Any]) -> ClientLayer:
+def read_client_layer(commit: str, meta: Mapping[str, Any]) -> ClientLayer:
     """The client-layer keys of `meta`, checked as rpm-ostree's reader asserts them: ValueError names the key."""
     version = _typed(commit, meta, CLIENTLAYER_VERSION, int, 0)
     if version >= 1:
@@ -139,7 +139,7 @@ def _pairs(commit: str, key: str, pairs: list[Any], repo: str) -> list[Replaceme
     return [Replacement(_nevra(commit, key, new), _nevra(commit, key, old), repo) for new, old in pairs]
 
 
-def _typed(commit: str, meta: dict[str, Any], key: str, kind: type, default: Any = None) -> Any:
+def _typed(commit: str, meta: Mapping[str, Any], key: str, kind: type, default: Any = None) -> Any:
     if key not in meta:
         if default is not None:
             return default

@@ -146,3 +146,39 @@ def test_a_multilib_pair_is_two_entries_and_both_are_layered(host: Host) -> None
     doc = host.run("plan", "--json").json()
     assert [e["nevra"] for e in doc["resolution"]["removed"]] == ["multi-1.0-1.i686"]
     assert doc["resolution"]["added"] == [] and doc["resolution"]["upgraded"] == []
+
+
+def recorded_file_provides(cache: Path) -> set[str]:
+    """The file dependencies libsolv has already searched a cached repo's file lists for."""
+    import solv
+
+    pool = solv.Pool()
+    repo = pool.add_repo("cached")
+    with open(cache, "rb") as f:
+        assert repo.add_solv(solv.xfopen_fd(str(cache), f.fileno()))
+    data = repo.first_repodata()
+    return {pool.id2str(i) for i in data.lookup_idarray(solv.SOLVID_META, solv.REPOSITORY_ADDEDFILEPROVIDES)}
+
+
+def test_the_base_cache_keeps_its_file_provides_and_a_path_it_has_not_searched_is_still_found(host: Host) -> None:
+    """A plan on a big base would otherwise search all its paths again (0.09 s on 200,000 files); a path the
+    cache was not searched for must still be found in the base, not reported as provided by nothing."""
+    shell = Package("needs-busybox", requires=("/usr/bin/busybox",))
+    library = Package("needs-libexample", requires=("/usr/lib64/libexample.so.1.2.1",))
+    host.publish([shell, library])
+    caches = host.sysroot / "ostree/deploy/example/var/cache/reconcile"
+
+    host.write_origin(["needs-busybox"])
+    plan = host.run("plan", "--json")
+    assert plan.code == 0, plan.stderr
+    assert set(added(plan.json())) == {"needs-busybox-1.0-1.noarch"}, "the base provides /usr/bin/busybox"
+    (base_cache,) = caches.rglob("base-*.solv")
+    assert {"/usr/bin/busybox", "/usr/lib64/libexample.so.1.2.1"} <= recorded_file_provides(base_cache)
+
+    # Another repo asks for a base path the cache was not searched for: libsolv searches the base again.
+    host.publish([shell, library, Package("needs-libexample-so", requires=("/usr/lib64/libexample.so.1",))])
+    host.write_origin(["needs-libexample-so"])
+    plan = host.run("plan", "--json")
+    assert plan.code == 0, plan.stderr
+    assert set(added(plan.json())) == {"needs-libexample-so-1.0-1.noarch"}
+    assert "/usr/lib64/libexample.so.1" in recorded_file_provides(base_cache)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,28 @@ from reconcile.ostree._gi import (
     log,
     unwrap,
 )
+
+
+class CommitMetadata(Mapping[str, Any]):
+    """A commit's metadata, a value unpacked on first use: a Fedora-sized base's pkglist is 10,000 variants, and
+    reading a deployment's state needs none of them. Byte arrays come back as bytes in one piece."""
+
+    def __init__(self, variants: dict[str, Any]) -> None:
+        self._variants = variants
+        self._values: dict[str, Any] = {}
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self._values:
+            value = self._variants[key]
+            is_bytes = value.get_type_string() == "ay"
+            self._values[key] = bytes(value.get_data_as_bytes().get_data()) if is_bytes else value.unpack()
+        return self._values[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._variants)
+
+    def __len__(self) -> int:
+        return len(self._variants)
 
 
 @dataclass(frozen=True)
@@ -69,14 +91,9 @@ class Repo:
     def load_commit(self, csum: str) -> Any:
         return unwrap(f"load commit {csum}", call(f"load_commit {csum}", self.gi.load_commit, csum))[0]
 
-    def commit_metadata(self, csum: str) -> dict[str, Any]:
-        """Commit metadata as Python values; byte arrays come back as bytes in one piece."""
-        out = {}
-        for key, value in self.commit_metadata_variants(csum).items():
-            out[key] = (
-                bytes(value.get_data_as_bytes().get_data()) if value.get_type_string() == "ay" else value.unpack()
-            )
-        return out
+    def commit_metadata(self, csum: str) -> CommitMetadata:
+        """Commit metadata as Python values, each unpacked when it is first read."""
+        return CommitMetadata(self.commit_metadata_variants(csum))
 
     def commit_metadata_variants(self, csum: str) -> dict[str, Any]:
         """The commit metadata as variants, to copy into another commit unchanged."""
